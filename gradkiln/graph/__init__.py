@@ -1,0 +1,52 @@
+"""The graph IR: types, the op table, the graph, tensors, the builder and tracing.
+
+Depends on nothing else in gradkiln; every other layer depends on it.
+"""
+
+from . import ops
+from .errors import (
+    DTypeError,
+    GradientError,
+    GradkilnError,
+    GraphError,
+    LoweringError,
+    ONNXError,
+    ShapeError,
+    UnsupportedOpError,
+    VizError,
+)
+from .ir import Graph, Node, Value, current_graph
+from .opdef import OPS, OpDef, attrs_key, get_op, register_op
+from .tensor import Tensor
+from .trace import Traced, spec, trace
+from .types import Dim, TensorType, symbol
+from .verify import verify
+
+__all__ = [
+    "OPS",
+    "DTypeError",
+    "Dim",
+    "GradientError",
+    "GradkilnError",
+    "Graph",
+    "GraphError",
+    "LoweringError",
+    "Node",
+    "ONNXError",
+    "OpDef",
+    "ShapeError",
+    "Tensor",
+    "TensorType",
+    "Traced",
+    "UnsupportedOpError",
+    "Value",
+    "VizError",
+    "attrs_key",
+    "current_graph",
+    "get_op",
+    "register_op",
+    "spec",
+    "symbol",
+    "trace",
+    "verify",
+]

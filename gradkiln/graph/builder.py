@@ -1,0 +1,347 @@
+"""The define-and-run builder API: sources, op functions, promotion, indexing, composite ops.
+
+Every function adds nodes to the graph of its tensor operands (or the open graph) and returns
+`Tensor` handles. Python scalars are weakly typed: they take the dtype of the tensor they meet.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any, Sequence
+
+import numpy as np
+import sympy
+
+from .dtypes import DEFAULT_FLOAT, as_dtype, is_float, is_int, promote
+from .errors import GraphError, ShapeError
+from .ir import Graph, current_graph
+from .tensor import Tensor
+from .types import Dim, TensorType, as_dim, dims_equal, normalize_axes, normalize_axis, shape_size
+
+TensorLike = Any  # Tensor, numpy array, or Python scalar
+
+
+# -- sources ----------------------------------------------------------------------------------
+def input(name: str, shape: Sequence[Any], dtype: Any = DEFAULT_FLOAT) -> Tensor:
+    """A graph input fed by `name` at call time; dims may be ints or names such as "N"."""
+    graph = current_graph()
+    node = graph.add_node("input", (), {"type": TensorType(dtype, tuple(shape))}, name=name)
+    return Tensor(graph, node.outputs[0])
+
+
+def param(name: str, value: Any) -> Tensor:
+    """A trainable parameter with its initial value (fed by `name` to override it)."""
+    graph = current_graph()
+    node = graph.add_node("param", (), {"value": _as_array(value)}, name=name)
+    return Tensor(graph, node.outputs[0])
+
+
+def constant(value: Any, dtype: Any = None, graph: Graph | None = None) -> Tensor:
+    """A constant array (Python floats default to float32, like PyTorch and JAX)."""
+    graph = graph or current_graph()
+    array = _as_array(value) if dtype is None else np.asarray(value, dtype=as_dtype(dtype))
+    return Tensor(graph, graph.add_node("constant", (), {"value": array}).outputs[0])
+
+
+def _as_array(value: Any) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype == np.float64 and not isinstance(value, np.ndarray):
+        array = array.astype(DEFAULT_FLOAT)
+    elif array.dtype.kind in "iu" and not isinstance(value, np.ndarray):
+        array = array.astype("int64")
+    as_dtype(array.dtype)
+    return array
+
+
+# -- emitting ---------------------------------------------------------------------------------
+def emit(op: str, *operands: TensorLike, name: str | None = None, **attrs: Any) -> Any:
+    """Add one `op` node over `operands`; returns a Tensor (or a tuple for multi-output ops)."""
+    graph = _graph_of(operands)
+    values = [_lift(graph, x, None).value for x in operands]
+    node = graph.add_node(op, values, attrs, name=name)
+    outs = tuple(Tensor(graph, v) for v in node.outputs)
+    return outs[0] if len(outs) == 1 else outs
+
+
+def _graph_of(operands: Sequence[TensorLike]) -> Graph:
+    graphs = {id(x.graph): x.graph for x in operands if isinstance(x, Tensor)}
+    if len(graphs) > 1:
+        raise GraphError("operands come from different graphs; build each computation in one graph")
+    return next(iter(graphs.values())) if graphs else current_graph()
+
+
+def _lift(graph: Graph, x: TensorLike, dtype: str | None) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    return constant(x, dtype, graph=graph)
+
+
+def _promoted(*operands: TensorLike) -> tuple[Graph, list[Tensor]]:
+    """Lift scalars (weakly typed) and cast tensors to their common dtype."""
+    graph = _graph_of(operands)
+    tensors = [x for x in operands if isinstance(x, Tensor)]
+    dtype = promote(*[t.dtype for t in tensors]) if tensors else None
+    scalars = [x for x in operands if not isinstance(x, Tensor)]
+    if dtype is not None and any(isinstance(s, float) for s in scalars) and not is_float(dtype):
+        dtype = DEFAULT_FLOAT
+    lifted = [_lift(graph, x, dtype if not isinstance(x, np.ndarray) else None) for x in operands]
+    dtype = promote(*[t.dtype for t in lifted])
+    return graph, [t if t.dtype == dtype else cast(t, dtype) for t in lifted]
+
+
+def _binary(op: str, a: TensorLike, b: TensorLike, floats: bool = False) -> Tensor:
+    _, (a, b) = _promoted(a, b)
+    if floats and not is_float(a.dtype):
+        a, b = cast(a, DEFAULT_FLOAT), cast(b, DEFAULT_FLOAT)
+    return emit(op, a, b)
+
+
+def add(a: TensorLike, b: TensorLike) -> Tensor:
+    """a + b with numpy broadcasting."""
+    return _binary("add", a, b)
+
+
+def sub(a: TensorLike, b: TensorLike) -> Tensor:
+    """a - b with numpy broadcasting."""
+    return _binary("sub", a, b)
+
+
+def mul(a: TensorLike, b: TensorLike) -> Tensor:
+    """a * b with numpy broadcasting."""
+    return _binary("mul", a, b)
+
+
+def div(a: TensorLike, b: TensorLike) -> Tensor:
+    """True division a / b (integers are divided as float32, as in PyTorch)."""
+    return _binary("div", a, b, floats=True)
+
+
+def pow(a: TensorLike, b: TensorLike) -> Tensor:
+    """a ** b elementwise, in floating point."""
+    return _binary("pow", a, b, floats=True)
+
+
+def maximum(a: TensorLike, b: TensorLike) -> Tensor:
+    """Elementwise max; at ties the gradient is split equally between a and b."""
+    return _binary("maximum", a, b)
+
+
+def minimum(a: TensorLike, b: TensorLike) -> Tensor:
+    """Elementwise min; at ties the gradient is split equally between a and b."""
+    return _binary("minimum", a, b)
+
+
+def _compare(op: str, doc: str):
+    def compare(a: TensorLike, b: TensorLike) -> Tensor:
+        return _binary(op, a, b)
+
+    compare.__name__, compare.__doc__ = op, doc
+    return compare
+
+
+equal = _compare("equal", "a == b elementwise (bool).")
+not_equal = _compare("not_equal", "a != b elementwise (bool).")
+less = _compare("less", "a < b elementwise (bool).")
+less_equal = _compare("less_equal", "a <= b elementwise (bool).")
+greater = _compare("greater", "a > b elementwise (bool).")
+greater_equal = _compare("greater_equal", "a >= b elementwise (bool).")
+
+
+def _unary(op: str, doc: str, floats: bool = True):
+    def unary(x: TensorLike) -> Tensor:
+        x = _lift(_graph_of([x]), x, None)
+        if floats and not is_float(x.dtype):
+            x = cast(x, DEFAULT_FLOAT)
+        return emit(op, x)
+
+    unary.__name__, unary.__doc__ = op, doc
+    return unary
+
+
+neg = _unary("neg", "-x.", floats=False)
+abs = _unary("abs", "|x| (gradient 0 at 0).", floats=False)
+sign = _unary("sign", "-1, 0 or 1 (gradient 0).", floats=False)
+relu = _unary("relu", "max(x, 0) (gradient 0 at 0).", floats=False)
+exp = _unary("exp", "e**x.")
+log = _unary("log", "Natural logarithm.")
+sqrt = _unary("sqrt", "Square root.")
+tanh = _unary("tanh", "Hyperbolic tangent.")
+sigmoid = _unary("sigmoid", "1 / (1 + e**-x), computed stably.")
+
+
+def where(cond: TensorLike, a: TensorLike, b: TensorLike) -> Tensor:
+    """a where cond is true, else b (broadcasting all three)."""
+    graph, (a, b) = _promoted(a, b)
+    return emit("where", _lift(graph, cond, "bool"), a, b)
+
+
+def cast(x: TensorLike, dtype: Any) -> Tensor:
+    """Convert to `dtype`; a no-op when it already has it."""
+    x = _lift(_graph_of([x]), x, None)
+    dtype = as_dtype(dtype)
+    return x if x.dtype == dtype else emit("cast", x, dtype=dtype)
+
+
+# -- reductions ---------------------------------------------------------------------------------
+def _reduction(op: str, doc: str):
+    def reduce(x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+        if op == "mean" and not is_float(x.dtype):
+            x = cast(x, DEFAULT_FLOAT)
+        return emit(op, x, axes=normalize_axes(axis, x.ndim), keepdims=bool(keepdims))
+
+    reduce.__name__, reduce.__doc__ = op, doc
+    return reduce
+
+
+sum = _reduction("sum", "Sum over `axis` (None: all axes).")
+mean = _reduction("mean", "Mean over `axis` (None: all axes).")
+max = _reduction("max", "Max over `axis`; the gradient is split equally among ties.")
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along `axis`, computed stably."""
+    return emit("softmax", x, axis=normalize_axis(axis, x.ndim))
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """x - logsumexp(x) along `axis`, computed stably."""
+    return emit("log_softmax", x, axis=normalize_axis(axis, x.ndim))
+
+
+# -- shapes -------------------------------------------------------------------------------------
+def reshape(x: Tensor, shape: Sequence[Any]) -> Tensor:
+    """Reshape; one dim may be -1 (inferred, also over symbolic dims)."""
+    dims = [-1 if isinstance(d, int) and d == -1 else as_dim(d) for d in shape]
+    if dims.count(-1) > 1:
+        raise ShapeError(f"reshape to {tuple(shape)}: only one dim may be -1")
+    if -1 in dims:
+        known, total = shape_size([d for d in dims if d != -1]), shape_size(x.shape)
+        exact = isinstance(known, int) and isinstance(total, int) and known and total % known == 0
+        if isinstance(known, int) and isinstance(total, int) and not exact:
+            raise ShapeError(f"cannot reshape {tuple(x.shape)} (size {total}) to {tuple(shape)}")
+        dims[dims.index(-1)] = total // known if exact else as_dim(sympy.sympify(total) / known)
+    return x if tuple(dims) == x.shape else emit("reshape", x, shape=tuple(dims))
+
+
+def transpose(x: Tensor, perm: Sequence[int] | None = None) -> Tensor:
+    """Permute axes (default: reverse them, like numpy)."""
+    perm = tuple(range(x.ndim))[::-1] if perm is None else tuple(normalize_axis(p, x.ndim) for p in perm)
+    return emit("transpose", x, perm=perm)
+
+
+def broadcast_to(x: Tensor, shape: Sequence[Any]) -> Tensor:
+    """Broadcast to `shape` by numpy rules."""
+    shape = tuple(as_dim(d) for d in shape)
+    return x if x.shape == shape else emit("broadcast_to", x, shape=shape)
+
+
+def expand_dims(x: Tensor, axis: int | Sequence[int]) -> Tensor:
+    """Insert size-1 axes at `axis` (positions in the result)."""
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    return emit("expand_dims", x, axes=normalize_axes(axes, x.ndim + len(axes)))
+
+
+def squeeze(x: Tensor, axis: int | Sequence[int] | None = None) -> Tensor:
+    """Remove size-1 axes (all of them when `axis` is None)."""
+    if axis is None:
+        axes = tuple(i for i, d in enumerate(x.shape) if dims_equal(d, 1))
+    else:
+        axes = normalize_axes(axis, x.ndim)
+    return x if not axes else emit("squeeze", x, axes=axes)
+
+
+def concat(xs: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    if not xs:
+        raise ShapeError("concat needs at least one tensor")
+    _, tensors = _promoted(*xs)
+    return emit("concat", *tensors, axis=normalize_axis(axis, tensors[0].ndim))
+
+
+def slice(x: Tensor, starts: Sequence[Dim], stops: Sequence[Dim], steps: Sequence[int] | None = None) -> Tensor:
+    """Strided slice with one non-negative (start, stop) and positive step per axis."""
+    steps = tuple(steps) if steps is not None else (1,) * x.ndim
+    return emit("slice", x, starts=tuple(starts), stops=tuple(stops), steps=steps)
+
+
+def pad(x: Tensor, low: Sequence[int], high: Sequence[int], interior: Sequence[int] | None = None) -> Tensor:
+    """Zero padding before, after and between the elements of each axis."""
+    interior = tuple(interior) if interior is not None else (0,) * x.ndim
+    return emit("pad", x, low=tuple(low), high=tuple(high), interior=interior)
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    """numpy basic indexing: ints, slices with positive steps, `...` and None."""
+    index = index if isinstance(index, tuple) else (index,)
+    if builtins.sum(i is Ellipsis for i in index) > 1:
+        raise ShapeError("an index can have only one ellipsis (...)")
+    used = builtins.sum(1 for i in index if i is not None and i is not Ellipsis)
+    if used > x.ndim:
+        raise ShapeError(f"too many indices ({used}) for a tensor of rank {x.ndim} {x.shape}")
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (builtins.slice(None),) * (x.ndim - used) + index[at + 1 :]
+    index = index + (builtins.slice(None),) * (x.ndim - used)
+    starts, stops, steps, squeezed, new_axes, axis = [], [], [], [], [], 0
+    for position, item in enumerate(index):
+        if item is None:
+            new_axes.append(position)
+            continue
+        start, stop, step = _index_bounds(item, x.shape[axis], axis)
+        starts.append(start), stops.append(stop), steps.append(step)
+        if not isinstance(item, builtins.slice):
+            squeezed.append(axis)
+        axis += 1
+    out = x
+    if any(a != 0 or not dims_equal(b, d) or s != 1 for a, b, s, d in zip(starts, stops, steps, x.shape)):
+        out = slice(x, starts, stops, steps)
+    out = squeeze(out, squeezed) if squeezed else out
+    return expand_dims(out, new_axes) if new_axes else out
+
+
+def _index_bounds(item: Any, dim: Dim, axis: int) -> tuple[Dim, Dim, int]:
+    if isinstance(item, builtins.slice):
+        step = 1 if item.step is None else item.step
+        if step <= 0:
+            raise ShapeError(f"axis {axis}: slice steps must be positive, got {step}")
+        if isinstance(dim, int):
+            start, stop, _ = item.indices(dim)
+            return start, builtins.max(start, stop), step
+        if any(isinstance(v, int) and v < 0 for v in (item.start, item.stop)):
+            raise ShapeError(f"axis {axis} has symbolic size {dim}: negative slice bounds are not supported")
+        return item.start or 0, dim if item.stop is None else item.stop, step
+    if not hasattr(item, "__index__"):
+        raise ShapeError(f"unsupported index {item!r}: use ints, slices, ... or None")
+    i = int(item)
+    if isinstance(dim, int):
+        if not -dim <= i < dim:
+            raise ShapeError(f"index {i} is out of bounds for axis {axis} with size {dim}")
+        i %= dim
+    elif i < 0:
+        raise ShapeError(f"axis {axis} has symbolic size {dim}: negative indices are not supported")
+    return i, i + 1, 1
+
+
+# -- linear algebra and nn ----------------------------------------------------------------------
+def matmul(a: TensorLike, b: TensorLike) -> Tensor:
+    """numpy matmul: batched over leading axes; 1-D operands are treated as vectors."""
+    _, (a, b) = _promoted(a, b)
+    a2 = expand_dims(a, 0) if a.ndim == 1 else a
+    b2 = expand_dims(b, 1) if b.ndim == 1 else b
+    out = emit("matmul", a2, b2)
+    drop = ([out.ndim - 2] if a.ndim == 1 else []) + ([out.ndim - 1] if b.ndim == 1 else [])
+    return squeeze(out, drop) if drop else out
+
+
+def one_hot(indices: Tensor, depth: int, dtype: Any = DEFAULT_FLOAT) -> Tensor:
+    """One-hot rows of length `depth` (out-of-range indices give zero rows)."""
+    return emit("one_hot", indices, depth=int(depth), dtype=as_dtype(dtype))
+
+
+def cross_entropy(logits: Tensor, labels: Tensor, axis: int = -1) -> Tensor:
+    """Mean softmax cross entropy; labels are class indices (ints) or probabilities (floats)."""
+    if is_int(labels.dtype):
+        labels = one_hot(labels, int(logits.shape[axis]), logits.dtype)
+    elif labels.shape != logits.shape:
+        raise ShapeError(f"cross_entropy: probability labels {labels.shape} must match logits {logits.shape}")
+    return neg(mean(sum(mul(labels, log_softmax(logits, axis)), axis)))

@@ -1,0 +1,258 @@
+"""The graph IR: a networkx.MultiDiGraph of op nodes whose edges carry (output index, input slot).
+
+A value is (node id, output index). `Graph` hides networkx behind a small torch.fx-like API.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
+
+import networkx as nx
+import numpy as np
+
+from .errors import GradkilnError, GraphError
+from .opdef import OpDef, get_op
+from .types import TensorType
+
+
+class Value(NamedTuple):
+    """One output of one node."""
+
+    node: int
+    index: int = 0
+
+
+class Node:
+    """A read-only view of one node of a graph."""
+
+    __slots__ = ("graph", "id")
+
+    def __init__(self, graph: Graph, node_id: int) -> None:
+        self.graph = graph
+        self.id = node_id
+
+    @property
+    def _data(self) -> dict:
+        return self.graph.nx.nodes[self.id]
+
+    @property
+    def op(self) -> str:
+        return self._data["op"]
+
+    @property
+    def opdef(self) -> OpDef:
+        return get_op(self.op)
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        return self._data["attrs"]
+
+    @property
+    def types(self) -> tuple[TensorType, ...]:
+        return self._data["types"]
+
+    @property
+    def name(self) -> str | None:
+        return self._data["name"]
+
+    @property
+    def role(self) -> str:
+        return self._data["role"]
+
+    @property
+    def label(self) -> str:
+        """How the node is written in printed graphs and error messages: `%name` or `%id`."""
+        return f"%{self.name if self.name is not None else self.id}"
+
+    @property
+    def inputs(self) -> list[Value]:
+        return self.graph.inputs_of(self.id)
+
+    @property
+    def outputs(self) -> list[Value]:
+        return [Value(self.id, i) for i in range(len(self.types))]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Node) and other.graph is self.graph and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<Node {self.label} = {self.op}>"
+
+
+_current = threading.local()
+
+
+def current_graph() -> Graph:
+    """The innermost graph opened with `with Graph(...)`."""
+    stack = getattr(_current, "stack", [])
+    if not stack:
+        raise GraphError("no graph is open: build inside `with gk.Graph('name') as g:`")
+    return stack[-1]
+
+
+class Graph:
+    """A static computation graph. Use as a context manager to build into it."""
+
+    def __init__(self, name: str = "graph") -> None:
+        self.name = name
+        self.nx = nx.MultiDiGraph()
+        self._next_id = 0
+        self._names: dict[str, int] = {}
+        self._order: list[int] | None = None
+        self.role = "forward"
+
+    # -- building -----------------------------------------------------------------------------
+    @contextmanager
+    def building_as(self, role: str) -> Iterator[None]:
+        """Tag the nodes added inside the block with `role` (e.g. "grad"; viz colours by role)."""
+        previous, self.role = self.role, role
+        try:
+            yield
+        finally:
+            self.role = previous
+
+    def __enter__(self) -> Graph:
+        if not hasattr(_current, "stack"):
+            _current.stack = []
+        _current.stack.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current.stack.pop()
+
+    def add_node(
+        self,
+        op: str,
+        inputs: Sequence[Value] = (),
+        attrs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        role: str | None = None,
+    ) -> Node:
+        """Type-check and add one node; errors name the op, the operands and their types."""
+        opdef = get_op(op)
+        attrs = dict(attrs or {})
+        inputs = [Value(*v) for v in inputs]
+        if opdef.num_inputs is not None and len(inputs) != opdef.num_inputs:
+            raise GraphError(f"op '{op}' takes {opdef.num_inputs} inputs, got {len(inputs)}")
+        for v in inputs:
+            if v.node not in self.nx or v.index >= len(self.nx.nodes[v.node]["types"]):
+                raise GraphError(f"op '{op}': input {v} is not a value of graph '{self.name}'")
+        in_types = [self.type_of(v) for v in inputs]
+        try:
+            types = tuple(opdef.infer(*in_types, **attrs))
+        except GradkilnError as err:
+            operands = ", ".join(f"{self.label_of(v)}: {self.type_of(v)}" for v in inputs)
+            raise type(err)(f"{op}({operands}): {err}") from None
+        if name is not None and name in self._names:
+            raise GraphError(f"graph '{self.name}' already has a node named {name!r}; names must be unique")
+        node_id = self._next_id
+        self._next_id += 1
+        self.nx.add_node(node_id, op=op, attrs=attrs, types=types, name=name, role=role or self.role)
+        if name is not None:
+            self._names[name] = node_id
+        for slot, v in enumerate(inputs):
+            self.nx.add_edge(v.node, node_id, out=v.index, slot=slot)
+        self._order = None
+        return Node(self, node_id)
+
+    def remove_node(self, node_id: int) -> None:
+        """Remove a node that has no users."""
+        if self.nx.out_degree(node_id):
+            raise GraphError(f"cannot remove {self.node(node_id).label}: it still has users")
+        name = self.nx.nodes[node_id]["name"]
+        if name is not None:
+            del self._names[name]
+        self.nx.remove_node(node_id)
+        self._order = None
+
+    def replace_all_uses_with(self, old: Value, new: Value) -> None:
+        """Make every consumer of `old` read `new` instead (types must agree)."""
+        if self.type_of(old) != self.type_of(new):
+            raise GraphError(
+                f"cannot replace {self.label_of(old)}: {self.type_of(old)} with "
+                f"{self.label_of(new)}: {self.type_of(new)}"
+            )
+        for _, user, key, data in list(self.nx.out_edges(old.node, keys=True, data=True)):
+            if data["out"] == old.index:
+                self.nx.remove_edge(old.node, user, key)
+                self.nx.add_edge(new.node, user, out=new.index, slot=data["slot"])
+        self._order = None
+
+    # -- queries ------------------------------------------------------------------------------
+    def node(self, node_id: int) -> Node:
+        if node_id not in self.nx:
+            raise GraphError(f"graph '{self.name}' has no node {node_id}")
+        return Node(self, node_id)
+
+    def __contains__(self, node_id: int) -> bool:
+        return node_id in self.nx
+
+    def __len__(self) -> int:
+        return self.nx.number_of_nodes()
+
+    def type_of(self, value: Value) -> TensorType:
+        return self.nx.nodes[value.node]["types"][value.index]
+
+    def label_of(self, value: Value) -> str:
+        label = Node(self, value.node).label
+        return label if value.index == 0 else f"{label}.{value.index}"
+
+    def inputs_of(self, node_id: int) -> list[Value]:
+        edges = sorted(self.nx.in_edges(node_id, data=True), key=lambda e: e[2]["slot"])
+        return [Value(src, data["out"]) for src, _, data in edges]
+
+    def users_of(self, value: Value) -> list[tuple[int, int]]:
+        """(consumer node id, input slot) for each use of `value`."""
+        return [
+            (dst, data["slot"])
+            for _, dst, data in self.nx.out_edges(value.node, data=True)
+            if data["out"] == value.index
+        ]
+
+    def by_name(self, name: str) -> Node:
+        try:
+            return Node(self, self._names[name])
+        except KeyError:
+            raise GraphError(f"graph '{self.name}' has no node named {name!r}") from None
+
+    def nodes(self) -> Iterator[Node]:
+        """Every node in topological order."""
+        return (Node(self, i) for i in self.topological_order())
+
+    def topological_order(self) -> list[int]:
+        if self._order is None:
+            self._order = list(nx.lexicographical_topological_sort(self.nx))
+        return self._order
+
+    def nodes_of(self, op: str) -> list[Node]:
+        return [n for n in self.nodes() if n.op == op]
+
+    def inputs(self) -> list[Node]:
+        return self.nodes_of("input")
+
+    def params(self) -> list[Node]:
+        return self.nodes_of("param")
+
+    def param_values(self) -> dict[str, np.ndarray]:
+        return {n.name: n.attrs["value"] for n in self.params()}
+
+    def needed_nodes(self, outputs: Iterable[Value]) -> list[int]:
+        """The nodes the given outputs depend on, in topological order."""
+        stack = [v.node for v in outputs]
+        needed = set(stack)
+        while stack:
+            for pred in self.nx.predecessors(stack.pop()):
+                if pred not in needed:
+                    needed.add(pred)
+                    stack.append(pred)
+        return [i for i in self.topological_order() if i in needed]
+
+    def __str__(self) -> str:
+        from .printer import format_graph
+
+        return format_graph(self)

@@ -1,0 +1,137 @@
+"""`Tensor`: the user's handle on a graph value, with Python operators that build nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import GraphError
+from .ir import Graph, Node, Value
+from .types import Dim, TensorType
+
+
+class Tensor:
+    """A symbolic value of a graph: (graph, Value). Operators add nodes; nothing is computed."""
+
+    __slots__ = ("graph", "value")
+    __array_priority__ = 1000  # numpy defers `ndarray + Tensor` to Tensor.__radd__
+
+    def __init__(self, graph: Graph, value: Value) -> None:
+        self.graph = graph
+        self.value = value
+
+    @property
+    def node(self) -> Node:
+        return self.graph.node(self.value.node)
+
+    @property
+    def type(self) -> TensorType:
+        return self.graph.type_of(self.value)
+
+    @property
+    def shape(self) -> tuple[Dim, ...]:
+        return self.type.shape
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.type.rank
+
+    @property
+    def name(self) -> str:
+        return self.graph.label_of(self.value)[1:]
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802 - numpy's name
+        return builder.transpose(self)
+
+    def __repr__(self) -> str:
+        return f"<Tensor {self.graph.label_of(self.value)}: {self.type}>"
+
+    def __bool__(self) -> bool:
+        raise GraphError("a symbolic tensor has no truth value; use gk.where(cond, a, b) to select")
+
+    __hash__ = object.__hash__
+
+    def __add__(self, other: Any) -> Tensor:
+        return builder.add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return builder.add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return builder.sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return builder.sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return builder.mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return builder.mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return builder.div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return builder.div(other, self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return builder.pow(self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return builder.pow(other, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return builder.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return builder.matmul(other, self)
+
+    def __neg__(self) -> Tensor:
+        return builder.neg(self)
+
+    def __abs__(self) -> Tensor:
+        return builder.abs(self)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return builder.less(self, other)
+
+    def __le__(self, other: Any) -> Tensor:
+        return builder.less_equal(self, other)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return builder.greater(self, other)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return builder.greater_equal(self, other)
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return builder.equal(self, other)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return builder.not_equal(self, other)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return builder.getitem(self, index)
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return builder.sum(self, axis, keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return builder.mean(self, axis, keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return builder.max(self, axis, keepdims)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        return builder.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+
+    def astype(self, dtype: Any) -> Tensor:
+        return builder.cast(self, dtype)
+
+
+from . import builder  # noqa: E402  (circular: the builder returns Tensors)

@@ -1,0 +1,37 @@
+"""Backends behind one `compile()`: the numpy reference executor and TVM (llvm CPU)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..graph import Graph, LoweringError
+from .executable import Executable
+from .numpy_backend import NumpyExecutable
+
+
+def _tvm_backend(graph: Graph, outputs: Any, target: Any, **options: Any) -> Executable:
+    from .tvm_backend import TVMExecutable  # imported lazily: TVM takes ~0.5 s to import
+
+    return TVMExecutable(graph, outputs, target, **options)
+
+
+BACKENDS: dict[str, Callable[..., Executable]] = {
+    "numpy": lambda graph, outputs, target, **options: NumpyExecutable(graph, outputs, **options),
+    "llvm": _tvm_backend,
+    "cpu": _tvm_backend,
+}
+
+
+def compile(graph: Graph, outputs: Any, target: Any = "numpy", **options: Any) -> Executable:
+    """Compile the part of `graph` that `outputs` needs for `target` ("numpy", "llvm"/"cpu").
+
+    `outputs` is a tensor, a node name, or a list or dict of them; the executable returns the
+    same structure of numpy arrays when called with named numpy arrays.
+    """
+    kind = target.get("kind") if isinstance(target, dict) else target
+    if kind not in BACKENDS:
+        raise LoweringError(f"unknown target {target!r}; available: {', '.join(BACKENDS)}")
+    return BACKENDS[kind](graph, outputs, target, **options)
+
+
+__all__ = ["BACKENDS", "Executable", "NumpyExecutable", "compile"]

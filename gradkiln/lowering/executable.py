@@ -1,0 +1,113 @@
+"""What every backend's compiled graph shares: output selection, feed checking, symbol binding."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import sympy
+
+from ..graph import DTypeError, Graph, GraphError, ShapeError, Tensor, Value
+from ..graph.types import dims_equal
+
+
+def normalize_outputs(graph: Graph, outputs: Any) -> tuple[list[Value], Any]:
+    """Flatten `outputs` (a tensor, a name, a list or a dict of them) to values plus its structure."""
+    if isinstance(outputs, Mapping):
+        return [_as_value(graph, o) for o in outputs.values()], tuple(outputs)
+    if isinstance(outputs, (list, tuple)):
+        return [_as_value(graph, o) for o in outputs], len(outputs)
+    return [_as_value(graph, outputs)], None
+
+
+def resolve(value: Any, bindings: dict[sympy.Symbol, int]) -> Any:
+    """Replace symbolic dims inside an attribute value by their bound sizes."""
+    if isinstance(value, sympy.Expr):
+        return int(value.subs(bindings))
+    if isinstance(value, tuple):
+        return tuple(resolve(v, bindings) for v in value)
+    return value
+
+
+def is_symbolic(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return any(is_symbolic(v) for v in value)
+    return isinstance(value, sympy.Expr)
+
+
+def _as_value(graph: Graph, out: Any) -> Value:
+    if isinstance(out, Tensor):
+        if out.graph is not graph:
+            raise GraphError(f"output {out!r} belongs to graph '{out.graph.name}', not '{graph.name}'")
+        return out.value
+    if isinstance(out, str):
+        return graph.by_name(out).outputs[0]
+    if isinstance(out, Value):
+        return out
+    raise GraphError(f"an output must be a Tensor, a node name or a Value, got {type(out).__name__}")
+
+
+class Executable:
+    """A compiled graph: call with named numpy arrays, get numpy arrays back.
+
+    Inputs are required; params default to their stored values and may be overridden by name.
+    """
+
+    target = "abstract"
+
+    def __init__(self, graph: Graph, outputs: Any) -> None:
+        self.graph = graph
+        self.output_values, self._structure = normalize_outputs(graph, outputs)
+        self.node_ids = graph.needed_nodes(self.output_values)
+        self.input_nodes = [graph.node(i) for i in self.node_ids if graph.node(i).op == "input"]
+        self.param_nodes = [graph.node(i) for i in self.node_ids if graph.node(i).op == "param"]
+
+    def __call__(self, feeds: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        arrays, bindings = self.check_feeds(dict(feeds or {}) | kwargs)
+        results = self.run(arrays, bindings)
+        if self._structure is None:
+            return results[0]
+        if isinstance(self._structure, tuple):
+            return dict(zip(self._structure, results))
+        return list(results)
+
+    def run(self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int]) -> Sequence[np.ndarray]:
+        """Compute the outputs from checked feeds (every input and param, by name), given the
+        sizes bound to the symbolic dims."""
+        raise NotImplementedError
+
+    def check_feeds(self, feeds: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[sympy.Symbol, int]]:
+        """Validate names, dtypes and shapes, binding symbolic dims consistently."""
+        known = {n.name for n in self.input_nodes} | {n.name for n in self.param_nodes}
+        unknown = sorted(set(feeds) - known)
+        if unknown:
+            raise GraphError(f"unknown feeds {unknown}; this executable takes {sorted(known)}")
+        missing = [n.name for n in self.input_nodes if n.name not in feeds]
+        if missing:
+            raise GraphError(f"missing inputs {missing}: pass them by name, e.g. fn({missing[0]}=array)")
+        bindings: dict[Any, int] = {}
+        checked = {}
+        for node in self.input_nodes + self.param_nodes:
+            value = feeds.get(node.name, node.attrs.get("value"))
+            checked[node.name] = self._check_one(node.name, node.types[0], value, bindings)
+        return checked, bindings
+
+    @staticmethod
+    def _check_one(name: str, expected: Any, value: Any, bindings: dict) -> np.ndarray:
+        array = np.asarray(value)
+        if array.dtype != expected.dtype:
+            if not np.can_cast(array.dtype, expected.dtype, "same_kind"):
+                raise DTypeError(f"feed {name!r} has dtype {array.dtype}, expected {expected}; convert it first")
+            array = array.astype(expected.dtype)
+        if array.ndim != expected.rank:
+            raise ShapeError(f"feed {name!r} has shape {array.shape}, expected {expected}")
+        for dim, size in zip(expected.shape, array.shape):
+            if isinstance(dim, int):
+                ok = dim == size
+            elif dim.is_Symbol:
+                ok = bindings.setdefault(dim, size) == size
+            else:
+                ok = not dim.free_symbols <= set(bindings) or dims_equal(dim.subs(bindings), size)
+            if not ok:
+                raise ShapeError(f"feed {name!r} has shape {array.shape}, expected {expected} (bound {bindings})")
+        return array
