@@ -183,6 +183,13 @@ class Graph:
                 self.nx.add_edge(new.node, user, out=new.index, slot=data["slot"])
         self._order = None
 
+    def copy(self, name: str | None = None) -> Graph:
+        """An independent copy with the same node ids (so Values carry over)."""
+        clone = Graph(name or self.name)
+        clone.nx = self.nx.copy()
+        clone._next_id, clone._names, clone.role = self._next_id, dict(self._names), self.role
+        return clone
+
     # -- queries ------------------------------------------------------------------------------
     def node(self, node_id: int) -> Node:
         if node_id not in self.nx:
