@@ -84,6 +84,8 @@ def _promoted(*operands: TensorLike) -> tuple[Graph, list[Tensor]]:
     scalars = [x for x in operands if not isinstance(x, Tensor)]
     if dtype is not None and any(isinstance(s, float) for s in scalars) and not is_float(dtype):
         dtype = DEFAULT_FLOAT
+    elif dtype == "bool" and any(isinstance(s, int) and not isinstance(s, bool) for s in scalars):
+        dtype = "int64"
     lifted = [_lift(graph, x, dtype if not isinstance(x, np.ndarray) else None) for x in operands]
     dtype = promote(*[t.dtype for t in lifted])
     return graph, [t if t.dtype == dtype else cast(t, dtype) for t in lifted]
@@ -278,14 +280,12 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     used = builtins.sum(1 for i in index if i is not None and i is not Ellipsis)
     if used > x.ndim:
         raise ShapeError(f"too many indices ({used}) for a tensor of rank {x.ndim} {x.shape}")
-    if Ellipsis in index:
-        at = index.index(Ellipsis)
-        index = index[:at] + (builtins.slice(None),) * (x.ndim - used) + index[at + 1 :]
-    index = index + (builtins.slice(None),) * (x.ndim - used)
+    at = next((k for k, i in enumerate(index) if i is Ellipsis), len(index))
+    index = index[:at] + (builtins.slice(None),) * (x.ndim - used) + index[at + 1 :]
     starts, stops, steps, squeezed, new_axes, axis = [], [], [], [], [], 0
-    for position, item in enumerate(index):
+    for item in index:
         if item is None:
-            new_axes.append(position)
+            new_axes.append(axis - len(squeezed) + len(new_axes))
             continue
         start, stop, step = _index_bounds(item, x.shape[axis], axis)
         starts.append(start), stops.append(stop), steps.append(step)

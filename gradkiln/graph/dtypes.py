@@ -55,5 +55,12 @@ def is_int(dtype: str) -> bool:
 
 
 def promote(*dtypes: str) -> str:
-    """The dtype numpy would promote these to, restricted to gradkiln's dtypes."""
-    return as_dtype(np.result_type(*[np.dtype(d) for d in dtypes]))
+    """The common dtype, as in PyTorch and JAX: the highest kind (bool < int < float) wins,
+    and within it the widest dtype (so int32 with float16 gives float16, not float64)."""
+    kinds = [_KIND_ORDER.index(np.dtype(d).kind) for d in dtypes]
+    top = max(kinds)
+    widest = max((np.dtype(d) for d, k in zip(dtypes, kinds) if k == top), key=lambda d: d.itemsize)
+    return as_dtype(widest)
+
+
+_KIND_ORDER = "bif"

@@ -1,0 +1,147 @@
+"""The builder API: operators, promotion, indexing, composite ops, and the errors users see."""
+
+import numpy as np
+import pytest
+
+import gradkiln as gk
+
+
+def run(graph, outputs, **feeds):
+    return gk.compile(graph, outputs, target="numpy")(**feeds)
+
+
+def test_operators_match_numpy():
+    a = np.array([[1.5, -2.0, 3.0], [0.5, 4.0, -1.0]], np.float32)
+    b = np.array([2.0, 0.5, -3.0], np.float32)
+    with gk.Graph("ops") as g:
+        x, y = gk.input("x", (2, 3)), gk.input("y", (3,))
+        outs = [x + y, x - y, x * y, x / y, abs(x) ** y, -x, x @ y, 2.0 - x, 1.0 / y, x > y, x <= y, x == y, x != y]
+    got = run(g, outs, x=a, y=b)
+    want = [a + b, a - b, a * b, a / b, np.abs(a) ** b, -a, a @ b, 2 - a, 1 / b, a > b, a <= b, a == b, a != b]
+    for w, r in zip(want, got):
+        np.testing.assert_allclose(r, w, rtol=1e-6)
+        assert r.dtype == w.dtype
+
+
+def test_scalars_are_weakly_typed_and_tensors_promote():
+    with gk.Graph() as g:
+        h = gk.input("h", (2,), "float16")
+        i = gk.input("i", (2,), "int32")
+        d = gk.input("d", (2,), "float64")
+        assert (h * 2.0).dtype == "float16"
+        assert (i + 1).dtype == "int32"
+        assert (i * 0.5).dtype == "float32"
+        assert (h + d).dtype == "float64"
+        assert (i / i).dtype == "float32"
+        assert gk.exp(i).dtype == "float32"
+    assert "cast" in {n.op for n in g.nodes()}
+
+
+@pytest.mark.parametrize(
+    "index",
+    [0, -1, (slice(None), 1), (slice(1, None), slice(None, None, 2)), (Ellipsis, 0), (None, 1), (1, slice(0, 2), None)],
+)
+def test_indexing_matches_numpy(index):
+    data = np.arange(24, dtype=np.float32).reshape(3, 4, 2)
+    with gk.Graph() as g:
+        out = gk.input("x", (3, 4, 2))[index]
+    np.testing.assert_array_equal(run(g, out, x=data), data[index])
+
+
+def test_symbolic_batch_shapes_and_reshape_minus_one():
+    with gk.Graph() as g:
+        x = gk.input("x", ("N", 4, 2))
+        flat = gk.reshape(x, (-1, 8))
+        tail = x[:, 1:]
+    assert str(flat.type) == "f32[N,8]"
+    assert str(tail.type) == "f32[N,3,2]"
+    for n in (1, 5):
+        data = np.random.default_rng(n).normal(size=(n, 4, 2)).astype(np.float32)
+        got_flat, got_tail = run(g, [flat, tail], x=data)
+        np.testing.assert_array_equal(got_flat, data.reshape(-1, 8))
+        np.testing.assert_array_equal(got_tail, data[:, 1:])
+
+
+def test_reductions_softmax_and_shape_ops():
+    data = np.random.default_rng(0).normal(size=(2, 3, 4))
+    with gk.Graph() as g:
+        x = gk.input("x", (2, 3, 4), "float64")
+        outs = {
+            "sum": gk.sum(x, axis=(0, 2), keepdims=True),
+            "mean": x.mean(1),
+            "max": x.max(),
+            "softmax": gk.softmax(x, axis=1),
+            "log_softmax": gk.log_softmax(x),
+            "transpose": gk.transpose(x, (2, 0, 1)),
+            "concat": gk.concat([x, x * 2.0], axis=1),
+            "broadcast": gk.broadcast_to(gk.expand_dims(x.sum(0), 0), (5, 3, 4)),
+            "where": gk.where(x > 0, x, 0.0),
+            "pad": gk.pad(x, (0, 1, 0), (1, 0, 2), (0, 1, 0)),
+        }
+    got = run(g, outs, x=data)
+    e = np.exp(data - data.max(1, keepdims=True))
+    np.testing.assert_allclose(got["sum"], data.sum((0, 2), keepdims=True))
+    np.testing.assert_allclose(got["mean"], data.mean(1))
+    np.testing.assert_allclose(got["max"], data.max())
+    np.testing.assert_allclose(got["softmax"], e / e.sum(1, keepdims=True))
+    np.testing.assert_allclose(np.exp(got["log_softmax"]).sum(-1), 1.0)
+    np.testing.assert_array_equal(got["transpose"], data.transpose(2, 0, 1))
+    np.testing.assert_array_equal(got["concat"], np.concatenate([data, data * 2], 1))
+    np.testing.assert_allclose(got["broadcast"], np.broadcast_to(data.sum(0), (5, 3, 4)))
+    np.testing.assert_array_equal(got["where"], np.where(data > 0, data, 0))
+    assert got["pad"].shape == (3, 6, 6)
+    np.testing.assert_array_equal(got["pad"][0:2, 1:6:2, 0:4], data)
+    assert got["pad"].sum() == pytest.approx(data.sum())
+
+
+def test_batched_matmul_and_vectors():
+    rng = np.random.default_rng(1)
+    a, b, v = rng.normal(size=(2, 1, 3, 4)), rng.normal(size=(5, 4, 2)), rng.normal(size=4)
+    with gk.Graph() as g:
+        ta, tb, tv = gk.input("a", a.shape, "f64"), gk.input("b", b.shape, "f64"), gk.input("v", (4,), "f64")
+        outs = [ta @ tb, ta @ tv, tv @ tb, tv @ tv]
+    for got, want in zip(run(g, outs, a=a, b=b, v=v), [a @ b, a @ v, v @ b, v @ v]):
+        np.testing.assert_allclose(got, want)
+
+
+def test_cross_entropy_with_labels_and_probabilities():
+    rng = np.random.default_rng(2)
+    logits, labels = rng.normal(size=(6, 4)), rng.integers(0, 4, size=6)
+    probs = np.eye(4)[labels]
+    with gk.Graph() as g:
+        z = gk.input("z", (6, 4), "float64")
+        by_index = gk.cross_entropy(z, gk.input("labels", (6,), "int64"))
+        by_prob = gk.cross_entropy(z, gk.input("probs", (6, 4), "float64"))
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    want = -log_p[np.arange(6), labels].mean()
+    got = run(g, [by_index, by_prob], z=logits, labels=labels, probs=probs)
+    np.testing.assert_allclose(got, [want, want])
+
+
+def test_trace_decorator_builds_and_runs():
+    @gk.trace(gk.spec(("N", 3)), gk.spec((3,)))
+    def affine(x, b):
+        return gk.tanh(x * 2.0 + b)
+
+    assert [n.name for n in affine.graph.inputs()] == ["x", "b"]
+    x, b = np.ones((4, 3), np.float32), np.arange(3, dtype=np.float32)
+    np.testing.assert_allclose(affine(x, b), np.tanh(x * 2 + b), rtol=1e-6)
+
+
+def test_printing_reads_like_code():
+    with gk.Graph("mlp") as g:
+        x = gk.input("x", ("N", 784))
+        w1 = gk.param("w1", np.zeros((784, 512), np.float32))
+        gk.matmul(x, w1)
+    text = str(g)
+    assert "%x = input() : f32[N,784]" in text
+    assert "%2 = matmul(%x, %w1) : f32[N,512]" in text
+
+
+def test_params_default_to_their_value_and_can_be_overridden():
+    with gk.Graph() as g:
+        w = gk.param("w", np.array([1.0, 2.0], np.float32))
+        y = gk.sum(w * 3.0)
+    fn = gk.compile(g, y)
+    assert fn() == pytest.approx(9.0)
+    assert fn(w=np.array([0.0, 1.0])) == pytest.approx(3.0)
