@@ -56,6 +56,7 @@ from .graph.builder import (
     reshape,
     sigmoid,
     sign,
+    size,
     slice,
     softmax,
     sqrt,

@@ -200,6 +200,16 @@ mean = _reduction("mean", "Mean over `axis` (None: all axes).")
 max = _reduction("max", "Max over `axis`; the gradient is split equally among ties.")
 
 
+def size(x: Tensor, axis: int | Sequence[int] | None = None, dtype: Any = DEFAULT_FLOAT) -> Tensor:
+    """The number of elements of `x` over `axis` as a scalar: a constant for static dims, else a
+    `size` node evaluated at run time (symbolic dims such as a batch "N")."""
+    axes = normalize_axes(axis, x.ndim)
+    count = shape_size([x.shape[a] for a in axes])
+    if isinstance(count, int):
+        return constant(count, dtype, graph=x.graph)
+    return emit("size", x, axes=axes, dtype=as_dtype(dtype))
+
+
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along `axis`, computed stably."""
     return emit("softmax", x, axis=normalize_axis(axis, x.ndim))

@@ -1,0 +1,151 @@
+"""Test helpers users can reuse: one sample graph per op, and finite-difference gradient checks.
+
+`op_samples()` gives, for every op of the table, a small graph that exercises it (with inputs
+away from non-differentiable points), so every layer can be checked op by op against the
+numpy reference: gradients against finite differences, TVM and ONNX against numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import graph as _graph
+from .graph import builder as gb
+from .graph.dtypes import is_float
+
+
+@dataclass
+class OpSample:
+    """A graph exercising `op`: `build(**inputs)` maps input tensors to one output tensor.
+
+    `feeds` holds the input arrays; `shapes` optionally overrides an input's declared shape
+    (to use symbolic dims such as "N"); `wrt` lists the inputs to differentiate.
+    """
+
+    op: str
+    feeds: dict[str, np.ndarray]
+    build: Callable[..., _graph.Tensor]
+    shapes: dict[str, tuple] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.op
+
+    @property
+    def wrt(self) -> list[str]:
+        return [k for k, v in self.feeds.items() if is_float(v.dtype.name)]
+
+    def graph(self) -> tuple[_graph.Graph, dict[str, _graph.Tensor], _graph.Tensor]:
+        """Build a fresh graph: (graph, input tensors by name, output tensor)."""
+        with _graph.Graph(self.name) as g:
+            inputs = {k: gb.input(k, self.shapes.get(k, v.shape), v.dtype.name) for k, v in self.feeds.items()}
+            out = self.build(**inputs)
+        return g, inputs, out
+
+
+def _rand(
+    rng: np.random.Generator, shape: Sequence[int], dtype: str, low: float = -2.0, high: float = 2.0
+) -> np.ndarray:
+    return rng.uniform(low, high, shape).astype(dtype)
+
+
+def _away_from_zero(rng: np.random.Generator, shape: Sequence[int], dtype: str) -> np.ndarray:
+    x = rng.uniform(0.3, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
+    return x.astype(dtype)
+
+
+def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
+    """One or more sample graphs per op of the table, in floating dtype `dtype`."""
+    rng = np.random.default_rng(seed)
+
+    def r(*shape: int, low: float = -2.0, high: float = 2.0) -> np.ndarray:
+        return _rand(rng, shape, dtype, low, high)
+
+    def nz(*shape: int) -> np.ndarray:
+        return _away_from_zero(rng, shape, dtype)
+
+    distinct = (rng.permutation(12).reshape(3, 4) * 0.37 - 2).astype(dtype)  # no ties for max
+    samples = [
+        OpSample("neg", {"x": r(3, 4)}, lambda x: -x),
+        OpSample("abs", {"x": nz(3, 4)}, lambda x: gb.abs(x)),
+        OpSample("sign", {"x": nz(3, 4)}, lambda x: gb.sign(x) * x),
+        OpSample("relu", {"x": nz(3, 4)}, gb.relu),
+        OpSample("exp", {"x": r(3, 4)}, gb.exp),
+        OpSample("log", {"x": r(3, 4, low=0.2)}, gb.log),
+        OpSample("sqrt", {"x": r(3, 4, low=0.2)}, gb.sqrt),
+        OpSample("tanh", {"x": r(3, 4)}, gb.tanh),
+        OpSample("sigmoid", {"x": r(3, 4)}, gb.sigmoid),
+        OpSample("add", {"a": r(3, 4), "b": r(4)}, lambda a, b: a + b),
+        OpSample("sub", {"a": r(3, 1), "b": r(1, 4)}, lambda a, b: a - b),
+        OpSample("mul", {"a": r(2, 3, 4), "b": r(3, 1)}, lambda a, b: a * b),
+        OpSample("div", {"a": r(3, 4), "b": r(3, 4, low=0.5)}, lambda a, b: a / b),
+        OpSample("pow", {"a": r(3, 4, low=0.3), "b": r(4, low=-1.5, high=1.5)}, lambda a, b: a**b),
+        OpSample("maximum", {"a": r(3, 4), "b": r(3, 4) + 5 * np.sign(r(3, 4))}, gb.maximum),
+        OpSample("minimum", {"a": r(3, 4), "b": r(4) + 5 * np.sign(r(4))}, gb.minimum),
+        OpSample("where", {"a": r(3, 4), "b": r(4), "c": r(3, 1)}, lambda a, b, c: gb.where(c > 0, a, b)),
+        OpSample("cast", {"x": r(3, 4)}, lambda x: gb.cast(gb.cast(x, "float32"), dtype) * x),
+        OpSample("sum", {"x": r(2, 3, 4)}, lambda x: gb.sum(x, (0, 2))),
+        OpSample("sum", {"x": r(2, 3, 4)}, lambda x: gb.sum(x, 1, keepdims=True), name="sum_keepdims"),
+        OpSample("mean", {"x": r(2, 3, 4)}, lambda x: gb.mean(x, -1)),
+        OpSample("max", {"x": distinct}, lambda x: gb.max(x, 1)),
+        OpSample("max", {"x": distinct}, lambda x: gb.max(x, 0, keepdims=True), name="max_keepdims"),
+        OpSample("size", {"x": r(3, 4)}, lambda x: gb.sum(x) / gb.size(x, 0), shapes={"x": ("N", 4)}),
+        OpSample("softmax", {"x": r(3, 5)}, lambda x: gb.softmax(x) * x),
+        OpSample("log_softmax", {"x": r(3, 5)}, lambda x: gb.log_softmax(x, 0) * x),
+        OpSample("reshape", {"x": r(2, 3, 4)}, lambda x: gb.reshape(x, (4, -1)) * gb.reshape(x, (4, 6))),
+        OpSample("transpose", {"x": r(2, 3, 4)}, lambda x: gb.transpose(x, (2, 0, 1))),
+        OpSample("broadcast_to", {"x": r(3, 1)}, lambda x: gb.broadcast_to(x, (2, 3, 4))),
+        OpSample("expand_dims", {"x": r(3, 4)}, lambda x: gb.expand_dims(x, (0, 2))),
+        OpSample("squeeze", {"x": r(3, 1, 4)}, lambda x: gb.squeeze(x, 1)),
+        OpSample("concat", {"a": r(2, 3), "b": r(4, 3)}, lambda a, b: gb.concat([a, b, a], 0)),
+        OpSample("slice", {"x": r(5, 6)}, lambda x: x[1:4, ::2]),
+        OpSample("slice", {"x": r(3, 6)}, lambda x: x[:, 2:], shapes={"x": ("N", 6)}, name="slice_symbolic"),
+        OpSample("pad", {"x": r(3, 4)}, lambda x: gb.pad(x, (1, 0), (2, 1), (0, 2))),
+        OpSample("matmul", {"a": r(3, 4), "b": r(4, 5)}, lambda a, b: a @ b),
+        OpSample("matmul", {"a": r(2, 3, 4), "b": r(4, 5)}, lambda a, b: a @ b, name="matmul_batched"),
+        OpSample(
+            "one_hot",
+            {"x": r(4, 3), "i": np.array([0, 2, 1, 5])},
+            lambda x, i: x * gb.one_hot(i, 3, dtype),
+        ),
+        OpSample("constant", {"x": r(3)}, lambda x: x * gb.constant(np.arange(3, dtype=dtype))),
+        OpSample("param", {"x": r(3)}, lambda x: x * gb.param("p", np.linspace(-1, 1, 3).astype(dtype))),
+        OpSample("input", {"x": r(3)}, lambda x: x * 1.0),
+        OpSample(
+            "cross_entropy",
+            {"z": r(4, 5), "y": np.array([0, 3, 4, 1])},
+            lambda z, y: gb.cross_entropy(z, y),
+            shapes={"z": ("N", 5), "y": ("N",)},
+        ),
+    ]
+    samples += [
+        OpSample(op, {"a": r(3, 4), "b": r(4)}, lambda a, b, op=op: gb.where(gb.emit(op, a, b), a, b), name=op)
+        for op in ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
+    ]
+    return samples
+
+
+def numeric_grads(
+    fn: Callable[[dict[str, np.ndarray]], np.ndarray],
+    feeds: dict[str, np.ndarray],
+    wrt: Sequence[str],
+    seed: np.ndarray,
+    eps: float = 1e-6,
+) -> dict[str, np.ndarray]:
+    """Central finite differences of sum(seed * fn(feeds)) with respect to each input in `wrt`."""
+    grads = {}
+    for name in wrt:
+        base = feeds[name]
+        g = np.zeros_like(base, dtype=np.float64)
+        for i in np.ndindex(base.shape):
+            values = []
+            for delta in (eps, -eps):
+                shifted = base.copy()
+                shifted[i] += delta
+                values.append(np.sum(seed * fn({**feeds, name: shifted})))
+            g[i] = (values[0] - values[1]) / (2 * eps)
+        grads[name] = g
+    return grads
