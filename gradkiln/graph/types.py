@@ -42,6 +42,13 @@ def is_static(dim: Dim) -> bool:
     return isinstance(dim, int)
 
 
+def is_symbolic(value: Any) -> bool:
+    """Whether an attribute value (a dim, or a tuple of them) holds a sympy expression."""
+    if isinstance(value, (tuple, list)):
+        return any(is_symbolic(v) for v in value)
+    return isinstance(value, sympy.Expr)
+
+
 def shape_size(shape: Sequence[Dim]) -> Dim:
     size: Dim = 1
     for d in shape:

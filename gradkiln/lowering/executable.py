@@ -29,12 +29,6 @@ def resolve(value: Any, bindings: dict[sympy.Symbol, int]) -> Any:
     return value
 
 
-def is_symbolic(value: Any) -> bool:
-    if isinstance(value, tuple):
-        return any(is_symbolic(v) for v in value)
-    return isinstance(value, sympy.Expr)
-
-
 def _as_value(graph: Graph, out: Any) -> Value:
     if isinstance(out, Tensor):
         if out.graph is not graph:
@@ -78,10 +72,10 @@ class Executable:
 
     def check_feeds(self, feeds: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[sympy.Symbol, int]]:
         """Validate names, dtypes and shapes, binding symbolic dims consistently."""
-        known = {n.name for n in self.input_nodes} | {n.name for n in self.param_nodes}
+        known = {n.name for n in self.graph.inputs()} | {n.name for n in self.graph.params()}
         unknown = sorted(set(feeds) - known)
-        if unknown:
-            raise GraphError(f"unknown feeds {unknown}; this executable takes {sorted(known)}")
+        if unknown:  # feeds of graph inputs that these outputs do not need are accepted and ignored
+            raise GraphError(f"unknown feeds {unknown}; graph '{self.graph.name}' takes {sorted(known)}")
         missing = [n.name for n in self.input_nodes if n.name not in feeds]
         if missing:
             raise GraphError(f"missing inputs {missing}: pass them by name, e.g. fn({missing[0]}=array)")

@@ -8,7 +8,8 @@ import numpy as np
 import sympy
 
 from ..graph import GradkilnError, Graph, LoweringError, get_op
-from .executable import Executable, is_symbolic, resolve
+from ..graph.types import is_symbolic
+from .executable import Executable, resolve
 
 
 class NumpyExecutable(Executable):

@@ -1,0 +1,35 @@
+"""Constant folding: evaluate nodes whose inputs are all constants with their numpy semantics,
+keeping results up to `ctx.fold_limit` elements (folding must not bloat the graph)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import Graph, Value, get_op
+from ..graph.types import is_symbolic
+from .manager import PassContext, register_pass
+
+
+@register_pass("constant_fold")
+def constant_fold(graph: Graph, ctx: PassContext) -> bool:
+    folded = False
+    for node in list(graph.nodes()):
+        opdef = get_op(node.op)
+        inputs = node.inputs
+        if opdef.source or not inputs or any(graph.node(v.node).op != "constant" for v in inputs):
+            continue
+        if any(map(is_symbolic, node.attrs.values())) or any(not t.is_static for t in node.types):
+            continue
+        if sum(int(np.prod(t.shape)) for t in node.types) > ctx.fold_limit:
+            continue
+        args = [graph.node(v.node).attrs["value"] for v in inputs]
+        with np.errstate(all="ignore"):
+            result = opdef.compute(*args, **node.attrs)
+        results = result if isinstance(result, tuple) else (result,)
+        for index, (array, t) in enumerate(zip(results, node.types)):
+            value = np.array(array, dtype=t.dtype, order="C")
+            const = graph.add_node("constant", (), {"value": value}, role=node.role)
+            ctx.replace(graph, Value(node.id, index), const.outputs[0])
+        graph.remove_node(node.id)
+        folded = True
+    return folded

@@ -1,0 +1,158 @@
+"""Passes rewrite graphs without changing what the requested outputs compute."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gradkiln as gk
+from gradkiln.graph import GraphError, verify
+from gradkiln.passes import PASSES, PassContext, PassManager, optimize, register_pass
+
+
+def run(graph, outputs, **feeds):
+    return gk.compile(graph, list(outputs), target="numpy")(**feeds)
+
+
+def ops_of(graph):
+    return sorted(n.op for n in graph.nodes())
+
+
+def test_dce_drops_what_outputs_do_not_need_but_keeps_inputs():
+    with gk.Graph() as g:
+        x, unused = gk.input("x", (3,)), gk.input("unused", (3,))
+        gk.exp(x) * 2.0
+        out = gk.tanh(x)
+    optimized, outs, _ = optimize(g, [out.value], ["dce"])
+    assert ops_of(optimized) == ["input", "input", "tanh"]
+    assert optimized.by_name("unused").op == "input"
+    assert len(g) == 6  # the original graph is untouched
+    data = np.linspace(-1, 1, 3, dtype=np.float32)
+    np.testing.assert_allclose(run(optimized, outs, x=data)[0], np.tanh(data))
+
+
+def test_cse_merges_repeated_expressions_and_equal_constants():
+    with gk.Graph() as g:
+        x, y = gk.input("x", (2, 2)), gk.input("y", (2, 2))
+        a = gk.exp(x * y) + gk.constant(np.ones((2, 2), np.float32))
+        b = gk.exp(x * y) + gk.constant(np.ones((2, 2), np.float32))
+        out = a * b
+    optimized, outs, _ = optimize(g, [out.value], ["cse", "dce"])
+    assert ops_of(optimized).count("exp") == 1
+    assert ops_of(optimized).count("constant") == 1
+    assert ops_of(optimized).count("add") == 1
+    feeds = {"x": np.eye(2, dtype=np.float32), "y": np.full((2, 2), 0.5, np.float32)}
+    np.testing.assert_allclose(run(optimized, outs, **feeds)[0], run(g, [out], **feeds)[0])
+
+
+def test_cse_never_merges_inputs_or_params_with_equal_values():
+    with gk.Graph() as g:
+        p, q = gk.param("p", np.ones(2, np.float32)), gk.param("q", np.ones(2, np.float32))
+        out = p + q
+    optimized, _, _ = optimize(g, [out.value], ["cse"])
+    assert ops_of(optimized).count("param") == 2
+
+
+def test_constant_folding_folds_constant_subgraphs_within_the_size_limit():
+    with gk.Graph() as g:
+        x = gk.input("x", (4,))
+        small = gk.exp(gk.constant(np.arange(4, dtype=np.float32))) * 2.0
+        big = gk.broadcast_to(gk.constant(np.float32(1.0)), (300, 300))
+        out_small, out_big = x + small, gk.sum(big, 0)[:4] + x
+    optimized, outs, _ = optimize(g, [out_small.value, out_big.value], ["constant_fold", "dce"])
+    assert "exp" not in ops_of(optimized)
+    assert "broadcast_to" in ops_of(optimized)  # 90000 elements exceed the default fold limit
+    data = np.ones(4, np.float32)
+    for got, want in zip(run(optimized, outs, x=data), run(g, [out_small, out_big], x=data)):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_folding_an_output_redirects_it_to_the_new_constant():
+    with gk.Graph() as g:
+        out = gk.constant(np.float32(2.0)) * 3.0
+    optimized, outs, _ = optimize(g, [out.value])
+    assert ops_of(optimized) == ["constant"]
+    assert run(optimized, outs)[0] == 6.0
+
+
+def test_manager_records_time_and_sizes_and_dumps_dot(tmp_path):
+    with gk.Graph() as g:
+        x = gk.input("x", (2,))
+        out = gk.exp(x) + gk.exp(x)
+    _, _, manager = optimize(g, [out.value], "O1", verify=True, dump_dir=tmp_path)
+    cse_record = next(r for r in manager.records if r.name == "cse")
+    assert cse_record.changed and cse_record.nodes_after < cse_record.nodes_before
+    assert all(r.seconds >= 0 for r in manager.records)
+    assert "cse" in manager.table()
+    dumps = sorted(p.name for p in tmp_path.iterdir())
+    assert len(dumps) == len(manager.records) and dumps[0].endswith(".dot")
+    assert "digraph" in (tmp_path / dumps[0]).read_text()
+
+
+def test_verification_names_the_pass_that_broke_the_graph():
+    @register_pass("test_break_an_edge")
+    def break_an_edge(graph, ctx):
+        src, dst, key = next(iter(graph.nx.in_edges(ctx.outputs[0].node, keys=True)))
+        graph.nx.remove_edge(src, dst, key)
+        return True
+
+    try:
+        with gk.Graph() as g:
+            out = gk.input("x", (2,)) + 1.0
+        manager = PassManager(["test_break_an_edge"], verify=True, max_rounds=1)
+        with pytest.raises(GraphError, match="test_break_an_edge"):
+            manager.run(g, PassContext([out.value]))
+    finally:
+        PASSES.pop("test_break_an_edge")
+
+
+def test_unknown_pass_and_pipeline_are_clear_errors():
+    with pytest.raises(GraphError, match="unknown passes.*nope"):
+        PassManager(["nope"])
+    with gk.Graph() as g:
+        out = gk.input("x", (2,)) + 1.0
+    with pytest.raises(GraphError, match="unknown pipeline"):
+        optimize(g, [out.value], "O9")
+
+
+# -- property: O1 preserves semantics on random graphs ------------------------------------------------
+UNARY = [gk.exp, gk.tanh, gk.sigmoid, gk.relu, gk.neg, gk.abs]
+BINARY = [gk.add, gk.sub, gk.mul, gk.maximum, gk.minimum]
+
+
+@st.composite
+def random_graphs(draw):
+    """Random graphs over x[3,4], y[4] and small constants, with repeats so CSE has work."""
+    rng_values = draw(st.lists(st.floats(-2, 2, width=32), min_size=4, max_size=4))
+    with gk.Graph("random") as g:
+        pool = [gk.input("x", (3, 4)), gk.input("y", (4,)), gk.constant(np.array(rng_values, np.float32))]
+        for _ in range(draw(st.integers(1, 12))):
+            kind = draw(st.sampled_from(["unary", "binary", "reduce", "matmul", "repeat"]))
+            a = draw(st.sampled_from(pool))
+            if kind == "unary":
+                pool.append(draw(st.sampled_from(UNARY))(a))
+            elif kind == "binary":
+                b = draw(st.sampled_from([p for p in pool if p.shape in ((4,), a.shape)] + [pool[2]]))
+                pool.append(draw(st.sampled_from(BINARY))(a, b))
+            elif kind == "reduce":
+                pool.append(gk.sum(a, 0, keepdims=True) if a.ndim else a)
+            elif kind == "matmul" and a.shape == (3, 4):
+                pool.append(a @ gk.transpose(a))
+            else:
+                pool.append(gk.tanh(a) * gk.tanh(a))
+        outputs = draw(st.lists(st.sampled_from(pool[3:] or pool), min_size=1, max_size=3))
+    return g, [o.value for o in outputs]
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_graphs())
+def test_o1_preserves_semantics_on_random_graphs(case):
+    graph, outputs = case
+    feeds = {"x": np.linspace(-1.5, 1.5, 12, dtype=np.float32).reshape(3, 4), "y": np.float32([0.5, -1, 2, 0])}
+    before = gk.compile(graph, outputs)(**feeds)
+    optimized, new_outputs, manager = optimize(graph, outputs, "O1", verify=True)
+    verify(optimized)
+    after = gk.compile(optimized, new_outputs)(**feeds)
+    for b, a in zip(before if len(outputs) > 1 else [before], after if len(outputs) > 1 else [after]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert len(optimized) <= len(graph)
