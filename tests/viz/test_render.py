@@ -20,7 +20,7 @@ def small_graph():
 
 
 def test_dot_colours_roles_and_labels_edges_with_types():
-    g, out, extra = small_graph()
+    g, _out, _extra = small_graph()
     source = to_dot(g).source
     assert ROLE_COLOURS["forward"] in source and ROLE_COLOURS["grad"] in source
     assert SOURCE_COLOURS["input"] in source and SOURCE_COLOURS["param"] in source
@@ -28,14 +28,14 @@ def test_dot_colours_roles_and_labels_edges_with_types():
 
 
 def test_outputs_restrict_the_drawing_and_get_a_double_border():
-    g, out, extra = small_graph()
+    g, out, _extra = small_graph()
     source = to_dot(g, [out.value]).source
     assert ROLE_COLOURS["grad"] not in source
     assert source.count("peripheries=2") == 1
 
 
 def test_render_svg_is_valid_xml_with_one_group_per_node(tmp_path):
-    g, out, extra = small_graph()
+    g, _out, extra = small_graph()
     path = render(g, tmp_path / "g.svg", outputs=[extra])
     root = ET.parse(path).getroot()
     groups = [e for e in root.iter() if e.get("class") == "node"]
