@@ -132,7 +132,8 @@ def random_graphs(draw):
             if kind == "unary":
                 pool.append(draw(st.sampled_from(UNARY))(a))
             elif kind == "binary":
-                b = draw(st.sampled_from([p for p in pool if p.shape in ((4,), a.shape)] + [pool[2]]))
+                fits = [p for p in pool if p.shape == a.shape or (p.ndim == 1 and a.shape[-1:] == p.shape)]
+                b = draw(st.sampled_from(fits))
                 pool.append(draw(st.sampled_from(BINARY))(a, b))
             elif kind == "reduce":
                 pool.append(gk.sum(a, 0, keepdims=True) if a.ndim else a)
