@@ -4,6 +4,7 @@ Build a static graph with the define-and-run API, derive gradient graphs symboli
 optimize, and compile with numpy or TVM; import and export ONNX; render with Graphviz.
 """
 
+from . import onnx_io, passes, symbolic, viz
 from .graph import (
     DTypeError,
     GradientError,
@@ -68,5 +69,7 @@ from .graph.builder import (
     where,
 )
 from .lowering import compile
+from .passes import optimize
+from .symbolic import grad, vjp
 
 __version__ = "0.1.0"

@@ -1,0 +1,268 @@
+"""Vector-Jacobian product rules, one per op, keyed by op name in `VJP_RULES`.
+
+A rule is called as `rule(inputs, output, cotangent, **attrs)`: `inputs` is the tuple of the
+forward node's input Tensors, `output` its output Tensor (a tuple for a multi-output op),
+`cotangent` the gradient flowing into that output (a tuple likewise, zeros where an output
+received none), and `attrs` the node's attributes. It returns one cotangent Tensor, or None,
+per input. Rules are written with the builder API, so they emit ordinary graph nodes and
+gradients of gradients come for free. `register_vjp(op)` adds a rule for a custom op.
+
+Ops in `NON_DIFFERENTIABLE` pass no gradient to their inputs: comparisons, `one_hot`, `size`
+and `sign` (piecewise constant or integer-valued), and the sources `input`, `param` and
+`constant`, which have no inputs to pass a gradient to.
+
+Conventions at non-differentiable points and edge cases:
+- `abs` and `relu` have gradient 0 at 0 (`abs` uses sign(x), `relu` the mask x > 0).
+- `maximum` and `minimum` split the gradient equally between a and b where a == b.
+- reduce `max` splits the gradient equally among the tied maxima of each reduced slice.
+- `cast` passes the gradient back cast to the input dtype when the input is a float; an
+  integer or bool input gets none.
+- `pow`'s gradient with respect to the exponent is g * a**b * log(a), valid for a > 0.
+- `where` passes nothing to its bool condition; `slice`'s gradient is a zero `pad` and
+  `pad`'s is a strided `slice`; `concat`'s is one slice per operand.
+- Broadcasting is undone by summing (`unbroadcast`); symbolic dims stay symbolic (the mean's
+  gradient divides by a `size` node when a reduced dim is symbolic).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import sympy
+
+from ..graph import Tensor
+from ..graph import builder as gb
+from ..graph.dtypes import is_float
+from ..graph.types import Dim, as_dim, dims_equal
+
+VJPRule = Callable[..., Sequence[Tensor | None]]
+
+VJP_RULES: dict[str, VJPRule] = {}
+
+NON_DIFFERENTIABLE: frozenset[str] = frozenset(
+    {
+        "equal",
+        "not_equal",
+        "less",
+        "less_equal",
+        "greater",
+        "greater_equal",
+        "one_hot",
+        "size",
+        "sign",
+        "input",
+        "param",
+        "constant",
+    }
+)
+
+
+def register_vjp(op_name: str) -> Callable[[VJPRule], VJPRule]:
+    """Decorator: make `rule` the gradient of op `op_name` (also how custom ops get one)."""
+
+    def register(rule: VJPRule) -> VJPRule:
+        if op_name in VJP_RULES or op_name in NON_DIFFERENTIABLE:
+            raise ValueError(f"op {op_name!r} already has a gradient rule (or is non-differentiable)")
+        VJP_RULES[op_name] = rule
+        return rule
+
+    return register
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def unbroadcast(g: Tensor, x: Tensor) -> Tensor:
+    """Sum `g` back to the shape of `x`, undoing numpy broadcasting: over the leading axes `x`
+    lacks and over the axes where `x` has size 1."""
+    lead = g.ndim - x.ndim
+    axes = [*range(lead)] + [
+        lead + i for i, d in enumerate(x.shape) if dims_equal(d, 1) and not dims_equal(g.shape[lead + i], 1)
+    ]
+    return gb.reshape(gb.sum(g, axes), x.shape) if axes else g
+
+
+def zeros_like(x: Tensor) -> Tensor:
+    """Zeros of the type of `x`, as a broadcast zero constant (symbolic dims stay symbolic)."""
+    return gb.broadcast_to(gb.constant(np.zeros((), x.dtype), graph=x.graph), x.shape)
+
+
+def _keep_reduced_axes(t: Tensor, axes: tuple[int, ...], keepdims: bool) -> Tensor:
+    """Give a reduction's result back its reduced axes as size-1 axes, to broadcast against x."""
+    return t if keepdims else gb.expand_dims(t, axes)
+
+
+def _strided_extent(count: Dim, step: int) -> Dim:
+    """How many positions `count` elements taken every `step` span (0 for no elements), written
+    as `pad`'s type inference writes it, so the slice rule's pad gets back the input's shape."""
+    gaps = max(0, count - 1) if isinstance(count, int) else sympy.Max(0, count - 1)
+    return as_dim(count + gaps * (step - 1))
+
+
+def _past_last(first: Dim, count: Dim, step: int) -> Dim:
+    """A stop for the slice taking `count` elements every `step` from `first`: just past the last
+    one. For a symbolic count this assumes count >= 1, which lets sympy simplify the slice's
+    length back to `count` (with a Max(0, count - 1) term it cannot)."""
+    span = (count - 1) * step + 1
+    return as_dim(first + (max(0, span) if isinstance(span, int) else span))
+
+
+def _swap_last_two(t: Tensor) -> Tensor:
+    return gb.transpose(t, (*range(t.ndim - 2), t.ndim - 1, t.ndim - 2))
+
+
+# -- elementwise ----------------------------------------------------------------------------------
+# d(op)/dx applied to g, as a function of (x, y = op(x), g).
+_UNARY: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    "neg": lambda x, y, g: -g,
+    "abs": lambda x, y, g: g * gb.sign(x),
+    "relu": lambda x, y, g: gb.where(x > 0, g, 0.0),
+    "exp": lambda x, y, g: g * y,
+    "log": lambda x, y, g: g / x,
+    "sqrt": lambda x, y, g: g * 0.5 / y,
+    "tanh": lambda x, y, g: g * (1.0 - y * y),
+    "sigmoid": lambda x, y, g: g * y * (1.0 - y),
+}
+
+
+def _tie_split(g: Tensor, a: Tensor, b: Tensor, a_wins: Tensor) -> tuple[Tensor, Tensor]:
+    """The cotangents of a and b for maximum/minimum: all to the winner, halves at ties."""
+    to_a = gb.where(a_wins, g, gb.where(gb.equal(a, b), g * 0.5, 0.0))
+    return to_a, g - to_a
+
+
+# (cotangent of a, cotangent of b) at the broadcast shape, as a function of (a, b, y, g).
+_BINARY: dict[str, Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]] = {
+    "add": lambda a, b, y, g: (g, g),
+    "sub": lambda a, b, y, g: (g, -g),
+    "mul": lambda a, b, y, g: (g * b, g * a),
+    "div": lambda a, b, y, g: (g / b, -g * y / b),
+    "pow": lambda a, b, y, g: (g * b * gb.pow(a, b - 1.0), g * y * gb.log(a)),
+    "maximum": lambda a, b, y, g: _tie_split(g, a, b, gb.greater(a, b)),
+    "minimum": lambda a, b, y, g: _tie_split(g, a, b, gb.less(a, b)),
+}
+
+
+def _unary_rule(derivative: Callable[[Tensor, Tensor, Tensor], Tensor]) -> VJPRule:
+    return lambda inputs, out, g: (derivative(inputs[0], out, g),)
+
+
+def _binary_rule(derivatives: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]) -> VJPRule:
+    def rule(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+        a, b = inputs
+        da, db = derivatives(a, b, out, g)
+        return unbroadcast(da, a), unbroadcast(db, b)
+
+    return rule
+
+
+for _name, _derivative in _UNARY.items():
+    register_vjp(_name)(_unary_rule(_derivative))
+for _name, _derivatives in _BINARY.items():
+    register_vjp(_name)(_binary_rule(_derivatives))
+
+
+@register_vjp("where")
+def _where(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor) -> tuple[None, Tensor, Tensor]:
+    cond, a, b = inputs
+    return None, unbroadcast(gb.where(cond, g, 0.0), a), unbroadcast(gb.where(cond, 0.0, g), b)
+
+
+@register_vjp("cast")
+def _cast(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, dtype: str) -> tuple[Tensor | None]:
+    (x,) = inputs
+    return (gb.cast(g, x.dtype) if is_float(x.dtype) else None,)
+
+
+# -- reductions and normalisations ----------------------------------------------------------------
+@register_vjp("sum")
+def _sum(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axes: tuple[int, ...], keepdims: bool) -> tuple[Tensor]:
+    (x,) = inputs
+    return (gb.broadcast_to(_keep_reduced_axes(g, axes, keepdims), x.shape),)
+
+
+@register_vjp("mean")
+def _mean(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axes: tuple[int, ...], keepdims: bool) -> tuple[Tensor]:
+    (x,) = inputs
+    spread = gb.broadcast_to(_keep_reduced_axes(g, axes, keepdims), x.shape)
+    return (spread / gb.size(x, axes, x.dtype),)
+
+
+@register_vjp("max")
+def _max(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axes: tuple[int, ...], keepdims: bool) -> tuple[Tensor]:
+    (x,) = inputs
+    is_max = gb.cast(gb.equal(x, _keep_reduced_axes(out, axes, keepdims)), x.dtype)
+    ties = gb.sum(is_max, axes, keepdims=True)
+    return (_keep_reduced_axes(g, axes, keepdims) * is_max / ties,)
+
+
+@register_vjp("softmax")
+def _softmax(inputs: tuple[Tensor, ...], y: Tensor, g: Tensor, axis: int) -> tuple[Tensor]:
+    return (y * (g - gb.sum(g * y, axis, keepdims=True)),)
+
+
+@register_vjp("log_softmax")
+def _log_softmax(inputs: tuple[Tensor, ...], y: Tensor, g: Tensor, axis: int) -> tuple[Tensor]:
+    return (g - gb.exp(y) * gb.sum(g, axis, keepdims=True),)
+
+
+# -- shapes -----------------------------------------------------------------------------------------
+@register_vjp("reshape")
+def _reshape(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, shape: tuple[Dim, ...]) -> tuple[Tensor]:
+    return (gb.reshape(g, inputs[0].shape),)
+
+
+@register_vjp("transpose")
+def _transpose(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, perm: tuple[int, ...]) -> tuple[Tensor]:
+    return (gb.transpose(g, [int(p) for p in np.argsort(perm)]),)
+
+
+@register_vjp("broadcast_to")
+def _broadcast_to(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, shape: tuple[Dim, ...]) -> tuple[Tensor]:
+    return (unbroadcast(g, inputs[0]),)
+
+
+@register_vjp("expand_dims")
+def _expand_dims(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axes: tuple[int, ...]) -> tuple[Tensor]:
+    return (gb.squeeze(g, axes),)
+
+
+@register_vjp("squeeze")
+def _squeeze(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axes: tuple[int, ...]) -> tuple[Tensor]:
+    return (gb.expand_dims(g, axes),)
+
+
+@register_vjp("concat")
+def _concat(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axis: int) -> list[Tensor]:
+    cotangents, offset = [], 0
+    for x in inputs:
+        starts = [offset if i == axis else 0 for i in range(g.ndim)]
+        stops = [as_dim(offset + d) if i == axis else d for i, d in enumerate(x.shape)]
+        cotangents.append(gb.slice(g, starts, stops))
+        offset = stops[axis]
+    return cotangents
+
+
+@register_vjp("slice")
+def _slice(
+    inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, starts: tuple, stops: tuple, steps: tuple
+) -> tuple[Tensor]:
+    (x,) = inputs
+    high = [
+        as_dim(dim - start - _strided_extent(count, step))
+        for dim, start, count, step in zip(x.shape, starts, out.shape, steps)
+    ]
+    return (gb.pad(g, starts, high, [step - 1 for step in steps]),)
+
+
+@register_vjp("pad")
+def _pad(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, low: tuple, high: tuple, interior: tuple) -> tuple[Tensor]:
+    (x,) = inputs
+    stops = [_past_last(lo, d, k + 1) for lo, d, k in zip(low, x.shape, interior)]
+    return (gb.slice(g, low, stops, [k + 1 for k in interior]),)
+
+
+# -- linear algebra -----------------------------------------------------------------------------------
+@register_vjp("matmul")
+def _matmul(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    a, b = inputs
+    return unbroadcast(gb.matmul(g, _swap_last_two(b)), a), unbroadcast(gb.matmul(_swap_last_two(a), g), b)
