@@ -96,7 +96,7 @@ def _pad_infer(x: TensorType, low: tuple, high: tuple, interior: tuple) -> tuple
 def _pad(x: np.ndarray, low: tuple, high: tuple, interior: tuple) -> np.ndarray:
     shape = tuple(lo + hi + d + max(0, d - 1) * k for d, lo, hi, k in zip(x.shape, low, high, interior))
     out = np.zeros(shape, x.dtype)
-    out[tuple(slice(lo, lo + max(0, d - 1) * (k + 1) + 1, k + 1) for d, lo, k in zip(x.shape, low, interior))] = x
+    out[tuple(slice(lo, lo + d + max(0, d - 1) * k, k + 1) for d, lo, k in zip(x.shape, low, interior))] = x
     return out
 
 

@@ -1,0 +1,28 @@
+"""ONNX at both edges.
+
+- `export(graph, outputs, path=None, opset=OPSET, name=None) -> onnx.ModelProto` writes the part
+  of `graph` that `outputs` needs (opset 18 by default), checked with `full_check`.
+- `import_model(model_or_path) -> (Graph, {onnx output name: Tensor})` reads a ModelProto, a
+  path or serialized bytes; `gk.compile(graph, outputs)` then runs it.
+
+Each side keeps one rule table: `EXPORTERS` keyed by gradkiln op name, `IMPORTERS` keyed by ONNX
+op type; `register_exporter` / `register_importer` add rules for custom ops.
+"""
+
+from .export_rules import EXPORTERS, register_exporter
+from .exporter import OPSET, ExportContext, export
+from .import_rules import IMPORTERS, register_importer
+from .importer import ImportContext, Known, import_model
+
+__all__ = [
+    "EXPORTERS",
+    "IMPORTERS",
+    "OPSET",
+    "ExportContext",
+    "ImportContext",
+    "Known",
+    "export",
+    "import_model",
+    "register_exporter",
+    "register_importer",
+]

@@ -1,0 +1,184 @@
+"""ONNX export rules, one per gradkiln op: `rule(ctx, node, inputs, outputs)` appends ONNX nodes
+that read the ONNX names `inputs` and define the names `outputs`."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..graph import Node
+from ..graph.types import shape_size
+from .dtypes import TO_ONNX
+from .exporter import ExportContext
+
+ExportRule = Callable[[ExportContext, Node, list[str], list[str]], None]
+EXPORTERS: dict[str, ExportRule] = {}
+
+
+def register_exporter(op: str) -> Callable[[ExportRule], ExportRule]:
+    """Register the ONNX export rule of gradkiln op `op` (also for users' custom ops)."""
+
+    def register(rule: ExportRule) -> ExportRule:
+        EXPORTERS[op] = rule
+        return rule
+
+    return register
+
+
+# gradkiln op -> ONNX op with the same inputs, outputs and semantics.
+ONE_TO_ONE = {
+    "neg": "Neg",
+    "abs": "Abs",
+    "sign": "Sign",
+    "relu": "Relu",
+    "exp": "Exp",
+    "log": "Log",
+    "sqrt": "Sqrt",
+    "tanh": "Tanh",
+    "sigmoid": "Sigmoid",
+    "add": "Add",
+    "sub": "Sub",
+    "mul": "Mul",
+    "div": "Div",
+    "pow": "Pow",
+    "maximum": "Max",
+    "minimum": "Min",
+    "equal": "Equal",
+    "less": "Less",
+    "less_equal": "LessOrEqual",
+    "greater": "Greater",
+    "greater_equal": "GreaterOrEqual",
+    "where": "Where",
+    "matmul": "MatMul",
+}
+# gradkiln op -> (ONNX op, {ONNX attribute: gradkiln attribute}).
+WITH_ATTRS = {
+    "transpose": ("Transpose", {"perm": "perm"}),
+    "softmax": ("Softmax", {"axis": "axis"}),
+    "log_softmax": ("LogSoftmax", {"axis": "axis"}),
+    "concat": ("Concat", {"axis": "axis"}),
+}
+# gradkiln op -> ONNX op taking the `axes` attribute as its second input.
+AXES_OPS = {
+    "sum": "ReduceSum",
+    "mean": "ReduceMean",
+    "max": "ReduceMax",
+    "expand_dims": "Unsqueeze",
+    "squeeze": "Squeeze",
+}
+
+
+def _direct(op_type: str, attr_map: dict[str, str]) -> ExportRule:
+    def rule(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
+        attrs = {onnx_key: _plain(node.attrs[key]) for onnx_key, key in attr_map.items()}
+        ctx.emit(op_type, ins, outs, **attrs)
+
+    return rule
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _over_axes(op_type: str) -> ExportRule:
+    """An op whose axes become an int64 input; with no axes it is the identity (for ONNX, no axes
+    would mean every axis)."""
+
+    def rule(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
+        axes = node.attrs["axes"]
+        if not axes:
+            ctx.emit("Identity", ins, outs)
+            return
+        attrs = {"keepdims": int(node.attrs["keepdims"])} if "keepdims" in node.attrs else {}
+        ctx.emit(op_type, [ins[0], ctx.ints(axes, "axes")], outs, **attrs)
+
+    return rule
+
+
+for _op, _onnx_op in ONE_TO_ONE.items():
+    register_exporter(_op)(_direct(_onnx_op, {}))
+for _op, (_onnx_op, _attr_map) in WITH_ATTRS.items():
+    register_exporter(_op)(_direct(_onnx_op, _attr_map))
+for _op, _onnx_op in AXES_OPS.items():
+    register_exporter(_op)(_over_axes(_onnx_op))
+
+
+@register_exporter("not_equal")
+def _not_equal(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
+    ctx.emit("Not", [ctx.emit("Equal", ins, [ctx.fresh(f"{outs[0]}_eq")])], outs)
+
+
+@register_exporter("cast")
+def _cast(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
+    ctx.emit("Cast", ins, outs, to=TO_ONNX[node.attrs["dtype"]])
+
+
+@register_exporter("reshape")
+def _reshape(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
+    ctx.emit("Reshape", [ins[0], ctx.dims(node.attrs["shape"])], outs, allowzero=1)
+
+
+@register_exporter("broadcast_to")
+def _broadcast_to(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
+    ctx.emit("Expand", [ins[0], ctx.dims(node.attrs["shape"])], outs)
+
+
+@register_exporter("slice")
+def _slice(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
+    a = node.attrs
+    bounds = [ctx.dims(a["starts"], "starts"), ctx.dims(a["stops"], "stops")]
+    axes = ctx.ints(range(len(a["steps"])), "axes")
+    ctx.emit("Slice", [ins[0], *bounds, axes, ctx.ints(a["steps"], "steps")], outs)
+
+
+@register_exporter("pad")
+def _pad(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
+    """Zero padding; interior padding is composed first (see `_interior_pad`)."""
+    x = ins[0]
+    if any(node.attrs["interior"]):
+        x = _interior_pad(ctx, node, x)
+    ctx.emit("Pad", [x, ctx.dims(tuple(node.attrs["low"]) + tuple(node.attrs["high"]), "pads")], outs)
+
+
+def _interior_pad(ctx: ExportContext, node: Node, x: str) -> str:
+    """Put k zeros between the elements of each axis with interior k: give each element a new
+    axis after it, pad that axis to k + 1, merge it back, and cut the k zeros after the last."""
+    shape, interior = node.graph.type_of(node.inputs[0]).shape, node.attrs["interior"]
+    spread = [i for i, k in enumerate(interior) if k]
+    new_axes = [i + 1 + n for n, i in enumerate(spread)]
+    rank = len(shape) + len(spread)
+    pads = [0] * (2 * rank)
+    for axis, i in zip(new_axes, spread):
+        pads[rank + axis] = interior[i]
+    x = ctx.emit("Unsqueeze", [x, ctx.ints(new_axes, "axes")], [ctx.fresh(f"{x}_spread")])
+    x = ctx.emit("Pad", [x, ctx.ints(pads, "pads")], [ctx.fresh(f"{x}_gaps")])
+    merged = ctx.dims([d * (k + 1) for d, k in zip(shape, interior)])
+    x = ctx.emit("Reshape", [x, merged], [ctx.fresh(f"{x}_merged")], allowzero=1)
+    stops = ctx.dims([d * (k + 1) - k for d, k in zip(shape, interior)], "stops")
+    starts, axes = ctx.ints([0] * len(shape), "starts"), ctx.ints(range(len(shape)), "axes")
+    return ctx.emit("Slice", [x, starts, stops, axes], [ctx.fresh(f"{x}_interior")])
+
+
+@register_exporter("one_hot")
+def _one_hot(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
+    """Compare each index with 0..depth-1: out-of-range indices match nothing (a zero row)."""
+    index_dtype = node.graph.type_of(node.inputs[0]).dtype
+    classes = ctx.const(np.arange(node.attrs["depth"]), "classes", dtype=index_dtype)
+    column = ctx.emit("Unsqueeze", [ins[0], ctx.ints([-1], "axes")], [ctx.fresh(f"{ins[0]}_column")])
+    hits = ctx.emit("Equal", [column, classes], [ctx.fresh(f"{outs[0]}_hits")])
+    ctx.emit("Cast", [hits], outs, to=TO_ONNX[node.attrs["dtype"]])
+
+
+@register_exporter("size")
+def _size(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
+    """A constant when the counted dims are static, else the product of the run-time dims."""
+    dtype, axes = node.attrs["dtype"], node.attrs["axes"]
+    count = shape_size([node.graph.type_of(node.inputs[0]).shape[a] for a in axes])
+    if isinstance(count, int):
+        ctx.initializer(outs[0], count, dtype)
+        return
+    dims = ctx.emit("Shape", ins, [ctx.fresh(f"{ins[0]}_shape")])
+    picked = ctx.emit("Gather", [dims, ctx.ints(axes, "axes")], [ctx.fresh(f"{ins[0]}_dims")])
+    product = ctx.emit("ReduceProd", [picked], [ctx.fresh(f"{outs[0]}_int")], keepdims=0)
+    ctx.emit("Cast", [product], outs, to=TO_ONNX[dtype])

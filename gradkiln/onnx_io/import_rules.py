@@ -1,0 +1,198 @@
+"""ONNX import rules, one per ONNX op type: `rule(ctx, node, args) -> operand(s)`.
+
+Args are graph tensors or `Known` import-time values; shape arithmetic over known values is
+evaluated at import time (the rules of `shape_rules.py`), everything else adds gradkiln nodes
+through the builder. `IMPORTERS` holds the rules of both modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..graph import ONNXError, Tensor
+from ..graph import builder as gb
+from ..graph.types import broadcast_shapes, normalize_axis, shape_size
+from .dtypes import from_onnx
+from .importer import IMPORTERS, ImportContext, ImportRule, OnnxNode, Operand, register_importer
+from .shape_rules import KNOWN_ELEMENTWISE, eval_elementwise, foldable, known_axes, tidy
+
+__all__ = ["ELEMENTWISE", "IMPORTERS", "REDUCTIONS", "register_importer"]
+
+# ONNX op -> gradkiln op with the same semantics (variadic ONNX ops are folded pairwise).
+ELEMENTWISE = {
+    "Neg": "neg",
+    "Abs": "abs",
+    "Sign": "sign",
+    "Relu": "relu",
+    "Exp": "exp",
+    "Log": "log",
+    "Sqrt": "sqrt",
+    "Tanh": "tanh",
+    "Sigmoid": "sigmoid",
+    "Add": "add",
+    "Sum": "add",
+    "Sub": "sub",
+    "Mul": "mul",
+    "Div": "div",
+    "Pow": "pow",
+    "Max": "maximum",
+    "Min": "minimum",
+    "Equal": "equal",
+    "Less": "less",
+    "LessOrEqual": "less_equal",
+    "Greater": "greater",
+    "GreaterOrEqual": "greater_equal",
+    "Where": "where",
+}
+REDUCTIONS = {"ReduceSum": gb.sum, "ReduceMean": gb.mean, "ReduceMax": gb.max}
+
+
+def _elementwise(op_type: str, op: str) -> ImportRule:
+    def rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+        if op_type in KNOWN_ELEMENTWISE and foldable(args):
+            return eval_elementwise(op_type, args)
+        tensors = [ctx.tensor(a) for a in args]
+        if op == "pow" and tensors[1].dtype != tensors[0].dtype:
+            tensors[1] = gb.cast(tensors[1], tensors[0].dtype)
+        if len(tensors) == 1 or op == "where":
+            return gb.emit(op, *tensors)
+        result = tensors[0]
+        for other in tensors[1:]:
+            result = gb.emit(op, result, other)
+        return result
+
+    return rule
+
+
+def _reduction(reduce: Callable[..., Tensor]) -> ImportRule:
+    def rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+        x, axes = ctx.tensor(args[0]), known_axes(ctx, n, args)
+        if not axes and n.attrs.get("noop_with_empty_axes", 0):
+            return x
+        return reduce(x, axes or None, keepdims=bool(n.attrs.get("keepdims", 1)))
+
+    return rule
+
+
+for _op_type, _op in ELEMENTWISE.items():
+    register_importer(_op_type)(_elementwise(_op_type, _op))
+for _op_type, _reduce in REDUCTIONS.items():
+    register_importer(_op_type)(_reduction(_reduce))
+
+
+@register_importer("ReduceMin")
+def _reduce_min(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    negated = [gb.neg(ctx.tensor(args[0])), *args[1:]]
+    return gb.neg(_reduction(gb.max)(ctx, n, negated))
+
+
+@register_importer("Not")
+def _not(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """Not(Equal(a, b)) is not_equal(a, b) (how `not_equal` exports); otherwise x == False."""
+    x = ctx.tensor(args[0])
+    if x.node.op == "equal":
+        a, b = (Tensor(x.graph, v) for v in x.node.inputs)
+        return gb.emit("not_equal", a, b)
+    return gb.emit("equal", x, gb.constant(False, graph=x.graph))
+
+
+@register_importer("Identity")
+def _identity(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    return args[0]
+
+
+@register_importer("Cast")
+def _cast(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    dtype = from_onnx(n.attrs["to"], n.label)
+    if foldable(args):
+        return eval_elementwise("Cast", args, dtype)
+    return gb.cast(ctx.tensor(args[0]), dtype)
+
+
+@register_importer("MatMul")
+def _matmul(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    return gb.matmul(ctx.tensor(args[0]), ctx.tensor(args[1]))
+
+
+@register_importer("Gemm")
+def _gemm(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """alpha * A' @ B' + beta * C, with A' and B' optionally transposed."""
+    a, b = ctx.tensor(args[0]), ctx.tensor(args[1])
+    a = gb.transpose(a) if n.attrs.get("transA", 0) else a
+    b = gb.transpose(b) if n.attrs.get("transB", 0) else b
+    y = _scaled(gb.matmul(a, b), n.attrs.get("alpha", 1.0))
+    if len(args) > 2 and args[2] is not None:
+        y = gb.add(y, _scaled(ctx.tensor(args[2]), n.attrs.get("beta", 1.0)))
+    return y
+
+
+def _scaled(x: Tensor, factor: float) -> Tensor:
+    return x if factor == 1.0 else gb.mul(x, factor)
+
+
+def _flat2d(x: Tensor, axis: int) -> tuple[Any, Any]:
+    axis = normalize_axis(axis, x.ndim + 1)
+    return shape_size(x.shape[:axis]), shape_size(x.shape[axis:])
+
+
+@register_importer("Flatten")
+def _flatten(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    x = ctx.tensor(args[0])
+    return gb.reshape(x, _flat2d(x, n.attrs.get("axis", 1)))
+
+
+def _softmax_like(fn: Callable[..., Tensor]) -> ImportRule:
+    """Opset 13 normalizes along `axis`; older opsets over the flattened axes from `axis` on."""
+
+    def rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+        x = ctx.tensor(args[0])
+        if n.opset >= 13:
+            return fn(x, n.attrs.get("axis", -1))
+        axis = normalize_axis(n.attrs.get("axis", 1), x.ndim)
+        if axis == x.ndim - 1:
+            return fn(x, axis)
+        return gb.reshape(fn(gb.reshape(x, _flat2d(x, axis)), 1), x.shape)
+
+    return rule
+
+
+register_importer("Softmax")(_softmax_like(gb.softmax))
+register_importer("LogSoftmax")(_softmax_like(gb.log_softmax))
+
+
+@register_importer("Transpose")
+def _transpose(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    return gb.transpose(ctx.tensor(args[0]), n.attrs.get("perm"))
+
+
+@register_importer("Expand")
+def _expand(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """Bidirectional broadcast: the result has the broadcast of x's shape and the given one."""
+    x = ctx.tensor(args[0])
+    return gb.broadcast_to(x, broadcast_shapes(x.shape, ctx.dims(args[1], "shape")))
+
+
+@register_importer("Concat")
+def _concat(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    if foldable(args):
+        return tidy(np.concatenate([a.array for a in args], n.attrs["axis"]), args[0].dtype)
+    return gb.concat([ctx.tensor(a) for a in args], n.attrs["axis"])
+
+
+@register_importer("Pad")
+def _pad(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """Zero padding in "constant" mode with non-negative pads (attribute before opset 11)."""
+    x = ctx.tensor(args[0])
+    if n.attrs.get("mode", "constant") != "constant":
+        raise ONNXError(f"only mode 'constant' is supported, got {n.attrs['mode']!r}")
+    pads = n.attrs["pads"] if n.opset < 11 else ctx.dims(args[1], "pads")
+    value = n.attrs.get("value", 0.0) if n.opset < 11 else ctx.optional(args, 2, "constant_value", 0)
+    if np.any(np.asarray(value) != 0) or any(isinstance(p, int) and p < 0 for p in pads):
+        raise ONNXError(f"only zero padding with non-negative pads is supported (pads {pads}, value {value})")
+    axes = [normalize_axis(a, x.ndim) for a in ctx.optional(args, 3, "axes", range(x.ndim), dims=True)]
+    low, high = [0] * x.ndim, [0] * x.ndim
+    for i, axis in enumerate(axes):
+        low[axis], high[axis] = pads[i], pads[i + len(axes)]
+    return gb.pad(x, low, high)

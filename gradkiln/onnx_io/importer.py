@@ -1,0 +1,269 @@
+"""ONNX -> Graph: check the model, list every unsupported op at once, then convert node by node.
+
+A value is either a `Tensor` of the graph being built or a `Known` array whose value is known at
+import time: an initializer, a Constant, or shape arithmetic over known (possibly symbolic) dims.
+Known values are evaluated here instead of becoming nodes, so `Reshape(x, Concat(Shape(x)[0], 4))`
+imports as one reshape to (N, 4); they become graph nodes only where a tensor op consumes them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence, Union
+
+import numpy as np
+import onnx
+import sympy
+from google.protobuf.message import DecodeError
+from onnx import helper, numpy_helper
+
+from ..graph import GradkilnError, Graph, ONNXError, Tensor, UnsupportedOpError, symbol
+from ..graph import builder as gb
+from ..graph.types import Dim, as_dim
+from .dtypes import from_onnx
+
+
+@dataclass
+class Known:
+    """A value known at import time: a numeric array, or an object array of ints and sympy exprs."""
+
+    array: np.ndarray
+    dtype: str
+
+
+Operand = Union[Tensor, Known, None]
+
+
+@dataclass
+class OnnxNode:
+    """One ONNX node as the import rules see it: its type, name, decoded attributes, opset."""
+
+    op_type: str
+    name: str
+    attrs: dict[str, Any]
+    opset: int
+    num_outputs: int = 1
+    label: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.label = f"{self.op_type} node {self.name!r}" if self.name else f"{self.op_type} node"
+
+
+ImportRule = Callable[["ImportContext", OnnxNode, list[Operand]], Union[Operand, Sequence[Operand]]]
+IMPORTERS: dict[str, ImportRule] = {}
+
+
+def register_importer(op_type: str) -> Callable[[ImportRule], ImportRule]:
+    """Register the import rule of ONNX op type `op_type` (default domain); see import_rules.py."""
+
+    def register(rule: ImportRule) -> ImportRule:
+        IMPORTERS[op_type] = rule
+        return rule
+
+    return register
+
+
+class ImportContext:
+    """Turns operands into tensors or known values for the rules, materializing known values once."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.sources: dict[sympy.Symbol, tuple[Tensor, int]] = {}
+        self._constants: dict[int, Tensor] = {}
+
+    def add_source(self, tensor: Tensor) -> None:
+        """Remember the first tensor carrying each symbol as a dim (to compute it at run time)."""
+        for axis, d in enumerate(tensor.shape):
+            if isinstance(d, sympy.Symbol):
+                self.sources.setdefault(d, (tensor, axis))
+
+    def tensor(self, operand: Operand, what: str = "operand") -> Tensor:
+        """`operand` as a graph tensor: known values become constants, or size arithmetic when symbolic."""
+        if isinstance(operand, Tensor):
+            return operand
+        if operand is None:
+            raise ONNXError(f"the {what} is missing")
+        if id(operand) not in self._constants:
+            self._constants[id(operand)] = self._materialize(operand)
+        return self._constants[id(operand)]
+
+    def known(self, operand: Operand, what: str) -> np.ndarray:
+        """The import-time value of `operand`; an error when it is only known at run time."""
+        if not isinstance(operand, Known):
+            raise ONNXError(f"the {what} must be known at import time (a constant or shape arithmetic)")
+        return operand.array
+
+    def dims(self, operand: Operand, what: str) -> list[Dim]:
+        """A known 1-D int operand as a list of dims (ints or sympy expressions)."""
+        return [_as_int_or_expr(v) for v in np.asarray(self.known(operand, what)).reshape(-1)]
+
+    def optional(self, args: list[Operand], i: int, what: str, default: Any, dims: bool = False) -> Any:
+        """The known value (or dims) of optional input `i`, or `default` when it is absent."""
+        if len(args) <= i or args[i] is None:
+            return default
+        return self.dims(args[i], what) if dims else self.known(args[i], what)
+
+    def _materialize(self, known: Known) -> Tensor:
+        if known.array.dtype != object:
+            return gb.constant(known.array.astype(known.dtype), graph=self.graph)
+        parts = [self._expr_tensor(sympy.sympify(v), known.dtype) for v in known.array.reshape(-1)]
+        if known.array.ndim == 0:
+            return parts[0]
+        flat = gb.concat([gb.expand_dims(p, 0) for p in parts], 0)
+        return gb.reshape(flat, known.array.shape)
+
+    def _expr_tensor(self, expr: sympy.Expr, dtype: str) -> Tensor:
+        """A scalar tensor computing a dim expression at run time from `size` nodes."""
+        if expr.is_Number:
+            return gb.constant(np.asarray(expr, dtype=dtype), graph=self.graph)
+        coeff, rest = expr.as_coeff_Mul()
+        factors = rest.as_ordered_factors()
+        if all(f in self.sources for f in factors) and len({id(self.sources[f][0]) for f in factors}) == 1:
+            source = self.sources[factors[0]][0]
+            count = gb.size(source, sorted(self.sources[f][1] for f in factors), dtype)
+            return count if coeff == 1 else gb.mul(self._expr_tensor(coeff, dtype), count)
+        if expr.is_Add or expr.is_Mul:
+            terms = [self._expr_tensor(a, dtype) for a in expr.args]
+            combine = gb.add if expr.is_Add else gb.mul
+            result = terms[0]
+            for term in terms[1:]:
+                result = combine(result, term)
+            return result
+        raise ONNXError(f"cannot compute the dim expression {expr} at run time: no input carries its symbols")
+
+
+def _as_int_or_expr(value: Any) -> Dim:
+    if isinstance(value, sympy.Expr) and not value.is_Integer:
+        return value
+    return int(value)
+
+
+def load(model_or_path: onnx.ModelProto | str | os.PathLike | bytes, rules: dict) -> onnx.ModelProto:
+    """Read and check a model: every way it can be malformed surfaces as an `ONNXError`, and ops
+    without a rule in `rules` as one `UnsupportedOpError` (before the checker validates them)."""
+    if isinstance(model_or_path, onnx.ModelProto):
+        model, where = model_or_path, "the model"
+    else:
+        data, where = _read(model_or_path)
+        try:
+            model = onnx.load_model_from_string(data)
+        except (DecodeError, RuntimeError, ValueError) as err:
+            raise ONNXError(f"{where} is not an ONNX model (it does not parse as a ModelProto: {err})") from None
+    if not model.HasField("graph"):
+        raise ONNXError(f"{where} is not an ONNX model: it has no graph (an empty, truncated or foreign file?)")
+    _check_supported(model, rules)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ONNXError(f"{where} is not a valid ONNX model: {first}") from None
+    return model
+
+
+def _read(source: str | os.PathLike | bytes) -> tuple[bytes, str]:
+    if isinstance(source, bytes):
+        return source, "the bytes given"
+    try:
+        with open(source, "rb") as f:
+            return f.read(), f"'{os.fspath(source)}'"
+    except OSError as err:
+        raise ONNXError(f"cannot read ONNX model '{os.fspath(source)}': {err.strerror}") from None
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def import_model(model_or_path: onnx.ModelProto | str | os.PathLike | bytes) -> tuple[Graph, dict[str, Tensor]]:
+    """Import an ONNX model (a ModelProto, a path or serialized bytes).
+
+    Returns the graph and its outputs by ONNX output name, ready for `gk.compile(graph, outputs)`.
+    Initializers that are also graph inputs become params, other initializers constants, and
+    `dim_param` dims become symbols.
+    """
+    from . import import_rules  # noqa: F401  (fills IMPORTERS)
+
+    model = load(model_or_path, IMPORTERS)
+    opset = default_opset(model)
+    graph = Graph(model.graph.name or "onnx")
+    ctx = ImportContext(graph)
+    with graph:
+        env = _sources(ctx, model.graph)
+        for proto in model.graph.node:
+            _import_node(ctx, proto, opset, env, IMPORTERS)
+        outputs = {o.name: ctx.tensor(env[o.name], f"output {o.name!r}") for o in model.graph.output}
+    return graph, outputs
+
+
+def _check_supported(model: onnx.ModelProto, rules: dict) -> None:
+    """Raise one error listing every (op type, opset) of the model that has no import rule."""
+    versions = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    missing = sorted(
+        {
+            (
+                n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}",
+                versions.get(n.domain or "ai.onnx"),
+            )
+            for n in model.graph.node
+            if n.domain not in ("", "ai.onnx") or n.op_type not in rules
+        },
+        key=str,
+    )
+    if missing:
+        listed = ", ".join(f"{op} (opset {version})" for op, version in sorted(missing, key=str))
+        raise UnsupportedOpError(f"the model uses ops gradkiln cannot import: {listed}")
+
+
+def _sources(ctx: ImportContext, onnx_graph: onnx.GraphProto) -> dict[str, Operand]:
+    """Graph inputs become inputs (or params, when they have an initializer); other initializers
+    become known values."""
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx_graph.initializer}
+    env: dict[str, Operand] = {"": None}
+    for info in onnx_graph.input:
+        if info.name in inits:
+            env[info.name] = gb.param(info.name, inits.pop(info.name))
+        else:
+            env[info.name] = gb.input(info.name, _shape(info), _elem_dtype(info))
+            ctx.add_source(env[info.name])
+    for name, array in inits.items():
+        env[name] = Known(array, from_onnx(helper.np_dtype_to_tensor_dtype(array.dtype), f"initializer {name!r}"))
+    return env
+
+
+def _elem_dtype(info: onnx.ValueInfoProto) -> str:
+    return from_onnx(info.type.tensor_type.elem_type, f"graph input {info.name!r}")
+
+
+def _shape(info: onnx.ValueInfoProto) -> tuple[Dim, ...]:
+    if not info.type.tensor_type.HasField("shape"):
+        raise ONNXError(f"graph input {info.name!r} has no shape; gradkiln needs at least its rank")
+    dims = info.type.tensor_type.shape.dim
+    return tuple(_dim(d, f"{info.name}_{i}") for i, d in enumerate(dims))
+
+
+def _dim(d: onnx.TensorShapeProto.Dimension, fallback: str) -> Dim:
+    if d.HasField("dim_value"):
+        return as_dim(d.dim_value)
+    name = d.dim_param if d.HasField("dim_param") else fallback
+    return symbol(name) if name.isidentifier() else symbol(fallback)
+
+
+def _import_node(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dict, rules: dict) -> None:
+    attrs = {a.name: _attr(helper.get_attribute_value(a)) for a in proto.attribute}
+    node = OnnxNode(proto.op_type, proto.name, attrs, opset, len(proto.output))
+    try:
+        args = [env[name] for name in proto.input]
+        result = rules[proto.op_type](ctx, node, args)
+    except GradkilnError as err:
+        raise type(err)(f"importing {node.label}: {err}") from None
+    results = result if isinstance(result, (list, tuple)) else [result]
+    env.update(zip(proto.output, results))
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    return value

@@ -1,0 +1,205 @@
+"""Import rules for shape ops, evaluated at import time where their inputs are known.
+
+Known values are numpy arrays; symbolic dims make them object arrays of ints and sympy
+expressions, on which the arithmetic below works unchanged (partial evaluation).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable
+
+import numpy as np
+import sympy
+from onnx import helper
+
+from ..graph import ONNXError, Tensor
+from ..graph import builder as gb
+from ..graph.dtypes import is_int
+from ..graph.types import Dim, as_dim, dims_equal, normalize_axis
+from .dtypes import from_onnx
+from .importer import ImportContext, Known, OnnxNode, Operand, register_importer
+
+
+def _int_div(a: Any, b: Any) -> Any:
+    """ONNX integer division (truncating); dims are non-negative, so a floor for symbols."""
+    if isinstance(a, sympy.Expr) or isinstance(b, sympy.Expr):
+        return sympy.floor(sympy.sympify(a) / b)
+    return abs(int(a)) // abs(int(b)) * (1 if (a >= 0) == (b >= 0) else -1)
+
+
+def _extreme(pick: Callable, symbolic: type) -> Callable[[Any, Any], Any]:
+    return lambda a, b: symbolic(a, b) if isinstance(a, sympy.Expr) or isinstance(b, sympy.Expr) else pick(a, b)
+
+
+KNOWN_ELEMENTWISE: dict[str, Callable[..., Any]] = {
+    "Add": operator.add,
+    "Sum": operator.add,
+    "Sub": operator.sub,
+    "Mul": operator.mul,
+    "Neg": operator.neg,
+    "Max": _extreme(max, sympy.Max),
+    "Min": _extreme(min, sympy.Min),
+    "Div": operator.truediv,
+}
+
+
+def tidy(array: Any, dtype: str) -> Known:
+    """A Known in its plainest form: numeric whenever no element is symbolic."""
+    array = np.asarray(array)
+    if array.dtype == object:
+        flat = [sympy.sympify(v) if isinstance(v, sympy.Basic) else v for v in array.reshape(-1)]
+        if any(isinstance(v, sympy.Basic) and not v.is_Number for v in flat):
+            return Known(np.array(flat, dtype=object).reshape(array.shape), dtype)
+        array = np.array([int(v) if is_int(dtype) else float(v) for v in flat]).reshape(array.shape)
+    return Known(array.astype(dtype), dtype)
+
+
+def foldable(args: list[Operand]) -> bool:
+    """Whether to evaluate an op at import time: its inputs are known, and it computes on ints or
+    symbolic dims (shape arithmetic); float constant arithmetic stays in the graph as written."""
+    known = [a for a in args if a is not None]
+    return all(isinstance(a, Known) for a in known) and any(is_int(a.dtype) or a.array.dtype == object for a in known)
+
+
+def eval_elementwise(op_type: str, args: list[Operand], dtype: str | None = None) -> Known:
+    """Evaluate an elementwise op on known values (object arrays included)."""
+    dtype = dtype or args[0].dtype
+    if op_type == "Cast":
+        return tidy(args[0].array, dtype)
+    fn = _int_div if op_type == "Div" and is_int(dtype) else KNOWN_ELEMENTWISE[op_type]
+    arrays = [a.array.astype(object) for a in args]
+    result = arrays[0]
+    for other in arrays[1:]:
+        result = np.frompyfunc(fn, 2, 1)(result, other)
+    if len(arrays) == 1:
+        result = np.frompyfunc(fn, 1, 1)(result)
+    return tidy(result, dtype)
+
+
+def known_axes(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> list[int] | None:
+    """Axes from the second input (newer opsets) or the `axes` attribute; None when absent."""
+    if len(args) > 1 and args[1] is not None:
+        return [int(a) for a in ctx.dims(args[1], "axes")]
+    return list(n.attrs["axes"]) if "axes" in n.attrs else None
+
+
+@register_importer("Constant")
+def _constant(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    (key, value), *_ = n.attrs.items()
+    kinds = {"value_int": np.int64, "value_ints": np.int64, "value_float": np.float32, "value_floats": np.float32}
+    array = np.asarray(value, dtype=kinds.get(key))
+    return tidy(array, from_onnx(helper.np_dtype_to_tensor_dtype(array.dtype), n.label))
+
+
+@register_importer("Shape")
+def _shape(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    x = args[0]
+    dims = x.shape if isinstance(x, Tensor) else x.array.shape
+    start, end = n.attrs.get("start", 0), n.attrs.get("end", len(dims))
+    return tidy(np.array(list(dims), dtype=object)[start:end], "int64")
+
+
+@register_importer("Size")
+def _size(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    dims = _shape(ctx, n, args).array
+    return tidy(np.prod(dims.astype(object)), "int64")
+
+
+@register_importer("Gather")
+def _gather(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    data, indices = ctx.known(args[0], "data"), ctx.known(args[1], "indices")
+    return tidy(np.take(data, indices.astype(np.int64), axis=n.attrs.get("axis", 0)), args[0].dtype)
+
+
+@register_importer("Range")
+def _range(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    start, limit, delta = (ctx.known(a, name) for a, name in zip(args, ("start", "limit", "delta")))
+    if any(a.dtype == object for a in (start, limit, delta)):
+        raise ONNXError("Range over symbolic dims cannot be evaluated at import time")
+    return tidy(np.arange(start, limit, delta), args[0].dtype)
+
+
+@register_importer("ReduceProd")
+def _reduce_prod(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    data, axes = ctx.known(args[0], "data"), known_axes(ctx, n, args)
+    axes = tuple(axes) if axes is not None else None
+    return tidy(np.prod(data.astype(object), axis=axes, keepdims=bool(n.attrs.get("keepdims", 1))), args[0].dtype)
+
+
+@register_importer("ConstantOfShape")
+def _constant_of_shape(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    value = np.asarray(n.attrs.get("value", np.zeros(1, np.float32))).reshape(())
+    dtype = from_onnx(helper.np_dtype_to_tensor_dtype(value.dtype), n.label)
+    shape = ctx.dims(args[0], "shape")
+    if all(isinstance(d, int) for d in shape):
+        return tidy(np.full(shape, value), dtype)
+    return gb.broadcast_to(gb.constant(value, dtype, graph=ctx.graph), shape)
+
+
+@register_importer("Unsqueeze")
+def _unsqueeze(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    x, axes = args[0], known_axes(ctx, n, args)
+    if foldable(args[:1]):
+        return Known(np.expand_dims(x.array, tuple(axes)), x.dtype)
+    x = ctx.tensor(x)
+    return gb.expand_dims(x, [normalize_axis(a, x.ndim + len(axes)) for a in axes])
+
+
+@register_importer("Squeeze")
+def _squeeze(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    x, axes = args[0], known_axes(ctx, n, args)
+    if foldable(args[:1]):
+        return Known(np.squeeze(x.array, tuple(axes) if axes else None), x.dtype)
+    return gb.squeeze(ctx.tensor(x), axes or None)
+
+
+@register_importer("Reshape")
+def _reshape(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """0 copies the input dim unless `allowzero`; one -1 is inferred."""
+    x, target = args[0], ctx.dims(args[1], "shape")
+    shape = x.shape if isinstance(x, Tensor) else x.array.shape
+    if not n.attrs.get("allowzero", 0):
+        target = [shape[i] if isinstance(d, int) and d == 0 else d for i, d in enumerate(target)]
+    if foldable(args[:1]):
+        return Known(x.array.reshape([int(d) for d in target]), x.dtype)
+    return gb.reshape(ctx.tensor(x), target)
+
+
+@register_importer("Slice")
+def _slice(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """Positive steps only; bounds are clamped as in Python for static dims."""
+    if n.opset < 10:
+        starts, ends, axes, steps = n.attrs["starts"], n.attrs["ends"], n.attrs.get("axes"), None
+    else:
+        starts, ends = ctx.dims(args[1], "starts"), ctx.dims(args[2], "ends")
+        axes, steps = ctx.optional(args, 3, "axes", None, dims=True), ctx.optional(args, 4, "steps", None, dims=True)
+    x = args[0]
+    shape = x.shape if isinstance(x, Tensor) else x.array.shape
+    bounds = [(0, d, 1) for d in shape]
+    for i, axis in enumerate(axes if axes is not None else range(len(starts))):
+        step = 1 if steps is None else steps[i]
+        if not isinstance(step, int) or step <= 0:
+            raise ONNXError(f"only positive steps are supported, got {step}")
+        axis = normalize_axis(int(axis), len(shape))
+        bounds[axis] = (*_bound_pair(starts[i], ends[i], shape[axis]), step)
+    if foldable(args[:1]):
+        return Known(x.array[tuple(slice(int(a), int(b), s) for a, b, s in bounds)], x.dtype)
+    starts_, stops_, steps_ = zip(*bounds) if bounds else ((), (), ())
+    return gb.slice(ctx.tensor(x), starts_, stops_, steps_)
+
+
+def _bound_pair(start: Dim, end: Dim, dim: Dim) -> tuple[Dim, Dim]:
+    if isinstance(dim, int) and isinstance(start, int) and isinstance(end, int):
+        start, end, _ = slice(start, end).indices(dim)
+        return start, max(start, end)
+    return _bound(start, dim), _bound(end, dim)
+
+
+def _bound(value: Dim, dim: Dim) -> Dim:
+    """A slice bound on a symbolic axis: negative counts from the end, huge means the end."""
+    if isinstance(value, int) and value >= 2**31 - 1:
+        return dim
+    if isinstance(value, int) and value < 0:
+        return as_dim(sympy.sympify(dim) + value) if not dims_equal(dim, -value) else 0
+    return value
