@@ -1,0 +1,208 @@
+"""Relax emitters: one rule per gradkiln op, turning a node into a Relax expression.
+
+An emitter is `emitter(ctx, node, args) -> relax.Expr`: `args` are the Relax values of the node's
+inputs, `node.attrs` its attributes, `ctx.dim` converts (symbolic) dims to TIR. A Relax op is used
+where one has the same semantics as the numpy reference; the others are TE computations
+(`ctx.bb.emit_te`), which the fusing pipeline merges with their neighbours like any other kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from tvm import relax, sym, te, tirx
+from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
+
+from ..graph import Node
+from .tvm_dims import DimConverter
+
+
+@dataclass
+class EmitContext:
+    """What an emitter may use besides its node and arguments: the block builder, the dim
+    converter, and an arithmetic analyzer to compare TIR dims."""
+
+    bb: relax.BlockBuilder
+    dim: DimConverter
+    analyzer: sym.Analyzer = field(default_factory=sym.Analyzer)
+
+
+Emitter = Callable[[EmitContext, Node, list[relax.Expr]], relax.Expr]
+EMITTERS: dict[str, Emitter] = {}
+
+
+def register_emitter(op_name: str) -> Callable[[Emitter], Emitter]:
+    """Decorator registering the Relax emitter of `op_name` (also how custom ops get a TVM lowering)."""
+
+    def register(emitter: Emitter) -> Emitter:
+        if op_name in EMITTERS:
+            raise ValueError(f"op {op_name!r} already has a TVM emitter")
+        EMITTERS[op_name] = emitter
+        return emitter
+
+    return register
+
+
+def _call(fn: Callable[..., relax.Expr]) -> Emitter:
+    """An emitter applying a Relax op to the arguments as they are."""
+    return lambda ctx, node, args: fn(*args)
+
+
+DIRECT: dict[str, Callable[..., relax.Expr]] = {
+    "neg": R.negative,
+    "abs": R.abs,
+    "sign": R.sign,
+    "relu": R.nn.relu,
+    "exp": R.exp,
+    "log": R.log,
+    "sqrt": R.sqrt,
+    "tanh": R.tanh,
+    "sigmoid": R.sigmoid,
+    "add": R.add,
+    "sub": R.subtract,
+    "mul": R.multiply,
+    "div": R.divide,
+    "pow": R.power,
+    "maximum": R.maximum,
+    "minimum": R.minimum,
+    "where": R.where,
+    "matmul": R.matmul,
+}
+for _name, _fn in DIRECT.items():
+    register_emitter(_name)(_call(_fn))
+
+
+def _compare(fn: Callable[..., relax.Expr]) -> Emitter:
+    """A comparison; bool operands are compared as int8 (TVM's LLVM codegen emits a float compare for i1)."""
+
+    def emit(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+        if node.graph.type_of(node.inputs[0]).dtype == "bool":
+            args = [R.astype(a, "int8") for a in args]
+        return fn(*args)
+
+    return emit
+
+
+COMPARISONS: dict[str, Callable[..., relax.Expr]] = {
+    "equal": R.equal,
+    "not_equal": R.not_equal,
+    "less": R.less,
+    "less_equal": R.less_equal,
+    "greater": R.greater,
+    "greater_equal": R.greater_equal,
+}
+for _name, _fn in COMPARISONS.items():
+    register_emitter(_name)(_compare(_fn))
+
+
+def _over_axes(fn: Callable[..., relax.Expr], *attr_names: str) -> Emitter:
+    """Apply `fn(x, axes, *attrs)`, or pass x through when `axes` is empty: Relax reads an empty
+    axis list as "every axis", while for gradkiln it means "no axis" (an identity)."""
+
+    def emit(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+        axes = list(node.attrs["axes"])
+        return fn(args[0], axes, *(node.attrs[a] for a in attr_names)) if axes else args[0]
+
+    return emit
+
+
+for _name, _fn in {"sum": R.sum, "mean": R.mean, "max": R.max}.items():
+    register_emitter(_name)(_over_axes(_fn, "keepdims"))
+register_emitter("expand_dims")(_over_axes(R.expand_dims))
+register_emitter("squeeze")(_over_axes(R.squeeze))
+
+
+@register_emitter("cast")
+def _cast(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    return R.astype(args[0], node.attrs["dtype"])
+
+
+@register_emitter("softmax")
+def _softmax(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    return R.nn.softmax(args[0], node.attrs["axis"])
+
+
+@register_emitter("log_softmax")
+def _log_softmax(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    return R.nn.log_softmax(args[0], node.attrs["axis"])
+
+
+@register_emitter("reshape")
+def _reshape(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    return R.reshape(args[0], ctx.dim.shape(node.attrs["shape"]))
+
+
+@register_emitter("broadcast_to")
+def _broadcast_to(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    return R.broadcast_to(args[0], relax.ShapeExpr(ctx.dim.shape(node.attrs["shape"])))
+
+
+@register_emitter("transpose")
+def _transpose(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    return R.permute_dims(args[0], list(node.attrs["perm"]))
+
+
+@register_emitter("concat")
+def _concat(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    return R.concat(args, node.attrs["axis"])
+
+
+@register_emitter("slice")
+def _slice(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """Not assumed in bounds: Relax then clamps stops to the dims, as numpy does."""
+    attrs = node.attrs
+    axes = list(range(len(attrs["steps"])))
+    begin, end = ctx.dim.shape(attrs["starts"]), ctx.dim.shape(attrs["stops"])
+    return R.strided_slice(args[0], axes, begin, end, list(attrs["steps"]), assume_inbound=False)
+
+
+@register_emitter("one_hot")
+def _one_hot(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """Relax's one_hot compares each index with 0..depth-1, so out-of-range indices give zero rows."""
+    dtype = node.attrs["dtype"]
+    return R.one_hot(args[0], tirx.const(1, dtype), tirx.const(0, dtype), node.attrs["depth"])
+
+
+@register_emitter("size")
+def _size(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """The element count over `axes` as a 0-d tensor, read from the (symbolic) input shape: x is an
+    argument of the kernel so that its symbolic dims are bound there."""
+    axes, dtype = node.attrs["axes"], node.attrs["dtype"]
+
+    def compute(x: te.Tensor) -> te.Tensor:
+        count = functools.reduce(operator.mul, (x.shape[a] for a in axes), tirx.IntImm("int64", 1))
+        return te.compute((), lambda: count.astype(dtype), name="size")
+
+    return ctx.bb.emit_te(compute, args[0], primfunc_name_hint="size")
+
+
+@register_emitter("pad")
+def _pad(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """Zero padding with interior zeros: output position i holds x[(i - low) / (interior + 1)] when
+    that division is exact and in range, else zero. TE, because Relax's pad has no interior padding."""
+    low, interior = node.attrs["low"], node.attrs["interior"]
+    out_shape = ctx.dim.shape(node.types[0].shape)
+
+    def compute(x: te.Tensor) -> te.Tensor:
+        def element(*index: tirx.PrimExpr) -> tirx.PrimExpr:
+            conditions, source = [tirx.const(True)], []
+            for i, lo, k, d in zip(index, low, interior, x.shape):
+                j = i - lo
+                conditions += [j >= 0, tirx.floormod(j, k + 1) == 0, tirx.floordiv(j, k + 1) < d]
+                source.append(tirx.floordiv(j, k + 1))
+            return tirx.if_then_else(tirx.all(*conditions), x[tuple(source)], tirx.const(0, x.dtype))
+
+        return te.compute(out_shape, element, name="pad")
+
+    return ctx.bb.emit_te(compute, args[0], primfunc_name_hint="pad")
+
+
+def emit_constant(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """A constant node becomes a Relax constant (the backend's rule for the `constant` source op).
+    The dtype is explicit: `relax.const` would otherwise narrow float64 arrays to float32."""
+    value = np.asarray(node.attrs["value"])
+    return relax.const(value, str(value.dtype))
