@@ -13,6 +13,8 @@ import argparse
 import os
 import statistics
 import time
+from functools import partial
+from itertools import pairwise
 
 import numpy as np
 
@@ -31,7 +33,7 @@ def wait_for_idle(threshold: float = 0.3, timeout: float = 120.0) -> float:
 def make_params(widths: list[int], seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     params = {}
-    for i, (a, b) in enumerate(zip(widths, widths[1:])):
+    for i, (a, b) in enumerate(pairwise(widths)):
         params[f"w{i}"] = rng.normal(0, np.sqrt(2 / a), (a, b)).astype(np.float32)
         params[f"b{i}"] = np.zeros(b, np.float32)
     return params
@@ -66,11 +68,11 @@ def numpy_step(params: dict[str, np.ndarray], x: np.ndarray, labels: np.ndarray)
     g = np.exp(log_p)
     g[np.arange(len(labels)), labels] -= 1
     g /= len(labels)
-    grads = []
+    grads: dict[str, np.ndarray] = {}
     for i in reversed(range(layers)):
-        grads += [acts[i].T @ g, g.sum(0)]
+        grads[f"w{i}"], grads[f"b{i}"] = acts[i].T @ g, g.sum(0)
         g = (g @ params[f"w{i}"].T) * (acts[i] > 0) if i else g
-    return [loss, *grads]
+    return [loss, *(grads[name] for name in params)]
 
 
 def torch_step(params: dict[str, np.ndarray]):
@@ -102,6 +104,28 @@ def median_ms(fn, repeats: int) -> float:
     return statistics.median(times) * 1e3
 
 
+def measure(label: str, batch: int, widths: list[int], repeats: int) -> None:
+    """Time every runner on one workload (checking gradkiln against the numpy floor first)."""
+    params = make_params(widths)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(batch, widths[0])).astype(np.float32)
+    labels = rng.integers(0, widths[-1], size=batch)
+    reference = numpy_step(params, x, labels)
+    floor = median_ms(partial(numpy_step, params, x, labels), repeats)
+    rows = [("hand-written numpy", floor, None)]
+    for target in ("numpy", "llvm"):
+        step, seconds = gradkiln_step(widths, params, target)
+        for got, want in zip(step(x=x, labels=labels), reference):
+            np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)
+        rows.append((f"gradkiln {target}", median_ms(partial(step, x=x, labels=labels), repeats), seconds))
+    torch_fn = torch_step(params)
+    if torch_fn is not None:
+        rows.append(("torch eager", median_ms(partial(torch_fn, x, labels), repeats), None))
+    for runner, ms, seconds in rows:
+        compile_text = f"{seconds:10.2f}" if seconds is not None else f"{'-':>10}"
+        print(f"{label:32} {runner:18} {ms:10.3f} {ms / floor:8.2f}x {compile_text}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
@@ -109,24 +133,7 @@ def main() -> None:
     print(f"load average before measuring: {wait_for_idle():.2f}; TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS')}")
     print(f"{'workload':32} {'runner':18} {'median ms':>10} {'vs numpy':>9} {'compile s':>10}")
     for label, (batch, widths) in SIZES.items():
-        params = make_params(widths)
-        rng = np.random.default_rng(1)
-        x = rng.normal(size=(batch, widths[0])).astype(np.float32)
-        labels = rng.integers(0, widths[-1], size=batch)
-        floor = median_ms(lambda: numpy_step(params, x, labels), args.repeats)
-        rows = [("hand-written numpy", floor, None)]
-        for target in ("numpy", "llvm"):
-            step, seconds = gradkiln_step(widths, params, target)
-            reference = numpy_step(params, x, labels)
-            for got, want in zip(step(x=x, labels=labels), reference):
-                np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)
-            rows.append((f"gradkiln {target}", median_ms(lambda: step(x=x, labels=labels), args.repeats), seconds))
-        torch_fn = torch_step(params)
-        if torch_fn is not None:
-            rows.append(("torch eager", median_ms(lambda: torch_fn(x, labels), args.repeats), None))
-        for runner, ms, seconds in rows:
-            compile_text = f"{seconds:10.2f}" if seconds is not None else f"{'-':>10}"
-            print(f"{label:32} {runner:18} {ms:10.3f} {ms / floor:8.2f}x {compile_text}")
+        measure(label, batch, widths, args.repeats)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..graph import Graph, LoweringError
-from .executable import Executable
+from ..passes import optimize as run_passes
+from .executable import Executable, normalize_outputs, restructure
 from .numpy_backend import NumpyExecutable
 
 
@@ -22,15 +23,26 @@ BACKENDS: dict[str, Callable[..., Executable]] = {
 }
 
 
-def compile(graph: Graph, outputs: Any, target: Any = "numpy", **options: Any) -> Executable:
+def compile(
+    graph: Graph,
+    outputs: Any,
+    target: Any = "numpy",
+    optimize: str | Sequence[str] | None = None,
+    **options: Any,
+) -> Executable:
     """Compile the part of `graph` that `outputs` needs for `target` ("numpy", "llvm"/"cpu").
 
     `outputs` is a tensor, a node name, or a list or dict of them; the executable returns the
-    same structure of numpy arrays when called with named numpy arrays.
+    same structure of numpy arrays when called with named numpy arrays. `optimize` names a
+    pass pipeline ("O1") or lists passes, run on a copy of the graph first.
     """
     kind = target.get("kind") if isinstance(target, dict) else target
     if kind not in BACKENDS:
         raise LoweringError(f"unknown target {target!r}; available: {', '.join(BACKENDS)}")
+    if optimize is not None:
+        values, structure = normalize_outputs(graph, outputs)
+        graph, values, _ = run_passes(graph, values, optimize)
+        outputs = restructure(values, structure)
     return BACKENDS[kind](graph, outputs, target, **options)
 
 

@@ -20,6 +20,15 @@ def normalize_outputs(graph: Graph, outputs: Any) -> tuple[list[Value], Any]:
     return [_as_value(graph, outputs)], None
 
 
+def restructure(flat: Sequence[Any], structure: Any) -> Any:
+    """The inverse of `normalize_outputs`: put flat items back into the user's structure."""
+    if structure is None:
+        return flat[0]
+    if isinstance(structure, tuple):
+        return dict(zip(structure, flat))
+    return list(flat)
+
+
 def resolve(value: Any, bindings: dict[sympy.Symbol, int]) -> Any:
     """Replace symbolic dims inside an attribute value by their bound sizes."""
     if isinstance(value, sympy.Expr):
@@ -58,12 +67,7 @@ class Executable:
 
     def __call__(self, feeds: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         arrays, bindings = self.check_feeds(dict(feeds or {}) | kwargs)
-        results = self.run(arrays, bindings)
-        if self._structure is None:
-            return results[0]
-        if isinstance(self._structure, tuple):
-            return dict(zip(self._structure, results))
-        return list(results)
+        return restructure(self.run(arrays, bindings), self._structure)
 
     def run(self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int]) -> Sequence[np.ndarray]:
         """Compute the outputs from checked feeds (every input and param, by name), given the
