@@ -38,6 +38,35 @@ class OpSample:
     def wrt(self) -> list[str]:
         return [k for k, v in self.feeds.items() if is_float(v.dtype.name)]
 
+    def feeds_at(self, batch: int) -> dict[str, np.ndarray]:
+        """The feeds with every symbolic axis tiled (or cut) to `batch`, so labels stay valid."""
+        feeds = dict(self.feeds)
+        for name, shape in self.shapes.items():
+            for axis, dim in enumerate(shape):
+                if isinstance(dim, str):
+                    feeds[name] = np.take(feeds[name], np.arange(batch) % feeds[name].shape[axis], axis=axis)
+        return feeds
+
+    def with_gradients(
+        self, batch: int | None = None
+    ) -> tuple[_graph.Graph, dict[str, _graph.Tensor], dict[str, np.ndarray]]:
+        """The sample's graph plus the vector-Jacobian products of its output with a `seed`
+        input (fed with random values) for every float input: (graph, outputs by name
+        "out" / "d_<input>", feeds, at `batch` rows on symbolic axes when given). Forward and
+        gradient nodes are checked together."""
+        from .lowering import compile as compile_graph
+        from .symbolic import grad
+
+        graph, inputs, out = self.graph()
+        with graph:
+            seed = gb.input("seed", out.shape, out.dtype)
+        grads = grad(out, [inputs[name] for name in self.wrt], seed=seed)
+        outputs = {"out": out} | {f"d_{name}": g for name, g in zip(self.wrt, grads)}
+        feeds = self.feeds_at(batch) if batch else dict(self.feeds)
+        out_shape = np.shape(compile_graph(graph, out)(**feeds))
+        feeds["seed"] = np.random.default_rng(1).normal(size=out_shape).astype(out.dtype)
+        return graph, outputs, feeds
+
     def graph(self) -> tuple[_graph.Graph, dict[str, _graph.Tensor], _graph.Tensor]:
         """Build a fresh graph: (graph, input tensors by name, output tensor)."""
         with _graph.Graph(self.name) as g:

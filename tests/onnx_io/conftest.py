@@ -1,4 +1,4 @@
-"""Shared helpers of the ONNX tests: run a model in onnxruntime, resize symbolic batch dims."""
+"""Shared helpers of the ONNX tests: run a model in onnxruntime."""
 
 from __future__ import annotations
 
@@ -19,22 +19,6 @@ def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.n
     return dict(zip(names, session.run(names, {k: v for k, v in feeds.items() if k in taken})))
 
 
-def _resized(feeds: dict[str, np.ndarray], shapes: dict[str, tuple], batch: int) -> dict[str, np.ndarray]:
-    """Feeds whose symbolic axes are tiled (or cut) to `batch` rows, so labels stay valid."""
-    out = {}
-    for name, value in feeds.items():
-        for axis, dim in enumerate(shapes.get(name, value.shape)):
-            if isinstance(dim, str):
-                value = np.take(value, np.arange(batch) % value.shape[axis], axis=axis)
-        out[name] = value
-    return out
-
-
 @pytest.fixture
 def run_onnx():
     return _run
-
-
-@pytest.fixture
-def resized():
-    return _resized

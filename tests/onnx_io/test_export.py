@@ -7,7 +7,6 @@ import onnx
 import pytest
 
 import gradkiln as gk
-from gradkiln.graph import builder as gb
 from gradkiln.graph import symbol
 from gradkiln.onnx_io import OPSET, export
 from gradkiln.testing import op_samples
@@ -33,9 +32,9 @@ def _check(graph, outputs, feeds_list, run_onnx) -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda s: s.name)
-def test_op_sample_matches_onnxruntime(sample, run_onnx, resized):
+def test_op_sample_matches_onnxruntime(sample, run_onnx):
     graph, _, out = sample.graph()
-    feeds = [resized(sample.feeds, sample.shapes, b) if b else sample.feeds for b in _batches(sample)]
+    feeds = [sample.feeds_at(b) if b else sample.feeds for b in _batches(sample)]
     model = _check(graph, {"out": out}, feeds, run_onnx)
     assert model.opset_import[0].version == OPSET
     if sample.shapes:
@@ -44,15 +43,9 @@ def test_op_sample_matches_onnxruntime(sample, run_onnx, resized):
 
 
 @pytest.mark.parametrize("sample", [s for s in SAMPLES if s.wrt], ids=lambda s: s.name)
-def test_gradient_of_op_sample_matches_onnxruntime(sample, run_onnx, resized):
-    grad = pytest.importorskip("gradkiln.symbolic").grad
-    graph, inputs, out = sample.graph()
-    with graph:
-        loss = gb.sum(out * out)
-        grads = grad(loss, [inputs[k] for k in sample.wrt])
-    outputs = {"loss": loss} | {f"d_{k}": g for k, g in zip(sample.wrt, grads)}
-    feeds = [resized(sample.feeds, sample.shapes, b) if b else sample.feeds for b in _batches(sample)]
-    _check(graph, outputs, feeds, run_onnx)
+def test_gradient_of_op_sample_matches_onnxruntime(sample, run_onnx):
+    graph, outputs, _ = sample.with_gradients()
+    _check(graph, outputs, [sample.with_gradients(b)[2] for b in _batches(sample)], run_onnx)
 
 
 def _mlp_with_gradients():
