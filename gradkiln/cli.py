@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from typing import Sequence
 
-from .graph import GradkilnError
+from .graph import GradientError, GradkilnError, Graph, Tensor, UnsupportedOpError
+from .graph import builder as gb
+from .graph.dtypes import is_float
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -17,7 +20,83 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if result.test_accuracy > 0.9 else 1
 
 
+def _load(path: str) -> tuple[Graph, dict[str, Tensor]]:
+    from .onnx_io import import_model
+
+    return import_model(path)
+
+
+def _info(args: argparse.Namespace) -> int:
+    import onnx
+
+    from .onnx_io.importer import load
+
+    model = load(args.model, rules=None)
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
+    print(f"{args.model}: graph {model.graph.name!r}, {len(model.graph.node)} ONNX nodes, opsets {opsets}")
+    counts = Counter(n.op_type for n in model.graph.node)
+    print("ONNX ops: " + ", ".join(f"{op} {n}" for op, n in counts.most_common()))
+    try:
+        graph, outputs = _load(args.model)
+    except UnsupportedOpError as err:
+        print(f"does not import: {err}")
+        return 0
+    for title, nodes in (("inputs", graph.inputs()), ("params", graph.params())):
+        print(f"{title}: " + (", ".join(f"{n.name} {n.types[0]}" for n in nodes) or "none"))
+    sizes = [n.attrs["value"] for n in graph.params()]
+    print(f"parameters: {sum(a.size for a in sizes)} values, {sum(a.nbytes for a in sizes)} bytes")
+    print("outputs: " + ", ".join(f"{name} {t.type}" for name, t in outputs.items()))
+    print(f"imports into gradkiln: {len(graph)} nodes ({onnx.__name__} {onnx.__version__})")
+    return 0
+
+
+def _grad(args: argparse.Namespace) -> int:
+    from . import onnx_io
+    from .symbolic import vjp
+
+    graph, outputs = _load(args.model)
+    params = [Tensor(graph, n.outputs[0]) for n in graph.params() if is_float(n.types[0].dtype)]
+    wrt = [p for p in params if not args.wrt or p.name in args.wrt.split(",")]
+    if not wrt:
+        raise GradientError(f"no float parameters to differentiate (asked for {args.wrt or 'all'})")
+    differentiable = {name: t for name, t in outputs.items() if is_float(t.dtype)}
+    with graph:
+        seeds = [gb.input(f"seed_{name}", t.shape, t.dtype) for name, t in differentiable.items()]
+    grads = vjp(list(differentiable.values()), wrt, seeds)
+    onnx_io.export(graph, outputs | {f"grad_{p.name}": g for p, g in zip(wrt, grads)}, path=args.output)
+    print(
+        f"wrote {args.output}: outputs {', '.join(outputs)} and the gradients of <seed_*, outputs> "
+        f"with respect to {', '.join(p.name for p in wrt)}"
+    )
+    return 0
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    from . import onnx_io
+    from .lowering.executable import normalize_outputs, restructure
+    from .passes import optimize
+
+    graph, outputs = _load(args.model)
+    values, structure = normalize_outputs(graph, outputs)
+    optimized, values, manager = optimize(graph, values, args.level, verify=True)
+    onnx_io.export(optimized, restructure(values, structure), path=args.output)
+    print(manager.table())
+    print(f"wrote {args.output}: {len(graph)} -> {len(optimized)} nodes")
+    return 0
+
+
+def _viz(args: argparse.Namespace) -> int:
+    from . import viz
+
+    graph, outputs = _load(args.model)
+    values = [t.value for t in outputs.values()]
+    print(f"wrote {viz.render(graph, args.output, outputs=values)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .passes import PIPELINES
+
     parser = argparse.ArgumentParser(prog="gradkiln", description="Symbolic graph compiler for autodiff.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on failure")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -33,6 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--target", default="llvm", help="llvm (TVM, CPU) or numpy")
     demo.add_argument("--out-dir", default="gradkiln-demo", help="where the SVG and ONNX files go")
     demo.set_defaults(run=_demo)
+    info = commands.add_parser("info", help="describe an ONNX model: ops, inputs, params, outputs, support")
+    info.add_argument("model", help="an .onnx file")
+    info.set_defaults(run=_info)
+    grad = commands.add_parser(
+        "grad",
+        help="write an ONNX model that also computes parameter gradients",
+        description="Import an ONNX model, derive the gradients of its float outputs (weighted by one seed "
+        "input per output, seed_<output>) with respect to its parameters, and export model and gradients.",
+    )
+    grad.add_argument("model", help="an .onnx file")
+    grad.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    grad.add_argument("--wrt", default="", help="comma-separated parameter names (default: every float one)")
+    grad.set_defaults(run=_grad)
+    opt = commands.add_parser("optimize", help="run a pass pipeline over an ONNX model")
+    opt.add_argument("model", help="an .onnx file")
+    opt.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    opt.add_argument("--level", default="O1", choices=sorted(PIPELINES), help="the pass pipeline")
+    opt.set_defaults(run=_optimize)
+    viz = commands.add_parser("viz", help="render an ONNX model's graph with Graphviz")
+    viz.add_argument("model", help="an .onnx file")
+    viz.add_argument("-o", "--output", required=True, help="a .svg, .png, .pdf or .dot file")
+    viz.set_defaults(run=_viz)
     return parser
 
 

@@ -139,9 +139,10 @@ def _as_int_or_expr(value: Any) -> Dim:
     return int(value)
 
 
-def load(model_or_path: onnx.ModelProto | str | os.PathLike | bytes, rules: dict) -> onnx.ModelProto:
+def load(model_or_path: onnx.ModelProto | str | os.PathLike | bytes, rules: dict | None) -> onnx.ModelProto:
     """Read and check a model: every way it can be malformed surfaces as an `ONNXError`, and ops
-    without a rule in `rules` as one `UnsupportedOpError` (before the checker validates them)."""
+    without a rule in `rules` as one `UnsupportedOpError` (before the checker validates them;
+    `rules=None` skips that check, to describe a model gradkiln cannot import)."""
     if isinstance(model_or_path, onnx.ModelProto):
         model, where = model_or_path, "the model"
     else:
@@ -152,7 +153,8 @@ def load(model_or_path: onnx.ModelProto | str | os.PathLike | bytes, rules: dict
             raise ONNXError(f"{where} is not an ONNX model (it does not parse as a ModelProto: {err})") from None
     if not model.HasField("graph"):
         raise ONNXError(f"{where} is not an ONNX model: it has no graph (an empty, truncated or foreign file?)")
-    _check_supported(model, rules)
+    if rules is not None:
+        _check_supported(model, rules)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:

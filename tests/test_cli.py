@@ -1,0 +1,88 @@
+"""The `gradkiln` command: info, grad, optimize and viz on ONNX models; exit codes 0, 1, 2."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import gradkiln as gk
+from gradkiln.cli import main
+
+
+@pytest.fixture
+def mlp_onnx(tmp_path):
+    """A small MLP exported to ONNX: x[N,4] -> tanh(x @ w + b) -> y[N,3]."""
+    rng = np.random.default_rng(0)
+    with gk.Graph("mlp") as g:
+        x = gk.input("x", ("N", 4))
+        w = gk.param("w", rng.normal(size=(4, 3)).astype(np.float32))
+        b = gk.param("b", rng.normal(size=3).astype(np.float32))
+        y = gk.tanh(x @ w + b) * gk.constant(np.float32(1.0))
+    path = tmp_path / "mlp.onnx"
+    gk.onnx_io.export(g, {"y": y}, path=path)
+    return path, g, x, w, b, y
+
+
+def test_info_lists_inputs_params_outputs_and_ops(mlp_onnx, capsys):
+    path, *_ = mlp_onnx
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    for part in ("MatMul 1", "Tanh 1", "x f32[N,4]", "w f32[4,3]", "15 values", "y f32[N,3]"):
+        assert part in out
+
+
+def test_info_reports_unsupported_ops_without_failing(tmp_path, capsys):
+    node = onnx.helper.make_node("NoSuchOp", ["x"], ["y"], domain="example.custom")
+    graph = onnx.helper.make_graph(
+        [node],
+        "custom",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])],
+    )
+    model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", 18), onnx.helper.make_opsetid("example.custom", 1)]
+    )
+    path = tmp_path / "custom.onnx"
+    onnx.save(model, path)
+    assert main(["info", str(path)]) == 0
+    assert "does not import" in capsys.readouterr().out
+
+
+def test_grad_writes_a_model_whose_gradients_match_gradkiln(mlp_onnx, tmp_path):
+    path, g, x, w, b, y = mlp_onnx
+    out = tmp_path / "grad.onnx"
+    assert main(["grad", str(path), "-o", str(out)]) == 0
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    data = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    seed = np.random.default_rng(2).normal(size=(5, 3)).astype(np.float32)
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": data, "seed_y": seed})))
+    with g:
+        seed_in = gk.input("seed", ("N", 3))
+    dw, db = gk.grad(y, [w, b], seed=seed_in)
+    want_w, want_b = gk.compile(g, [dw, db])(x=data, seed=seed)
+    np.testing.assert_allclose(got["grad_w"], want_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["grad_b"], want_b, rtol=1e-5, atol=1e-6)
+
+
+def test_optimize_shrinks_the_model_and_keeps_its_values(mlp_onnx, tmp_path, capsys):
+    path, *_ = mlp_onnx
+    out = tmp_path / "opt.onnx"
+    assert main(["optimize", str(path), "-o", str(out), "--level", "O1"]) == 0
+    assert "cse" in capsys.readouterr().out
+    data = np.ones((2, 4), np.float32)
+    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": data})
+    after = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": data})
+    np.testing.assert_allclose(after[0], before[0], rtol=1e-6)
+
+
+def test_viz_renders_an_onnx_model(mlp_onnx, tmp_path):
+    path, *_ = mlp_onnx
+    out = tmp_path / "g.svg"
+    assert main(["viz", str(path), "-o", str(out)]) == 0
+    assert "<svg" in out.read_text()
+
+
+def test_a_missing_file_is_one_line_on_stderr_and_exit_1(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing.onnx")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing.onnx" in err
