@@ -49,7 +49,7 @@ def test_info_reports_unsupported_ops_without_failing(tmp_path, capsys):
 
 
 def test_grad_writes_a_model_whose_gradients_match_gradkiln(mlp_onnx, tmp_path):
-    path, g, x, w, b, y = mlp_onnx
+    path, g, _, w, b, y = mlp_onnx
     out = tmp_path / "grad.onnx"
     assert main(["grad", str(path), "-o", str(out)]) == 0
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
