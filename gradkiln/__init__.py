@@ -70,6 +70,19 @@ from .graph.builder import (
 )
 from .lowering import compile
 from .passes import optimize
-from .symbolic import grad, vjp
+from .symbolic import (
+    check_grad,
+    checkpoint,
+    custom_vjp,
+    grad,
+    hessian,
+    hessian_vector_product,
+    jacobian,
+    jvp,
+    stop_gradient,
+    value_and_grad,
+    vjp,
+    vmap,
+)
 
 __version__ = "0.1.0"

@@ -143,6 +143,8 @@ def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
         OpSample("constant", {"x": r(3)}, lambda x: x * gb.constant(np.arange(3, dtype=dtype))),
         OpSample("param", {"x": r(3)}, lambda x: x * gb.param("p", np.linspace(-1, 1, 3).astype(dtype))),
         OpSample("input", {"x": r(3)}, lambda x: x * 1.0),
+        OpSample("stop_gradient", {"x": nz(3, 4)}, lambda x: gb.stop_gradient(gb.sign(x)) * x),
+        OpSample("custom_vjp", {"x": r(3, 4)}, lambda x: _softplus_with_rule()(x) * x),
         OpSample(
             "cross_entropy",
             {"z": r(4, 5), "y": np.array([0, 3, 4, 1])},
@@ -155,6 +157,16 @@ def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
         for op in ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
     ]
     return samples
+
+
+def _softplus_with_rule() -> Callable[[_graph.Tensor], _graph.Tensor]:
+    """log(1 + e**x) whose gradient comes from a custom_vjp rule: g * sigmoid(x)."""
+    from .symbolic import custom_vjp
+
+    def softplus(x: _graph.Tensor) -> _graph.Tensor:
+        return gb.log(1.0 + gb.exp(x))
+
+    return custom_vjp(softplus).defvjp(lambda x: (softplus(x), [x]), lambda res, g: [g * gb.sigmoid(res[0])])
 
 
 def numeric_grads(
@@ -178,3 +190,67 @@ def numeric_grads(
             g[i] = (values[0] - values[1]) / (2 * eps)
         grads[name] = g
     return grads
+
+
+def random_graph_feeds() -> dict[str, np.ndarray]:
+    """Feeds for the graphs of `random_graphs`: x of shape (3, 4) and y of shape (4,)."""
+    return {"x": np.linspace(-1.5, 1.5, 12, dtype=np.float32).reshape(3, 4), "y": np.float32([0.5, -1, 2, 0])}
+
+
+_UNARY = (gb.exp, gb.tanh, gb.sigmoid, gb.relu, gb.neg, gb.abs)
+_BINARY = (gb.add, gb.sub, gb.mul, gb.maximum, gb.minimum)
+
+
+def _bait(kind: str, a: _graph.Tensor) -> _graph.Tensor:
+    """An expression over `a` that a simplification rule rewrites (x*1, view chains, ...)."""
+    rank = a.ndim
+    one, zero = gb.constant(np.float32(1.0)), gb.constant(np.float32(0.0))
+    table: dict[str, Callable[[], _graph.Tensor]] = {
+        "mul_one": lambda: (a * one) * gb.broadcast_to(one, a.shape) + zero,
+        "sub_div": lambda: (a - zero) / one - (a - a),
+        "mul_zero": lambda: a * zero + a,
+        "neg_neg": lambda: gb.neg(gb.neg(a)),
+        "exp_log": lambda: gb.log(gb.exp(gb.tanh(a))) + gb.exp(gb.log(gb.sigmoid(a))),
+        "transpose": lambda: gb.transpose(gb.transpose(a)) if rank == 2 else gb.transpose(a),
+        "reshape": lambda: gb.reshape(gb.reshape(a, (-1,)), a.shape) + gb.reshape(a, a.shape + (1,))[..., 0],
+        "broadcast": lambda: gb.broadcast_to(gb.broadcast_to(a, (1, *a.shape)), (2, *a.shape))[0],
+        "sum_broadcast": lambda: gb.sum(gb.broadcast_to(a, (3, *a.shape)), 0) + gb.sum(gb.sum(a, -1, True), 0),
+        "cast": lambda: gb.emit("cast", a, dtype="float32"),
+        "reassociate": lambda: (a * 2.0) * 3.0 + ((a + 1.5) + 0.25),
+    }
+    return table[kind]()
+
+
+def random_graphs(max_ops: int = 12):
+    """A hypothesis strategy for random graphs over x[3,4], y[4] and a small constant, with
+    repeats (for CSE) and expressions that simplification rules rewrite. Draws (graph, outputs);
+    feed with `random_graph_feeds()`. Needs hypothesis (a test dependency)."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def graphs(draw: Callable) -> tuple[_graph.Graph, list[_graph.Value]]:
+        values = draw(st.lists(st.floats(-2, 2, width=32), min_size=4, max_size=4))
+        with _graph.Graph("random") as g:
+            pool = [gb.input("x", (3, 4)), gb.input("y", (4,)), gb.constant(np.array(values, np.float32))]
+            for _ in range(draw(st.integers(1, max_ops))):
+                kind = draw(st.sampled_from(["unary", "binary", "reduce", "matmul", "repeat", "bait"]))
+                a = draw(st.sampled_from(pool))
+                if kind == "unary":
+                    pool.append(draw(st.sampled_from(_UNARY))(a))
+                elif kind == "binary":
+                    fits = [p for p in pool if p.shape == a.shape or (p.ndim == 1 and a.shape[-1:] == p.shape)]
+                    pool.append(draw(st.sampled_from(_BINARY))(a, draw(st.sampled_from(fits))))
+                elif kind == "reduce":
+                    pool.append(gb.sum(a, 0, keepdims=True) if a.ndim else a)
+                elif kind == "matmul" and a.shape == (3, 4):
+                    pool.append(a @ gb.transpose(a))
+                elif kind == "bait":
+                    bait = ["mul_one", "sub_div", "mul_zero", "neg_neg", "exp_log", "transpose", "reshape"]
+                    bait += ["broadcast", "sum_broadcast", "cast", "reassociate"]
+                    pool.append(_bait(draw(st.sampled_from(bait)), a))
+                else:
+                    pool.append(gb.tanh(a) * gb.tanh(a))
+            outputs = draw(st.lists(st.sampled_from(pool[3:] or pool), min_size=1, max_size=3))
+        return g, [o.value for o in outputs]
+
+    return graphs()

@@ -6,9 +6,9 @@ from gradkiln.graph import OPS
 from gradkiln.lowering.tvm_emitters import EMITTERS
 from gradkiln.onnx_io import EXPORTERS, IMPORTERS
 from gradkiln.passes import PASSES
-from gradkiln.symbolic.vjp_rules import VJP_RULES
+from gradkiln.symbolic import BATCH_RULES, JVP_RULES, VJP_RULES
 
-RULE_TABLES = (OPS, VJP_RULES, EMITTERS, EXPORTERS, IMPORTERS, PASSES)
+RULE_TABLES = (OPS, VJP_RULES, JVP_RULES, BATCH_RULES, EMITTERS, EXPORTERS, IMPORTERS, PASSES)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ from gradkiln.lowering.tvm_emitters import EMITTERS
 from gradkiln.onnx_io import export
 from gradkiln.onnx_io.export_rules import EXPORTERS
 from gradkiln.onnx_io.import_rules import IMPORTERS
-from gradkiln.symbolic.vjp_rules import NON_DIFFERENTIABLE, VJP_RULES
+from gradkiln.symbolic import BATCH_RULES, JVP_RULES, NON_DIFFERENTIABLE, VJP_RULES
 from gradkiln.testing import op_samples
 
 SOURCES = sorted(name for name, op in OPS.items() if op.source)
@@ -17,6 +17,16 @@ COMPUTED = sorted(name for name, op in OPS.items() if not op.source)
 @pytest.mark.parametrize("op", COMPUTED)
 def test_op_has_a_gradient_rule_or_is_declared_non_differentiable(op):
     assert op in VJP_RULES or op in NON_DIFFERENTIABLE, f"{op}: register a vjp rule in gradkiln/symbolic"
+
+
+@pytest.mark.parametrize("op", COMPUTED)
+def test_op_has_a_jvp_rule_or_is_declared_non_differentiable(op):
+    assert op in JVP_RULES or op in NON_DIFFERENTIABLE, f"{op}: register a jvp rule in gradkiln/symbolic"
+
+
+@pytest.mark.parametrize("op", COMPUTED)
+def test_op_has_a_batching_rule(op):
+    assert op in BATCH_RULES, f"{op}: register a batching rule in gradkiln/symbolic/batching.py"
 
 
 @pytest.mark.parametrize("op", COMPUTED)

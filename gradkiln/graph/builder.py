@@ -184,6 +184,13 @@ def cast(x: TensorLike, dtype: Any) -> Tensor:
     return x if x.dtype == dtype else emit("cast", x, dtype=dtype)
 
 
+def stop_gradient(x: TensorLike) -> Tensor:
+    """x itself, but treated as a constant by every derivative (grad, vjp, jvp): no gradient
+    flows through it. `x + stop_gradient(f(x) - x)` computes f(x) with the gradient of x
+    (a straight-through estimator)."""
+    return emit("stop_gradient", _lift(_graph_of([x]), x, None))
+
+
 # -- reductions ---------------------------------------------------------------------------------
 def _reduction(op: str, doc: str):
     def reduce(x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:

@@ -121,6 +121,13 @@ def _cast(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     return R.astype(args[0], node.attrs["dtype"])
 
 
+@register_emitter("stop_gradient")
+@register_emitter("custom_vjp")
+def _pass_through(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """Autodiff markers are identities at run time: the value is the last input."""
+    return args[-1]
+
+
 @register_emitter("softmax")
 def _softmax(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     return R.nn.softmax(args[0], node.attrs["axis"])

@@ -104,6 +104,13 @@ for _op, _onnx_op in AXES_OPS.items():
     register_exporter(_op)(_over_axes(_onnx_op))
 
 
+@register_exporter("stop_gradient")
+@register_exporter("custom_vjp")
+def _pass_through(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
+    """Autodiff markers are identities at run time: the value is the last input."""
+    ctx.emit("Identity", [ins[-1]], outs)
+
+
 @register_exporter("not_equal")
 def _not_equal(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
     ctx.emit("Not", [ctx.emit("Equal", ins, [ctx.fresh(f"{outs[0]}_eq")])], outs)

@@ -1,6 +1,7 @@
 """Common subexpression elimination: one topological sweep hashing (op, attrs, inputs).
 
-Inputs and params are never merged (each is fed by its own name); equal constants are.
+Inputs and params are never merged (each is fed by its own name); equal constants are. Nodes
+of role "recompute" (checkpoint copies) are never merged with the originals they duplicate.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ def cse(graph: Graph, ctx: PassContext) -> bool:
     for node in list(graph.nodes()):
         if node.op in ("input", "param"):
             continue
-        key = (node.op, attrs_key(node.attrs), tuple(node.inputs))
+        key = (node.op, attrs_key(node.attrs), tuple(node.inputs), node.role == "recompute")
         kept = seen.setdefault(key, node.id)
         if kept != node.id:
             for index in range(len(node.types)):

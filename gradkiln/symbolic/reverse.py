@@ -19,11 +19,22 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..graph import GradientError, Graph, Node, Tensor, TensorType, UnsupportedOpError, Value
+from ..graph import GradientError, Graph, Node, Tensor, UnsupportedOpError, Value
 from ..graph import builder as gb
-from ..graph.dtypes import is_float
-from ..graph.types import dims_equal, shape_size
+from ..graph.types import shape_size
+from .checkpoint import Recomputer
 from .vjp_rules import NON_DIFFERENTIABLE, VJP_RULES, zeros_like
+from .walk import (
+    as_list,
+    as_tensor_for,
+    common_graph,
+    next_node_id,
+    nodes_between,
+    paired,
+    remove_unneeded,
+    require_float,
+    same_type,
+)
 
 
 def grad(
@@ -39,7 +50,7 @@ def grad(
     outputs, `seed` is None or a list with one seed (or None) per output; gradients of several
     outputs are summed.
     """
-    outs, seeds = _paired(outputs, seed, "seed")
+    outs, seeds = paired(outputs, seed, "seed")
     cotangents = [_default_seed(out) if s is None else s for out, s in zip(outs, seeds)]
     return vjp(outs, inputs, cotangents, allow_unused=allow_unused)
 
@@ -55,28 +66,34 @@ def vjp(
 
     Each cotangent is a Tensor of its output's type or an array of its (static) shape.
     """
-    outs, cts = _paired(outputs, cotangents, "cotangents")
-    wrt = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    graph = _common_graph([*outs, *wrt])
-    for kind, tensors in (("output", outs), ("input", wrt)):
-        for t in tensors:
-            if not is_float(t.dtype):
-                raise GradientError(f"cannot differentiate {kind} {t.name} of type {t.type}: it must be a float tensor")
-    path = _nodes_between(graph, wrt, outs)
+    outs, cts = paired(outputs, cotangents, "cotangents")
+    wrt = as_list(inputs)
+    graph = common_graph([*outs, *wrt])
+    require_float("output", outs)
+    require_float("input", wrt)
+    path = nodes_between(graph, wrt, outs)
     on_path = set(path)
-    first_new = max(graph.nx, default=-1) + 1
-    with graph.building_as("grad"):
+    first_new = next_node_id(graph)
+    with graph, graph.building_as("grad"):  # open, so that rules may call gk.constant
         grads: dict[Value, Tensor] = {}
         for out, ct in zip(outs, cts):
-            _accumulate(grads, out.value, _as_cotangent(out, ct))
+            _accumulate(grads, out.value, as_tensor_for(out, ct, "seed"))
         _backpropagate(graph, path, on_path, grads)
         results = [_gradient_of(t, grads, t.value.node in on_path, allow_unused) for t in wrt]
-    _remove_unneeded(graph, first_new, results)
+    remove_unneeded(graph, first_new, results)
     return results
+
+
+def value_and_grad(
+    output: Tensor, inputs: Tensor | Sequence[Tensor], seed: Any = None, allow_unused: bool = False
+) -> tuple[Tensor, list[Tensor]]:
+    """`(output, grad(output, inputs))`: the value and its gradients, to compile together."""
+    return output, grad(output, inputs, seed=seed, allow_unused=allow_unused)
 
 
 def _backpropagate(graph: Graph, path: list[int], on_path: set[int], grads: dict[Value, Tensor]) -> None:
     """The core walk: apply each node's rule once, last node first, summing per value."""
+    recompute = Recomputer(graph)
     for node_id in reversed(path):
         node = graph.node(node_id)
         cotangents = [grads.get(v) for v in node.outputs]
@@ -86,14 +103,15 @@ def _backpropagate(graph: Graph, path: list[int], on_path: set[int], grads: dict
             or not any(v.node in on_path for v in node.inputs)
         ):
             continue
-        for value, ct in zip(node.inputs, _apply_rule(node, cotangents)):
+        for value, ct in zip(node.inputs, _apply_rule(node, cotangents, recompute)):
             if ct is not None and value.node in on_path:
                 _accumulate(grads, value, ct)
 
 
-def _apply_rule(node: Node, cotangents: list[Tensor | None]) -> Sequence[Tensor | None]:
-    """Call the op's rule on Tensors of the node, then check it returned one fitting cotangent
-    (or None) per input, so a faulty custom rule is reported where it is."""
+def _apply_rule(node: Node, cotangents: list[Tensor | None], recompute: Recomputer) -> Sequence[Tensor | None]:
+    """Call the op's rule on Tensors of the node (recomputed copies inside checkpoint scopes),
+    then check it returned one fitting cotangent (or None) per input, so a faulty custom rule
+    is reported where it is."""
     rule = VJP_RULES.get(node.op)
     if rule is None:
         raise UnsupportedOpError(
@@ -101,8 +119,8 @@ def _apply_rule(node: Node, cotangents: list[Tensor | None]) -> Sequence[Tensor 
             f"@gradkiln.symbolic.register_vjp('{node.op}'), returning None for inputs without a gradient"
         )
     graph = node.graph
-    inputs = tuple(Tensor(graph, v) for v in node.inputs)
-    outputs = tuple(Tensor(graph, v) for v in node.outputs)
+    inputs = tuple(Tensor(graph, recompute(v)) for v in node.inputs)
+    outputs = tuple(Tensor(graph, recompute(v)) for v in node.outputs)
     filled = tuple(zeros_like(out) if ct is None else ct for out, ct in zip(outputs, cotangents))
     if len(outputs) == 1:
         results = rule(inputs, outputs[0], filled[0], **node.attrs)
@@ -114,7 +132,7 @@ def _apply_rule(node: Node, cotangents: list[Tensor | None]) -> Sequence[Tensor 
             f"{len(inputs)} inputs; return one Tensor or None per input"
         )
     for slot, (x, ct) in enumerate(zip(inputs, results)):
-        if ct is not None and not _same_type(ct.type, x.type):
+        if ct is not None and not same_type(ct.type, x.type):
             raise GradientError(
                 f"the gradient rule of '{node.op}' ({node.label}) returned a cotangent of type {ct.type} "
                 f"for input {slot}, which has type {x.type}; a cotangent must have its input's type"
@@ -124,16 +142,6 @@ def _apply_rule(node: Node, cotangents: list[Tensor | None]) -> Sequence[Tensor 
 
 def _accumulate(grads: dict[Value, Tensor], value: Value, cotangent: Tensor) -> None:
     grads[value] = cotangent if value not in grads else gb.add(grads[value], cotangent)
-
-
-def _nodes_between(graph: Graph, inputs: list[Tensor], outputs: list[Tensor]) -> list[int]:
-    """The nodes on some path from an input to an output, in topological order."""
-    needed = graph.needed_nodes([t.value for t in outputs])
-    reached = {t.value.node for t in inputs}
-    for node_id in needed:
-        if node_id not in reached and any(p in reached for p in graph.nx.predecessors(node_id)):
-            reached.add(node_id)
-    return [node_id for node_id in needed if node_id in reached]
 
 
 def _gradient_of(x: Tensor, grads: dict[Value, Tensor], depended_on: bool, allow_unused: bool) -> Tensor:
@@ -147,36 +155,6 @@ def _gradient_of(x: Tensor, grads: dict[Value, Tensor], depended_on: bool, allow
     )
 
 
-def _remove_unneeded(graph: Graph, first_new: int, results: list[Tensor]) -> None:
-    """Remove the nodes added since `first_new` that no result needs, users first."""
-    keep = set(graph.needed_nodes([r.value for r in results]))
-    for node_id in sorted((i for i in graph.nx if i >= first_new and i not in keep), reverse=True):
-        graph.remove_node(node_id)
-
-
-# -- argument handling ------------------------------------------------------------------------------
-def _paired(outputs: Tensor | Sequence[Tensor], cotangents: Any, what: str) -> tuple[list[Tensor], list[Any]]:
-    """Outputs as a list, with one cotangent (or None) each."""
-    if isinstance(outputs, Tensor):
-        return [outputs], [cotangents]
-    outs = list(outputs)
-    if cotangents is None:
-        return outs, [None] * len(outs)
-    if not isinstance(cotangents, (list, tuple)) or len(cotangents) != len(outs):
-        raise GradientError(f"for {len(outs)} outputs, pass `{what}` as a list of {len(outs)} (entries may be None)")
-    return outs, list(cotangents)
-
-
-def _common_graph(tensors: list[Tensor]) -> Graph:
-    for t in tensors:
-        if not isinstance(t, Tensor):
-            raise GradientError(f"outputs and inputs must be Tensors, got {type(t).__name__}")
-    graphs = {id(t.graph): t.graph for t in tensors}
-    if len(graphs) != 1:
-        raise GradientError("outputs and inputs come from different graphs; differentiate within one graph")
-    return tensors[0].graph
-
-
 def _default_seed(out: Tensor) -> np.ndarray:
     if not (out.type.is_static and shape_size(out.shape) == 1):
         raise GradientError(
@@ -184,23 +162,3 @@ def _default_seed(out: Tensor) -> np.ndarray:
             f"seed= (a Tensor or an array of its shape) to get a vector-Jacobian product"
         )
     return np.ones(out.shape, out.dtype)
-
-
-def _as_cotangent(out: Tensor, ct: Any) -> Tensor:
-    """A cotangent for `out` from a Tensor or an array, checked against its type."""
-    if isinstance(ct, Tensor):
-        if ct.graph is not out.graph or not _same_type(ct.type, out.type):
-            raise GradientError(f"the seed {ct!r} for output {out.name} must be a {out.type} tensor of its graph")
-        return ct
-    array = np.asarray(ct, dtype=out.dtype)
-    if not out.type.is_static:
-        raise GradientError(
-            f"output {out.name} has symbolic shape {out.type}: seed it with a Tensor, e.g. gk.input('seed', shape)"
-        )
-    if array.shape != out.shape:
-        raise GradientError(f"the seed for output {out.name} has shape {array.shape}, expected {out.type}")
-    return gb.constant(array, graph=out.graph)
-
-
-def _same_type(a: TensorType, b: TensorType) -> bool:
-    return a.dtype == b.dtype and a.rank == b.rank and all(map(dims_equal, a.shape, b.shape))

@@ -9,7 +9,7 @@ gradients of gradients come for free. `register_vjp(op)` adds a rule for a custo
 
 Ops in `NON_DIFFERENTIABLE` pass no gradient to their inputs: comparisons, `one_hot`, `size`
 and `sign` (piecewise constant or integer-valued), and the sources `input`, `param` and
-`constant`, which have no inputs to pass a gradient to.
+`constant`, which have no inputs to pass a gradient to, and `stop_gradient` by definition.
 
 Conventions at non-differentiable points and edge cases:
 - `abs` and `relu` have gradient 0 at 0 (`abs` uses sign(x), `relu` the mask x > 0).
@@ -51,6 +51,7 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
         "one_hot",
         "size",
         "sign",
+        "stop_gradient",
         "input",
         "param",
         "constant",
@@ -106,13 +107,20 @@ def _past_last(first: Dim, count: Dim, step: int) -> Dim:
     return as_dim(first + (max(0, span) if isinstance(span, int) else span))
 
 
+def max_weights(x: Tensor, out: Tensor, axes: tuple[int, ...], keepdims: bool) -> Tensor:
+    """d max(x, axes) / dx: 1 / (number of ties) at each maximum of its slice, 0 elsewhere."""
+    is_max = gb.cast(gb.equal(x, _keep_reduced_axes(out, axes, keepdims)), x.dtype)
+    return is_max / gb.sum(is_max, axes, keepdims=True)
+
+
 def _swap_last_two(t: Tensor) -> Tensor:
     return gb.transpose(t, (*range(t.ndim - 2), t.ndim - 1, t.ndim - 2))
 
 
 # -- elementwise ----------------------------------------------------------------------------------
-# d(op)/dx applied to g, as a function of (x, y = op(x), g).
-_UNARY: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+# d(op)/dx applied to g, as a function of (x, y = op(x), g); the jvp rules reuse it (a diagonal
+# Jacobian is its own transpose).
+UNARY_DERIVATIVES: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
     "neg": lambda x, y, g: -g,
     "abs": lambda x, y, g: g * gb.sign(x),
     "relu": lambda x, y, g: gb.where(x > 0, g, 0.0),
@@ -130,8 +138,9 @@ def _tie_split(g: Tensor, a: Tensor, b: Tensor, a_wins: Tensor) -> tuple[Tensor,
     return to_a, g - to_a
 
 
-# (cotangent of a, cotangent of b) at the broadcast shape, as a function of (a, b, y, g).
-_BINARY: dict[str, Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]] = {
+# (cotangent of a, cotangent of b) at the broadcast shape, as a function of (a, b, y, g); the jvp
+# rules reuse it with g set to one operand's tangent.
+BINARY_DERIVATIVES: dict[str, Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]] = {
     "add": lambda a, b, y, g: (g, g),
     "sub": lambda a, b, y, g: (g, -g),
     "mul": lambda a, b, y, g: (g * b, g * a),
@@ -155,9 +164,9 @@ def _binary_rule(derivatives: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[T
     return rule
 
 
-for _name, _derivative in _UNARY.items():
+for _name, _derivative in UNARY_DERIVATIVES.items():
     register_vjp(_name)(_unary_rule(_derivative))
-for _name, _derivatives in _BINARY.items():
+for _name, _derivatives in BINARY_DERIVATIVES.items():
     register_vjp(_name)(_binary_rule(_derivatives))
 
 
@@ -189,10 +198,7 @@ def _mean(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axes: tuple[int, .
 
 @register_vjp("max")
 def _max(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axes: tuple[int, ...], keepdims: bool) -> tuple[Tensor]:
-    (x,) = inputs
-    is_max = gb.cast(gb.equal(x, _keep_reduced_axes(out, axes, keepdims)), x.dtype)
-    ties = gb.sum(is_max, axes, keepdims=True)
-    return (_keep_reduced_axes(g, axes, keepdims) * is_max / ties,)
+    return (_keep_reduced_axes(g, axes, keepdims) * max_weights(inputs[0], out, axes, keepdims),)
 
 
 @register_vjp("softmax")

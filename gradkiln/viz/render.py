@@ -17,7 +17,7 @@ from ..graph import Graph, Node, Value, VizError
 from ..graph.printer import format_attr
 
 # fill colour per node role ("forward", "grad") and per source op
-ROLE_COLOURS = {"forward": "#cfe2f3", "grad": "#f4cccc"}
+ROLE_COLOURS = {"forward": "#cfe2f3", "grad": "#f4cccc", "recompute": "#fce5cd"}
 SOURCE_COLOURS = {"input": "#d9ead3", "param": "#fff2cc", "constant": "#eeeeee"}
 FORMATS = ("svg", "png", "pdf")
 _ATTR_LIMIT = 3  # attributes shown in a node label; the rest go to the tooltip
