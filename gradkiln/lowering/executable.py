@@ -15,7 +15,7 @@ def normalize_outputs(graph: Graph, outputs: Any) -> tuple[list[Value], Any]:
     """Flatten `outputs` (a tensor, a name, a list or a dict of them) to values plus its structure."""
     if isinstance(outputs, Mapping):
         return [_as_value(graph, o) for o in outputs.values()], tuple(outputs)
-    if isinstance(outputs, (list, tuple)):
+    if isinstance(outputs, (list, tuple)) and not isinstance(outputs, Value):  # a Value is a NamedTuple
         return [_as_value(graph, o) for o in outputs], len(outputs)
     return [_as_value(graph, outputs)], None
 

@@ -1,24 +1,67 @@
-"""The numpy reference executor: runs each node's numpy semantics in topological order."""
+"""The numpy reference executor: runs each node's numpy semantics in topological order.
+
+With `memory_plan=True` it runs from a `MemoryPlan` instead (planned per set of bound sizes and
+cached): one arena per call holds the planned buffers, requested outputs get their own arrays,
+each node writes into its buffer (with `out=` where numpy has it: `OUT_KERNELS`, else the
+result is copied in) and view ops stay views, so the memory a run uses is the planned peak.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import sympy
 
-from ..graph import GradkilnError, Graph, LoweringError, get_op
+from ..graph import GradkilnError, Graph, LoweringError, Node, Value, get_op
+from ..graph.ops.elementwise import BINARY, COMPARE, UNARY
 from ..graph.types import is_symbolic
+from ..passes.memory import MemoryPlan, plan_memory
 from .executable import Executable, resolve
 
 
+def _ufunc_kernel(fn: np.ufunc) -> Callable[..., Any]:
+    return lambda out, *args: fn(*args, out=out)
+
+
+def _reduce_kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return lambda out, x, axes, keepdims: fn(x, axis=axes, keepdims=keepdims, out=out)
+
+
+# op -> kernel(out, *arrays, **attrs) writing the result into `out` without a temporary
+OUT_KERNELS: dict[str, Callable[..., Any]] = {
+    **{name: _ufunc_kernel(fn) for name, (fn, _) in {**UNARY, **BINARY}.items() if isinstance(fn, np.ufunc)},
+    **{name: _ufunc_kernel(fn) for name, fn in COMPARE.items()},
+    "relu": lambda out, x: np.maximum(x, np.zeros((), x.dtype), out=out),
+    "cast": lambda out, x, dtype: np.copyto(out, x, casting="unsafe"),
+    "matmul": _ufunc_kernel(np.matmul),
+    "sum": _reduce_kernel(np.sum),
+    "mean": _reduce_kernel(np.mean),
+    "max": _reduce_kernel(np.max),
+}
+
+
+class _PlannedStep(NamedTuple):
+    """One node of a planned run: attrs resolved, and per output (buffer, bytes, dtype, shape)
+    or None for a view or a source."""
+
+    node: Node
+    attrs: Mapping[str, Any]
+    inputs: list[Value]
+    outs: list[tuple[int, int, str, tuple[int, ...]] | None]
+    kernel: Callable[..., Any] | None
+
+
 class NumpyExecutable(Executable):
-    """Interprets the graph with numpy; frees each value after its last use."""
+    """Interprets the graph with numpy; frees each value after its last use, or, with
+    `memory_plan`, writes every value into the buffer its memory plan gives it."""
 
     target = "numpy"
 
-    def __init__(self, graph: Graph, outputs: Any) -> None:
+    def __init__(self, graph: Graph, outputs: Any, memory_plan: bool = False) -> None:
         super().__init__(graph, outputs)
+        self.memory_plan = memory_plan
+        self._plans: dict[tuple, tuple[MemoryPlan, list[_PlannedStep]]] = {}
         position = {node_id: i for i, node_id in enumerate(self.node_ids)}
         keep = {v.node for v in self.output_values}
         self.last_use = {}
@@ -29,6 +72,8 @@ class NumpyExecutable(Executable):
         self.symbolic_attrs = {n.id for _, n, _ in self.steps if any(map(is_symbolic, n.attrs.values()))}
 
     def run(self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int]) -> Sequence[np.ndarray]:
+        if self.memory_plan:
+            return self._run_planned(feeds, bindings)
         env: dict[int, tuple[np.ndarray, ...]] = {}
         free_at: dict[int, list[int]] = {}
         for node_id, last in self.last_use.items():
@@ -45,15 +90,72 @@ class NumpyExecutable(Executable):
                 env.pop(dead, None)
         return [env[v.node][v.index] for v in self.output_values]
 
+    def plan(self, bindings: dict[sympy.Symbol, int] | None = None) -> MemoryPlan:
+        """The memory plan for these sizes of the symbolic dims (made once per set of sizes)."""
+        return self._program(bindings or {})[0]
+
+    def _program(self, bindings: dict[sympy.Symbol, int]) -> tuple[MemoryPlan, list[_PlannedStep]]:
+        """The plan and its steps with attrs and buffer shapes resolved, cached per set of sizes."""
+        key = tuple(sorted((str(k), v) for k, v in bindings.items()))
+        if key not in self._plans:
+            plan = plan_memory(self.graph, self.output_values, bindings=bindings)
+            steps = []
+            for node_id in plan.schedule:
+                node = self.graph.node(node_id)
+                attrs = node.attrs
+                if node_id in self.symbolic_attrs:
+                    attrs = {k: resolve(v, bindings) for k, v in attrs.items()}
+                outs = [
+                    (plan.buffer_of[v], plan.value_bytes[v], t.dtype, resolve(t.shape, bindings))
+                    if v in plan.value_bytes
+                    else None
+                    for v, t in zip(node.outputs, node.types)
+                ]
+                steps.append(_PlannedStep(node, attrs, self.graph.inputs_of(node_id), outs, OUT_KERNELS.get(node.op)))
+            self._plans[key] = (plan, steps)
+        return self._plans[key]
+
+    def _run_planned(self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int]) -> list[np.ndarray]:
+        plan, steps = self._program(bindings)
+        arena = np.empty(plan.arena_bytes, np.uint8)
+        buffers = [
+            np.empty(size, np.uint8) if b in plan.output_buffers else arena[plan.offsets[b] : plan.offsets[b] + size]
+            for b, size in enumerate(plan.buffer_bytes)
+        ]
+        env: dict[Value, np.ndarray] = {}
+        for step in steps:
+            node = step.node
+            if node.op in ("input", "param"):
+                env[Value(node.id, 0)] = feeds[node.name]
+                continue
+            args = [env[v] for v in step.inputs]
+            outs = [None if o is None else buffers[o[0]][: o[1]].view(o[2]).reshape(o[3]) for o in step.outs]
+            if len(outs) == 1 and outs[0] is not None and step.kernel is not None:
+                self._guarded(node, args, step.kernel, outs[0], *args, **step.attrs)
+                results: Sequence[np.ndarray] = outs
+            else:  # a source, a view, or an op without an out= form: compute, then copy into the buffer
+                results = self._compute(node, step.attrs, args)
+                for out, result in zip(outs, results):
+                    if out is not None:
+                        np.copyto(out, result, casting="unsafe")
+            for value, out, result in zip(node.outputs, outs, results):
+                env[value] = result if out is None else out
+        return [env[v] for v in self.output_values]
+
     @staticmethod
-    def _compute(node: Any, attrs: dict, args: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    def _guarded(node: Any, args: list[np.ndarray], fn: Callable[..., Any], *fn_args: Any, **fn_kwargs: Any) -> Any:
+        """Call `fn`; numpy's own errors are reported with the node that raised them."""
         try:
             with np.errstate(all="ignore"):
-                result = get_op(node.op).compute(*args, **attrs)
+                return fn(*fn_args, **fn_kwargs)
         except GradkilnError:
             raise
-        except Exception as err:  # numpy's own error, reported with the node that raised it
+        except Exception as err:
             shapes = ", ".join(str(a.shape) for a in args)
             raise LoweringError(f"numpy: {node.label} = {node.op}({shapes}) failed: {err}") from err
+
+    @classmethod
+    def _compute(cls, node: Any, attrs: dict, args: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        result = cls._guarded(node, args, get_op(node.op).compute, *args, **attrs)
         results = result if isinstance(result, tuple) else (result,)
         return tuple(np.asarray(r, dtype=t.dtype) for r, t in zip(results, node.types))

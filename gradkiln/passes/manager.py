@@ -8,7 +8,7 @@ a pass updates through `ctx.replace`) and their options.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -35,6 +35,7 @@ class PassContext:
 
     outputs: list[Value]
     fold_limit: int = 1 << 16  # constant folding keeps results of at most this many elements
+    unsafe_math: bool = False  # simplify may assume no Inf/NaN and in-domain arguments (x*0 -> 0)
 
     def replace(self, graph: Graph, old: Value, new: Value) -> None:
         """Redirect every use of `old` to `new`, including the requested outputs."""
@@ -113,6 +114,7 @@ class PassManager:
 PIPELINES: dict[str, list[str]] = {
     "O0": [],
     "O1": ["constant_fold", "cse", "dce"],
+    "O2": ["constant_fold", "simplify", "cse", "dce"],
 }
 
 
@@ -121,12 +123,14 @@ def optimize(
 ) -> tuple[Graph, list[Value], PassManager]:
     """Optimize a copy of `graph` for `outputs`; returns (the copy, the outputs in it, the manager
     with its per-pass records). `pipeline` is a name in PIPELINES or a list of pass names;
-    `options` go to PassManager (verify, dump_dir, max_rounds)."""
+    `options` go to PassManager (verify, dump_dir, max_rounds) or, when they name a PassContext
+    field (fold_limit, unsafe_math), to the context."""
     passes = PIPELINES[pipeline] if isinstance(pipeline, str) and pipeline in PIPELINES else pipeline
     if isinstance(passes, str):
         raise GraphError(f"unknown pipeline {pipeline!r}; available: {', '.join(PIPELINES)} or a list of passes")
+    context_fields = {f.name for f in fields(PassContext)} - {"outputs"}
+    ctx = PassContext(list(outputs), **{k: options.pop(k) for k in context_fields & set(options)})
     manager = PassManager(list(passes), **options)
     optimized = graph.copy()
-    ctx = PassContext(list(outputs))
     manager.run(optimized, ctx)
     return optimized, ctx.outputs, manager

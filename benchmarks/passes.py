@@ -1,0 +1,159 @@
+"""What the optimizer does to gradient graphs: nodes and time per pass, and memory plans.
+
+    python benchmarks/passes.py [--scaling [NODES ...]]
+
+For the gradient graph of each workload: the O2 pipeline's records (nodes before -> after and
+milliseconds per pass); the memory plan of the graph before and after O2 under the topological
+and the greedy schedule: planned peak, the part of it that is output buffers (a run holds them
+from its start; the lower bound counts them from when they are computed), no-reuse baseline
+and lower bound; and the peak tracemalloc measures while the planned and the plain numpy
+executors run one step. Workloads that need ops gradkiln does not have yet print "not
+supported yet". With --scaling, also the O2 time on chain gradient graphs of 1k, 10k and 100k
+nodes and its growth exponent. There is no JAX column: JAX is not a dependency and is not
+installed where this was written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import tracemalloc
+from itertools import pairwise
+from typing import Callable
+
+import numpy as np
+
+import gradkiln as gk
+from gradkiln.lowering.executable import normalize_outputs
+from gradkiln.passes import optimize, plan_memory
+
+MIB = 2**20
+Workload = Callable[[], tuple[gk.Graph, list[gk.Tensor], dict[str, np.ndarray], dict[str, int]]]
+
+
+def mlp(widths: tuple[int, ...] = (784, 512, 512, 10), batch: int = 64):
+    """An MLP with cross entropy; outputs: the loss and the gradient of every parameter."""
+    rng = np.random.default_rng(0)
+    with gk.Graph("mlp") as g:
+        h, labels = gk.input("x", ("N", widths[0])), gk.input("labels", ("N",), "int64")
+        params = []
+        for i, (a, b) in enumerate(pairwise(widths)):
+            w = gk.param(f"w{i}", rng.normal(0, np.sqrt(2 / a), (a, b)).astype(np.float32))
+            bias = gk.param(f"b{i}", np.zeros(b, np.float32))
+            params += [w, bias]
+            h = h @ w + bias
+            h = gk.relu(h) if i < len(widths) - 2 else h
+        loss = gk.cross_entropy(h, labels)
+        grads = gk.grad(loss, params)
+    feeds = {"x": rng.normal(size=(batch, widths[0])).astype(np.float32), "labels": rng.integers(0, 10, batch)}
+    return g, [loss, *grads], feeds, {"N": batch}
+
+
+def elementwise_chain(ops: int = 50, shape: tuple[int, int] = (1024, 1024)):
+    """tanh, *0.9, +0.1 cycled `ops` times, a sum loss; outputs: the loss and d loss / d x."""
+    with gk.Graph("chain") as g:
+        x = gk.input("x", shape)
+        h = x
+        for i in range(ops):
+            h = [gk.tanh, lambda t: t * 0.9, lambda t: t + 0.1][i % 3](h)
+        loss = gk.sum(h)
+        (dx,) = gk.grad(loss, [x])
+    feeds = {"x": np.random.default_rng(0).normal(size=shape).astype(np.float32)}
+    return g, [loss, dx], feeds, {}
+
+
+WORKLOADS: dict[str, Workload | None] = {
+    "MLP 784-512-512-10, batch 64": mlp,
+    "elementwise chain, 50 ops, 1024x1024": elementwise_chain,
+    "CNN (needs conv2d, pooling)": None,
+    "transformer block (needs layer norm, attention ops)": None,
+}
+
+
+def measured_peak(fn: Callable[..., object], feeds: dict[str, np.ndarray]) -> float:
+    """The peak bytes tracemalloc sees allocated during one call (after a warm-up call)."""
+    fn(**feeds)
+    tracemalloc.start()
+    try:
+        fn(**feeds)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def median_ms(fn: Callable[..., object], feeds: dict[str, np.ndarray], repeats: int = 7) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(**feeds)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def report(name: str, workload: Workload) -> None:
+    graph, outputs, feeds, bindings = workload()
+    values, _ = normalize_outputs(graph, outputs)
+    optimized, new_values, manager = optimize(graph, values, "O2")
+    print(f"\n## {name}\n\nO2 pipeline ({len(graph)} -> {len(optimized)} nodes):\n{manager.table()}\n")
+    print(
+        f"{'graph':10} {'schedule':12} {'peak MiB':>9} {'outputs':>8} {'no reuse':>9} {'bound':>9} "
+        f"{'buffers':>8} {'in place':>9}"
+    )
+    for label, g, outs in (("original", graph, values), ("O2", optimized, new_values)):
+        for schedule in ("topological", "greedy"):
+            start = time.perf_counter()
+            plan = plan_memory(g, outs, schedule=schedule, bindings=bindings)
+            seconds = time.perf_counter() - start
+            outputs_mib = (plan.peak_bytes - plan.arena_bytes) / MIB
+            print(
+                f"{label:10} {schedule:12} {plan.peak_bytes / MIB:9.2f} {outputs_mib:8.2f} "
+                f"{plan.baseline_bytes / MIB:9.2f} {plan.lower_bound_bytes / MIB:9.2f} "
+                f"{len(plan.buffer_bytes):8} {len(plan.inplace):9}"
+                f"   (planned in {seconds * 1e3:.0f} ms)"
+            )
+    print(f"\n{'executor (O2 graph)':28} {'measured peak MiB':>18} {'median ms':>9}")
+    for label, options in (("numpy, memory plan", {"memory_plan": True}), ("numpy, free after last use", {})):
+        fn = gk.compile(optimized, new_values, **options)
+        print(f"{label:28} {measured_peak(fn, feeds) / MIB:18.2f} {median_ms(fn, feeds):8.1f}")
+    planned = gk.compile(optimized, new_values, memory_plan=True)
+    want, got = gk.compile(graph, values)(**feeds), planned(**feeds)
+    error = max(float(np.max(np.abs(a - b))) for a, b in zip(got, want))
+    print(f"max |planned O2 - plain original| = {error:.2e}")
+
+
+def scaling(sizes: list[int]) -> None:
+    """O2 time on elementwise-chain gradient graphs of about `sizes` nodes, and the growth exponent."""
+    print(f"\n## scaling: O2 on chain gradient graphs\n\n{'nodes':>8} {'O2 s':>7}  per pass (s)")
+    points = []
+    for size in sizes:
+        graph, outputs, _, _ = elementwise_chain(ops=max(1, size * 3 // 10), shape=(4, 4))
+        values, _ = normalize_outputs(graph, outputs)
+        start = time.perf_counter()
+        _, _, manager = optimize(graph, values, "O2")
+        seconds = time.perf_counter() - start
+        per_pass = {r.name: 0.0 for r in manager.records}
+        for r in manager.records:
+            per_pass[r.name] += r.seconds
+        points.append((len(graph), seconds))
+        print(f"{len(graph):8} {seconds:7.2f}  " + ", ".join(f"{k} {v:.2f}" for k, v in per_pass.items()))
+    if len(points) > 1:
+        exponent = np.polyfit(np.log([n for n, _ in points]), np.log([t for _, t in points]), 1)[0]
+        print(f"growth exponent (time ~ nodes^k): k = {exponent:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scaling", type=int, nargs="*", help="also time O2 on graphs of these node counts")
+    args = parser.parse_args()
+    for name, workload in WORKLOADS.items():
+        if workload is None:
+            print(f"\n## {name}\n\nnot supported yet")
+        else:
+            report(name, workload)
+    if args.scaling is not None:
+        scaling(args.scaling or [1_000, 10_000, 100_000])
+
+
+if __name__ == "__main__":
+    main()

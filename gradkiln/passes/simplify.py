@@ -1,0 +1,193 @@
+"""Algebraic simplification: identities as one rule table (`RULES`) over the pattern matcher.
+
+Every rule gives back a value of exactly the matched value's type (dtype and shape, symbolic
+dims included): where the simpler expression has a smaller shape it is broadcast up
+(`Match.fit`), and a rule that cannot keep the type declines.
+
+NaN and Inf: rules that are exact for every input fire always (x*1, x+0, x-0, x/1, -(-x), view
+chains, cast to the same dtype). `x*0 -> 0` and `x-x -> 0` are wrong for x = Inf or NaN, so
+they fire only when x is known finite (an integer or bool dtype, or a constant with finite
+elements); `exp(log x) -> x` is wrong for x < 0 (NaN), so it fires only when x is known
+non-negative. `PassContext.unsafe_math` (`optimize(..., unsafe_math=True)`) lifts both
+conditions, like -ffast-math. `log(exp x) -> x` always fires: it differs only where exp
+overflows, and there it gives the exact answer instead of Inf. Reassociating constants and
+turning a sum over a broadcast into a multiply by the count change rounding, not values in
+exact arithmetic; x + 0 -> x keeps a -0.0 that the addition would have made +0.0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import Graph, Value
+from ..graph.dtypes import is_float
+from ..graph.types import Dim, dims_equal, shape_size
+from .manager import PassContext, register_pass
+from .patterns import C, Match, P, Rule, V, constant_array, rewrite, source_constant
+
+NONNEGATIVE_OPS = frozenset({"exp", "sqrt", "abs", "relu", "sigmoid", "softmax", "one_hot", "size"})
+CHAIN_OPS = frozenset({"sum", "reshape", "expand_dims", "squeeze"})  # what unbroadcast chains are made of
+
+
+def _finite(m: Match, value: Value) -> bool:
+    """Whether every element of `value` is known to be finite (or unsafe math is allowed)."""
+    if m.ctx.unsafe_math or not is_float(m.type(value).dtype):
+        return True
+    array = source_constant(m.graph, value)
+    return array is not None and bool(np.isfinite(array).all())
+
+
+def _nonnegative(m: Match, value: Value) -> bool:
+    """Whether every element of `value` is known to be >= 0 (or NaN, which passes through)."""
+    if m.ctx.unsafe_math or m.graph.nx.nodes[value.node]["op"] in NONNEGATIVE_OPS:
+        return True
+    array = source_constant(m.graph, value)
+    return array is not None and not bool((array < 0).any())
+
+
+def _is_constant(m: Match, value: Value) -> bool:
+    return constant_array(m.graph, value) is not None
+
+
+def _exact(m: Match, value: Value) -> Value | None:
+    """`value` itself when it already has the matched type (a removed no-op), else None."""
+    return value if m.type(value) == m.root_type else None
+
+
+def _reshaped(m: Match, value: Value) -> Value:
+    """`value` reshaped to the matched shape (itself when it already has it)."""
+    return _exact(m, value) or m.emit("reshape", value, shape=m.root_type.shape)
+
+
+def _zeros(m: Match) -> Value:
+    return m.fill(0, m.root_type)
+
+
+def _identity_perm(m: Match, value: Value) -> bool:
+    perm = m.attrs(value)["perm"]
+    return tuple(perm) == tuple(range(len(perm)))
+
+
+def _compose_transposes(m: Match) -> Value | None:
+    inner, outer = m.attrs("inner")["perm"], m.attrs(m.root)["perm"]
+    perm = tuple(inner[p] for p in outer)
+    return m["x"] if perm == tuple(range(len(perm))) else m.emit("transpose", m["x"], perm=perm)
+
+
+def _reassociate(op: str, fn: np.ufunc) -> Rule:
+    """(x op c1) op c2 -> x op (c1 op c2) for constants c1, c2 (the inner node used only here)."""
+
+    def build(m: Match) -> Value | None:
+        if m.users("inner") != 1 or m["inner"] in m.ctx.outputs:
+            return None
+        c1, c2 = constant_array(m.graph, m["c1"]), constant_array(m.graph, m["c2"])
+        if np.broadcast(c1, c2).size > m.ctx.fold_limit:
+            return None
+        with np.errstate(all="ignore"):
+            folded = fn(c1, c2).astype(m.root_type.dtype)
+        return m.emit(op, m["x"], m.constant(folded))
+
+    inner = P(op, V("x"), V("c1", _is_constant), name="inner")
+    return Rule(f"{op}_constants", P(op, inner, V("c2", _is_constant)), build)
+
+
+def _is_unit(dim: Dim) -> bool:
+    return isinstance(dim, int) and dim == 1
+
+
+def _count(m: Match, broadcast: Value, axes: list[int]) -> Value | None:
+    """The number of elements of `broadcast` over `axes` as a scalar of the matched dtype."""
+    count: Dim = shape_size([m.type(broadcast).shape[a] for a in axes])
+    if isinstance(count, int):
+        return None if count == 1 else m.constant(np.asarray(count, m.root_type.dtype))
+    return m.emit("size", broadcast, axes=tuple(axes), dtype=m.root_type.dtype)
+
+
+def _sum_of_broadcast(m: Match) -> Value | None:
+    """sum(broadcast_to(x, s), axes) -> reshape(sum(x, the axes x really has) * count): the sum
+    over the repeated axes is a multiply. Applies when every repeated axis is summed."""
+    x_shape, shape = m.type("x").shape, m.type("b").shape
+    lead, axes = len(shape) - len(x_shape), m.attrs(m.root)["axes"]
+    repeated = [i for i in range(len(shape)) if i < lead or (_is_unit(x_shape[i - lead]) and not _is_unit(shape[i]))]
+    if not set(repeated) <= set(axes):
+        return None
+    real = tuple(i - lead for i in axes if i not in repeated)
+    value = m.emit("sum", m["x"], axes=real, keepdims=False) if real else m["x"]
+    count = _count(m, m["b"], [i for i in axes if i in repeated])
+    return _reshaped(m, value if count is None else m.emit("mul", value, count))
+
+
+def _unit_reshape_map(in_shape: tuple, out_shape: tuple, axes: list) -> list | None:
+    """Carry the axis map over a reshape that only inserts or drops size-1 axes; None otherwise."""
+    kept = [(d, a) for d, a in zip(in_shape, axes) if not _is_unit(d)]
+    out_dims = [d for d in out_shape if not _is_unit(d)]
+    if len(out_dims) != len(kept) or not all(dims_equal(a, b) for a, (b, _) in zip(out_dims, kept)):
+        return None
+    carried = iter(a for _, a in kept)
+    return [None if _is_unit(d) else next(carried) for d in out_shape]
+
+
+def _after_sum(axes_map: list, axes: tuple[int, ...], keepdims: bool) -> list:
+    if keepdims:
+        return [None if i in axes else a for i, a in enumerate(axes_map)]
+    return [a for i, a in enumerate(axes_map) if i not in axes]
+
+
+def _sum_chain(m: Match) -> Value | None:
+    """A chain of sums and size-1 reshapes (what `unbroadcast` emits, nested) becomes one sum and
+    one reshape; a sum over size-1 axes only becomes a reshape. Inner links must be used only
+    by the chain, so no work is duplicated."""
+    graph, chain, value = m.graph, [m.root], m.graph.inputs_of(m.root.node)[0]
+    while graph.nx.nodes[value.node]["op"] in CHAIN_OPS and graph.nx.out_degree(value.node) == 1:
+        if value in m.ctx.outputs:
+            break
+        chain.append(value)
+        value = graph.inputs_of(value.node)[0]
+    x = value
+    axes_map: list = [None if _is_unit(d) else i for i, d in enumerate(m.type(x).shape)]
+    reduced: set[int] = set()
+    for link in reversed(chain):
+        attrs = m.attrs(link)
+        if graph.nx.nodes[link.node]["op"] == "sum":
+            reduced |= {axes_map[a] for a in attrs["axes"] if axes_map[a] is not None}
+            axes_map = _after_sum(axes_map, attrs["axes"], attrs["keepdims"])
+            continue
+        carried = _unit_reshape_map(m.type(graph.inputs_of(link.node)[0]).shape, m.type(link).shape, axes_map)
+        if carried is None:
+            return None
+        axes_map = carried
+    if len(chain) < 2 and reduced:
+        return None
+    summed = m.emit("sum", x, axes=tuple(sorted(reduced)), keepdims=False) if reduced else x
+    return _reshaped(m, summed)
+
+
+RULES: list[Rule] = [
+    Rule("mul_one", P("mul", V("x"), C(1)), lambda m: m.fit(m["x"])),  # also ones_like(g) * g
+    Rule("add_zero", P("add", V("x"), C(0)), lambda m: m.fit(m["x"])),
+    Rule("sub_zero", P("sub", V("x"), C(0)), lambda m: m.fit(m["x"])),
+    Rule("div_one", P("div", V("x"), C(1)), lambda m: m.fit(m["x"])),
+    Rule("mul_zero", P("mul", V("x"), C(0)), lambda m: _zeros(m) if _finite(m, m["x"]) else None),
+    Rule("sub_self", P("sub", V("x"), V("x")), lambda m: _zeros(m) if _finite(m, m["x"]) else None),
+    Rule("neg_neg", P("neg", P("neg", V("x"))), lambda m: m["x"]),
+    Rule("exp_log", P("exp", P("log", V("x"))), lambda m: m["x"] if _nonnegative(m, m["x"]) else None),
+    Rule("log_exp", P("log", P("exp", V("x"))), lambda m: m["x"]),
+    Rule("cast_same", P("cast", V("x")), lambda m: _exact(m, m["x"])),
+    Rule("transpose_transpose", P("transpose", P("transpose", V("x"), name="inner")), _compose_transposes),
+    Rule("transpose_identity", P("transpose", V("x"), where=_identity_perm), lambda m: m["x"]),
+    Rule("reshape_reshape", P("reshape", P("reshape", V("x"))), lambda m: _reshaped(m, m["x"])),
+    Rule("reshape_same", P("reshape", V("x")), lambda m: _exact(m, m["x"])),
+    Rule("broadcast_broadcast", P("broadcast_to", P("broadcast_to", V("x"))), lambda m: m.fit(m["x"])),
+    Rule("broadcast_same", P("broadcast_to", V("x")), lambda m: _exact(m, m["x"])),
+    Rule("sum_no_axes", P("sum", V("x"), axes=()), lambda m: _exact(m, m["x"])),
+    Rule("sum_of_broadcast", P("sum", P("broadcast_to", V("x"), name="b")), _sum_of_broadcast),
+    Rule("sum_chain", P("sum", V()), _sum_chain),
+    _reassociate("mul", np.multiply),
+    _reassociate("add", np.add),
+]
+
+
+@register_pass("simplify")
+def simplify(graph: Graph, ctx: PassContext) -> bool:
+    """Apply `RULES` to a fixpoint."""
+    return bool(rewrite(graph, ctx, RULES))
