@@ -22,6 +22,13 @@ BACKENDS: dict[str, Callable[..., Executable]] = {
     "cpu": _tvm_backend,
 }
 
+# the keyword options each backend's executable takes (checked so a misspelt one is a clear error)
+BACKEND_OPTIONS: dict[str, frozenset[str]] = {
+    "numpy": frozenset({"memory_plan"}),
+    "llvm": frozenset({"schedule"}),
+    "cpu": frozenset({"schedule"}),
+}
+
 
 def compile(
     graph: Graph,
@@ -39,6 +46,12 @@ def compile(
     kind = target.get("kind") if isinstance(target, dict) else target
     if kind not in BACKENDS:
         raise LoweringError(f"unknown target {target!r}; available: {', '.join(BACKENDS)}")
+    unknown = sorted(set(options) - BACKEND_OPTIONS[kind])
+    if unknown:
+        raise LoweringError(
+            f"target {kind!r} takes no option {', '.join(unknown)}; its options: "
+            f"{', '.join(sorted(BACKEND_OPTIONS[kind])) or 'none'}"
+        )
     if optimize is not None:
         values, structure = normalize_outputs(graph, outputs)
         graph, values, _ = run_passes(graph, values, optimize)
