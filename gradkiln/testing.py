@@ -86,6 +86,76 @@ def _away_from_zero(rng: np.random.Generator, shape: Sequence[int], dtype: str) 
     return x.astype(dtype)
 
 
+def _off_grid(rng: np.random.Generator, shape: Sequence[int], dtype: str) -> np.ndarray:
+    """Values at least 0.1 away from integers and from halves (for floor, ceil and round)."""
+    x = rng.integers(-3, 3, shape) + rng.uniform(0.1, 0.4, shape) * rng.choice([-1.0, 1.0], shape)
+    return x.astype(dtype)
+
+
+def _math_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
+    """Samples of the math family: elementwise math, binary mod/floordiv/atan2, reductions."""
+
+    def r(*shape: int, low: float = -2.0, high: float = 2.0) -> np.ndarray:
+        return _rand(rng, shape, dtype, low, high)
+
+    def nz(*shape: int) -> np.ndarray:
+        return _away_from_zero(rng, shape, dtype)
+
+    distinct = (rng.permutation(12).reshape(3, 4) * 0.37 - 2).astype(dtype)
+    ints = {"i": np.array([7, -7, 6, -5]), "j": np.array([3, 3, -4, -2])}
+    unary = {
+        "exp2": r(3, 4),
+        "log1p": r(3, 4, low=-0.5),
+        "expm1": r(3, 4),
+        "sin": r(3, 4),
+        "cos": r(3, 4),
+        "tan": r(3, 4, low=-1.2, high=1.2),
+        "asin": r(3, 4, low=-0.8, high=0.8),
+        "acos": r(3, 4, low=-0.8, high=0.8),
+        "atan": r(3, 4),
+        "sinh": r(3, 4),
+        "cosh": r(3, 4),
+        "erf": r(3, 4),
+        "softplus": r(3, 4),
+        "silu": r(3, 4),
+        "reciprocal": nz(3, 4),
+        "rsqrt": r(3, 4, low=0.3),
+        "square": r(3, 4),
+    }
+    samples = [OpSample(op, {"x": x}, getattr(gb, op)) for op, x in unary.items()]
+    samples += [
+        OpSample(op, {"x": _off_grid(rng, (3, 4), dtype)}, lambda x, op=op: getattr(gb, op)(x) * x)
+        for op in ("floor", "ceil", "round")
+    ]
+    return samples + [
+        OpSample("gelu", {"x": r(3, 4)}, gb.gelu),
+        OpSample("gelu", {"x": r(3, 4)}, lambda x: gb.gelu(x, "tanh"), name="gelu_tanh"),
+        OpSample("leaky_relu", {"x": nz(3, 4)}, lambda x: gb.leaky_relu(x, 0.1)),
+        OpSample("elu", {"x": nz(3, 4)}, lambda x: gb.elu(x, 1.5)),
+        OpSample("clip", {"x": np.linspace(-2, 2, 12, dtype=dtype).reshape(3, 4)}, lambda x: gb.clip(x, -1.0, 1.0)),
+        OpSample("clip", {"x": np.linspace(-2, 2, 12, dtype=dtype)}, lambda x: gb.clip(x, hi=0.5), name="clip_hi"),
+        OpSample("atan2", {"a": r(3, 4), "b": nz(4)}, gb.atan2),
+        OpSample("mod", {"a": r(3, 4, low=-3, high=3), "b": nz(4)}, gb.mod),
+        OpSample("mod", {"x": r(4), **ints}, lambda x, i, j: x * gb.cast(gb.mod(i, j), dtype), name="mod_int"),
+        OpSample("floordiv", {"a": r(3, 4, low=-3, high=3), "b": nz(4)}, lambda a, b: gb.floordiv(a, b) * a),
+        OpSample(
+            "floordiv", {"x": r(4), **ints}, lambda x, i, j: x * gb.cast(gb.floordiv(i, j), dtype), name="floordiv_int"
+        ),
+        OpSample("min", {"x": distinct}, lambda x: gb.min(x, 1)),
+        OpSample("prod", {"x": nz(3, 4)}, lambda x: gb.prod(x, 1)),
+        OpSample("prod", {"x": nz(3, 4)}, lambda x: gb.prod(x, 0, keepdims=True), name="prod_keepdims"),
+        OpSample("logsumexp", {"x": r(3, 4)}, lambda x: gb.logsumexp(x, 1)),
+        OpSample("var", {"x": r(3, 4)}, lambda x: gb.var(x, 1, correction=1)),
+        OpSample("var", {"x": r(3, 4)}, lambda x: gb.var(x, 0), shapes={"x": ("N", 4)}, name="var_symbolic"),
+        OpSample("std", {"x": r(3, 4)}, lambda x: gb.std(x, 0, keepdims=True)),
+        OpSample("argmax", {"x": distinct}, lambda x: x * gb.cast(gb.argmax(x, 1, keepdims=True), dtype)),
+        OpSample("argmin", {"x": distinct}, lambda x: gb.sum(x, 0) * gb.cast(gb.argmin(x, 0), dtype)),
+        OpSample("cumsum", {"x": r(3, 4)}, lambda x: gb.cumsum(x, 1)),
+        OpSample("cumsum", {"x": r(3, 4)}, lambda x: gb.cumsum(x, 0, True, True), name="cumsum_exclusive_reverse"),
+        OpSample("cumprod", {"x": nz(3, 4)}, lambda x: gb.cumprod(x, 1)),
+    ]
+
+
 def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
     """One or more sample graphs per op of the table, in floating dtype `dtype`."""
     rng = np.random.default_rng(seed)
@@ -156,7 +226,7 @@ def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
         OpSample(op, {"a": r(3, 4), "b": r(4)}, lambda a, b, op=op: gb.where(gb.emit(op, a, b), a, b), name=op)
         for op in ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
     ]
-    return samples
+    return samples + _math_samples(dtype, rng)
 
 
 def _softplus_with_rule() -> Callable[[_graph.Tensor], _graph.Tensor]:

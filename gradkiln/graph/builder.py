@@ -133,28 +133,34 @@ def minimum(a: TensorLike, b: TensorLike) -> Tensor:
     return _binary("minimum", a, b)
 
 
-def _compare(op: str, doc: str):
-    def compare(a: TensorLike, b: TensorLike) -> Tensor:
-        return _binary(op, a, b)
+def _binary_fn(op: str, doc: str, floats: bool = False):
+    def binary(a: TensorLike, b: TensorLike) -> Tensor:
+        return _binary(op, a, b, floats)
 
-    compare.__name__, compare.__doc__ = op, doc
-    return compare
+    binary.__name__, binary.__doc__ = op, doc
+    return binary
 
 
-equal = _compare("equal", "a == b elementwise (bool).")
-not_equal = _compare("not_equal", "a != b elementwise (bool).")
-less = _compare("less", "a < b elementwise (bool).")
-less_equal = _compare("less_equal", "a <= b elementwise (bool).")
-greater = _compare("greater", "a > b elementwise (bool).")
-greater_equal = _compare("greater_equal", "a >= b elementwise (bool).")
+equal = _binary_fn("equal", "a == b elementwise (bool).")
+not_equal = _binary_fn("not_equal", "a != b elementwise (bool).")
+less = _binary_fn("less", "a < b elementwise (bool).")
+less_equal = _binary_fn("less_equal", "a <= b elementwise (bool).")
+greater = _binary_fn("greater", "a > b elementwise (bool).")
+greater_equal = _binary_fn("greater_equal", "a >= b elementwise (bool).")
+atan2 = _binary_fn("atan2", "The angle of the point (b, a), in (-pi, pi], like numpy.arctan2(a, b).", floats=True)
+mod = _binary_fn("mod", "a mod b with numpy's sign convention: the result has the sign of b (ints and floats).")
+floordiv = _binary_fn("floordiv", "a // b rounded toward -inf, like numpy (ints and floats; gradient 0).")
+
+
+def _unary_operand(x: TensorLike, floats: bool = True) -> Tensor:
+    """x as a tensor; ints cast to the default float for float-only ops."""
+    x = _lift(_graph_of([x]), x, None)
+    return cast(x, DEFAULT_FLOAT) if floats and not is_float(x.dtype) else x
 
 
 def _unary(op: str, doc: str, floats: bool = True):
     def unary(x: TensorLike) -> Tensor:
-        x = _lift(_graph_of([x]), x, None)
-        if floats and not is_float(x.dtype):
-            x = cast(x, DEFAULT_FLOAT)
-        return emit(op, x)
+        return emit(op, _unary_operand(x, floats))
 
     unary.__name__, unary.__doc__ = op, doc
     return unary
@@ -169,6 +175,49 @@ log = _unary("log", "Natural logarithm.")
 sqrt = _unary("sqrt", "Square root.")
 tanh = _unary("tanh", "Hyperbolic tangent.")
 sigmoid = _unary("sigmoid", "1 / (1 + e**-x), computed stably.")
+exp2 = _unary("exp2", "2**x.")
+log1p = _unary("log1p", "log(1 + x), accurate near 0.")
+expm1 = _unary("expm1", "e**x - 1, accurate near 0.")
+sin = _unary("sin", "Sine.")
+cos = _unary("cos", "Cosine.")
+tan = _unary("tan", "Tangent.")
+asin = _unary("asin", "Inverse sine.")
+acos = _unary("acos", "Inverse cosine.")
+atan = _unary("atan", "Inverse tangent.")
+sinh = _unary("sinh", "Hyperbolic sine.")
+cosh = _unary("cosh", "Hyperbolic cosine.")
+erf = _unary("erf", "The error function.")
+softplus = _unary("softplus", "log(1 + e**x), computed stably.")
+silu = _unary("silu", "x * sigmoid(x) (also called swish).")
+floor = _unary("floor", "Round toward -inf (gradient 0).")
+ceil = _unary("ceil", "Round toward +inf (gradient 0).")
+round = _unary("round", "Round to the nearest integer, halves to even like numpy and ONNX (gradient 0).")
+reciprocal = _unary("reciprocal", "1 / x.")
+rsqrt = _unary("rsqrt", "1 / sqrt(x).")
+square = _unary("square", "x * x.", floats=False)
+
+
+def gelu(x: TensorLike, approximate: str = "none") -> Tensor:
+    """x * Phi(x), Phi the standard normal CDF (exact, with erf), or its "tanh" approximation."""
+    if approximate not in ("none", "tanh"):
+        raise GraphError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return emit("gelu", _unary_operand(x), approximate=approximate)
+
+
+def leaky_relu(x: TensorLike, negative_slope: float = 0.01) -> Tensor:
+    """x for x > 0, else negative_slope * x; the gradient at 0 is negative_slope (as in PyTorch)."""
+    return emit("leaky_relu", _unary_operand(x), negative_slope=float(negative_slope))
+
+
+def elu(x: TensorLike, alpha: float = 1.0) -> Tensor:
+    """x for x > 0, else alpha * (e**x - 1); the gradient at 0 is alpha (as in PyTorch)."""
+    return emit("elu", _unary_operand(x), alpha=float(alpha))
+
+
+def clip(x: TensorLike, lo: float | None = None, hi: float | None = None) -> Tensor:
+    """min(max(x, lo), hi); None leaves a side open. The gradient passes where lo <= x <= hi,
+    bounds included (as in PyTorch), and is 0 outside."""
+    return emit("clip", _unary_operand(x, floats=False), lo=lo, hi=hi)
 
 
 def where(cond: TensorLike, a: TensorLike, b: TensorLike) -> Tensor:
@@ -192,19 +241,58 @@ def stop_gradient(x: TensorLike) -> Tensor:
 
 
 # -- reductions ---------------------------------------------------------------------------------
-def _reduction(op: str, doc: str):
+def _reduce(op: str, x: Tensor, axis: Any, keepdims: bool, floats: bool, **attrs: Any) -> Tensor:
+    x = _unary_operand(x, floats)
+    return emit(op, x, axes=normalize_axes(axis, x.ndim), keepdims=bool(keepdims), **attrs)
+
+
+def _reduction(op: str, doc: str, floats: bool = False):
     def reduce(x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-        if op == "mean" and not is_float(x.dtype):
-            x = cast(x, DEFAULT_FLOAT)
-        return emit(op, x, axes=normalize_axes(axis, x.ndim), keepdims=bool(keepdims))
+        return _reduce(op, x, axis, keepdims, floats)
 
     reduce.__name__, reduce.__doc__ = op, doc
     return reduce
 
 
+def _moment(op: str, doc: str):
+    def moment(x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False, correction: int = 0):
+        return _reduce(op, x, axis, keepdims, True, correction=int(correction))
+
+    moment.__name__, moment.__doc__ = op, doc
+    return moment
+
+
+def _arg_reduction(op: str, doc: str):
+    def arg(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        if axis is not None:
+            return emit(op, x, axis=normalize_axis(axis, x.ndim), keepdims=bool(keepdims))
+        index = emit(op, reshape(x, (-1,)), axis=0, keepdims=False)
+        return reshape(index, (1,) * x.ndim) if keepdims else index
+
+    arg.__name__, arg.__doc__ = op, doc
+    return arg
+
+
 sum = _reduction("sum", "Sum over `axis` (None: all axes).")
-mean = _reduction("mean", "Mean over `axis` (None: all axes).")
+mean = _reduction("mean", "Mean over `axis` (None: all axes).", floats=True)
 max = _reduction("max", "Max over `axis`; the gradient is split equally among ties.")
+min = _reduction("min", "Min over `axis`; the gradient is split equally among ties.")
+prod = _reduction("prod", "Product over `axis`; the gradient is exact also where elements are 0.")
+logsumexp = _reduction("logsumexp", "log(sum(exp(x))) over `axis`, computed stably.", floats=True)
+var = _moment("var", "Variance over `axis`: squared deviations summed, divided by n - correction (numpy's ddof).")
+std = _moment("std", "Standard deviation over `axis`: the square root of `var` with the same correction.")
+argmax = _arg_reduction("argmax", "Index (int64) of the first maximum along `axis` (None: of the flattened x).")
+argmin = _arg_reduction("argmin", "Index (int64) of the first minimum along `axis` (None: of the flattened x).")
+
+
+def cumsum(x: Tensor, axis: int, exclusive: bool = False, reverse: bool = False) -> Tensor:
+    """Running sum along `axis`; `reverse` sums from the end, `exclusive` leaves each element out."""
+    return emit("cumsum", x, axis=normalize_axis(axis, x.ndim), exclusive=bool(exclusive), reverse=bool(reverse))
+
+
+def cumprod(x: Tensor, axis: int) -> Tensor:
+    """Running product along `axis`; the gradient is exact also where elements are 0."""
+    return emit("cumprod", x, axis=normalize_axis(axis, x.ndim))
 
 
 def size(x: Tensor, axis: int | Sequence[int] | None = None, dtype: Any = DEFAULT_FLOAT) -> Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import operator
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from tvm import relax, sym, te, tirx
@@ -62,6 +62,21 @@ DIRECT: dict[str, Callable[..., relax.Expr]] = {
     "sqrt": R.sqrt,
     "tanh": R.tanh,
     "sigmoid": R.sigmoid,
+    "sin": R.sin,
+    "cos": R.cos,
+    "tan": R.tan,
+    "asin": R.asin,
+    "acos": R.acos,
+    "atan": R.atan,
+    "sinh": R.sinh,
+    "cosh": R.cosh,
+    "erf": R.erf,
+    "softplus": R.nn.softplus,
+    "silu": R.nn.silu,
+    "floor": R.floor,
+    "ceil": R.ceil,
+    "rsqrt": R.rsqrt,
+    "square": R.square,
     "add": R.add,
     "sub": R.subtract,
     "mul": R.multiply,
@@ -69,11 +84,58 @@ DIRECT: dict[str, Callable[..., relax.Expr]] = {
     "pow": R.power,
     "maximum": R.maximum,
     "minimum": R.minimum,
+    "atan2": R.atan2,
+    "mod": R.floor_mod,
+    "floordiv": R.floor_divide,
     "where": R.where,
     "matmul": R.matmul,
 }
 for _name, _fn in DIRECT.items():
     register_emitter(_name)(_call(_fn))
+
+
+def _scalar(node: Node, value: float) -> relax.Expr:
+    """`value` as a constant of the node's output dtype."""
+    return relax.const(value, node.types[0].dtype)
+
+
+# op -> f(node, x) for unary ops composed from Relax ops (with the node for its dtype and attrs).
+COMPOSED: dict[str, Callable[[Node, relax.Expr], relax.Expr]] = {
+    "exp2": lambda node, x: R.power(_scalar(node, 2.0), x),
+    "log1p": lambda node, x: R.log(R.add(x, _scalar(node, 1.0))),
+    "expm1": lambda node, x: R.subtract(R.exp(x), _scalar(node, 1.0)),
+    "reciprocal": lambda node, x: R.divide(_scalar(node, 1.0), x),
+    "gelu": lambda node, x: (R.nn.gelu_tanh if node.attrs["approximate"] == "tanh" else R.nn.gelu)(x),
+    "leaky_relu": lambda node, x: R.nn.leakyrelu(x, node.attrs["negative_slope"]),
+    "elu": lambda node, x: R.where(
+        R.greater(x, _scalar(node, 0.0)),
+        x,
+        R.multiply(
+            _scalar(node, node.attrs["alpha"]), R.subtract(R.exp(R.minimum(x, _scalar(node, 0.0))), _scalar(node, 1.0))
+        ),
+    ),
+    "clip": lambda node, x: _clip(node, x),
+}
+
+
+def _clip(node: Node, x: relax.Expr) -> relax.Expr:
+    lo, hi = node.attrs["lo"], node.attrs["hi"]
+    x = x if lo is None else R.maximum(x, _scalar(node, lo))
+    return x if hi is None else R.minimum(x, _scalar(node, hi))
+
+
+def _composed(fn: Callable[[Node, relax.Expr], relax.Expr]) -> Emitter:
+    return lambda ctx, node, args: fn(node, args[0])
+
+
+for _name, _fn in COMPOSED.items():
+    register_emitter(_name)(_composed(_fn))
+
+
+@register_emitter("round")
+def _round(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """Half to even (`nearbyint`), like numpy; Relax's round rounds halves away from zero."""
+    return ctx.bb.emit_te(lambda x: te.compute(x.shape, lambda *i: tirx.nearbyint(x(*i)), name="round"), args[0])
 
 
 def _compare(fn: Callable[..., relax.Expr]) -> Emitter:
@@ -110,8 +172,64 @@ def _over_axes(fn: Callable[..., relax.Expr], *attr_names: str) -> Emitter:
     return emit
 
 
-for _name, _fn in {"sum": R.sum, "mean": R.mean, "max": R.max}.items():
+def _logsumexp(x: relax.Expr, axes: list[int], keepdims: bool) -> relax.Expr:
+    """max + log(sum(exp(x - max))): cannot overflow."""
+    top = R.max(x, axes, keepdims=True)
+    out = R.add(R.log(R.sum(R.exp(R.subtract(x, top)), axes, keepdims=True)), top)
+    return out if keepdims else R.squeeze(out, axes)
+
+
+REDUCTIONS: dict[str, Callable[..., relax.Expr]] = {
+    "sum": R.sum,
+    "mean": R.mean,
+    "max": R.max,
+    "min": R.min,
+    "prod": R.prod,
+    "logsumexp": _logsumexp,
+}
+for _name, _fn in REDUCTIONS.items():
     register_emitter(_name)(_over_axes(_fn, "keepdims"))
+
+
+def _moment(fn: Callable[..., relax.Expr], power: float) -> Emitter:
+    """var or std: Relax's (dividing by n) rescaled by (n / (n - correction)) ** power."""
+
+    def emit(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+        axes, correction = list(node.attrs["axes"]), node.attrs["correction"]
+        out = fn(args[0], axes, node.attrs["keepdims"])
+        if not correction:
+            return out
+        n = _count(ctx, args[0], axes, node.types[0].dtype)
+        return R.multiply(out, R.power(R.divide(n, R.subtract(n, _scalar(node, correction))), _scalar(node, power)))
+
+    return emit
+
+
+register_emitter("var")(_moment(R.variance, 1.0))
+register_emitter("std")(_moment(R.std, 0.5))
+
+
+@register_emitter("argmax")
+@register_emitter("argmin")
+def _arg_extreme(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    fn = R.argmax if node.op == "argmax" else R.argmin
+    return fn(args[0], node.attrs["axis"], node.attrs["keepdims"])
+
+
+@register_emitter("cumsum")
+def _cumsum(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """A reverse cumsum is the cumsum of the flipped input, flipped back."""
+    axis, reverse = node.attrs["axis"], node.attrs["reverse"]
+    x = R.flip(args[0], axis) if reverse else args[0]
+    out = R.cumsum(x, axis, exclusive=node.attrs["exclusive"])
+    return R.flip(out, axis) if reverse else out
+
+
+@register_emitter("cumprod")
+def _cumprod(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    return R.cumprod(args[0], node.attrs["axis"])
+
+
 register_emitter("expand_dims")(_over_axes(R.expand_dims))
 register_emitter("squeeze")(_over_axes(R.squeeze))
 
@@ -178,13 +296,17 @@ def _one_hot(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr
 def _size(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     """The element count over `axes` as a 0-d tensor, read from the (symbolic) input shape: x is an
     argument of the kernel so that its symbolic dims are bound there."""
-    axes, dtype = node.attrs["axes"], node.attrs["dtype"]
+    return _count(ctx, args[0], node.attrs["axes"], node.attrs["dtype"])
+
+
+def _count(ctx: EmitContext, x: relax.Expr, axes: Sequence[int], dtype: str) -> relax.Expr:
+    """The number of elements of x over `axes`, as a 0-d tensor of `dtype`."""
 
     def compute(x: te.Tensor) -> te.Tensor:
         count = functools.reduce(operator.mul, (x.shape[a] for a in axes), tirx.IntImm("int64", 1))
         return te.compute((), lambda: count.astype(dtype), name="size")
 
-    return ctx.bb.emit_te(compute, args[0], primfunc_name_hint="size")
+    return ctx.bb.emit_te(compute, x, primfunc_name_hint="size")
 
 
 @register_emitter("pad")

@@ -37,6 +37,20 @@ ONE_TO_ONE = {
     "sqrt": "Sqrt",
     "tanh": "Tanh",
     "sigmoid": "Sigmoid",
+    "sin": "Sin",
+    "cos": "Cos",
+    "tan": "Tan",
+    "asin": "Asin",
+    "acos": "Acos",
+    "atan": "Atan",
+    "sinh": "Sinh",
+    "cosh": "Cosh",
+    "erf": "Erf",
+    "softplus": "Softplus",
+    "floor": "Floor",
+    "ceil": "Ceil",
+    "round": "Round",
+    "reciprocal": "Reciprocal",
     "add": "Add",
     "sub": "Sub",
     "mul": "Mul",
@@ -58,12 +72,19 @@ WITH_ATTRS = {
     "softmax": ("Softmax", {"axis": "axis"}),
     "log_softmax": ("LogSoftmax", {"axis": "axis"}),
     "concat": ("Concat", {"axis": "axis"}),
+    "leaky_relu": ("LeakyRelu", {"alpha": "negative_slope"}),
+    "elu": ("Elu", {"alpha": "alpha"}),
+    "argmax": ("ArgMax", {"axis": "axis", "keepdims": "keepdims"}),
+    "argmin": ("ArgMin", {"axis": "axis", "keepdims": "keepdims"}),
 }
 # gradkiln op -> ONNX op taking the `axes` attribute as its second input.
 AXES_OPS = {
     "sum": "ReduceSum",
     "mean": "ReduceMean",
     "max": "ReduceMax",
+    "min": "ReduceMin",
+    "prod": "ReduceProd",
+    "logsumexp": "ReduceLogSumExp",
     "expand_dims": "Unsqueeze",
     "squeeze": "Squeeze",
 }
@@ -78,6 +99,9 @@ def _direct(op_type: str, attr_map: dict[str, str]) -> ExportRule:
 
 
 def _plain(value: object) -> object:
+    """An attribute value as ONNX takes it: tuples as lists, bools as ints."""
+    if isinstance(value, bool):
+        return int(value)
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -180,12 +204,19 @@ def _one_hot(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) ->
 @register_exporter("size")
 def _size(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
     """A constant when the counted dims are static, else the product of the run-time dims."""
-    dtype, axes = node.attrs["dtype"], node.attrs["axes"]
+    element_count(ctx, node, ins[0], node.attrs["axes"], node.attrs["dtype"], outs[0])
+
+
+def element_count(ctx: ExportContext, node: Node, x: str, axes: tuple[int, ...], dtype: str, out: str) -> str:
+    """Define `out` as the number of elements of the node's first input `x` over `axes` (a
+    scalar of `dtype`)."""
     count = shape_size([node.graph.type_of(node.inputs[0]).shape[a] for a in axes])
     if isinstance(count, int):
-        ctx.initializer(outs[0], count, dtype)
-        return
-    dims = ctx.emit("Shape", ins, [ctx.fresh(f"{ins[0]}_shape")])
-    picked = ctx.emit("Gather", [dims, ctx.ints(axes, "axes")], [ctx.fresh(f"{ins[0]}_dims")])
-    product = ctx.emit("ReduceProd", [picked], [ctx.fresh(f"{outs[0]}_int")], keepdims=0)
-    ctx.emit("Cast", [product], outs, to=TO_ONNX[dtype])
+        return ctx.initializer(out, count, dtype)
+    dims = ctx.emit("Shape", [x], [ctx.fresh(f"{x}_shape")])
+    picked = ctx.emit("Gather", [dims, ctx.ints(axes, "axes")], [ctx.fresh(f"{x}_dims")])
+    product = ctx.emit("ReduceProd", [picked], [ctx.fresh(f"{out}_int")], keepdims=0)
+    return ctx.emit("Cast", [product], [out], to=TO_ONNX[dtype])
+
+
+from . import export_math  # noqa: E402,F401  (registers the math family's composed rules into EXPORTERS)

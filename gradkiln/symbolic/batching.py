@@ -140,9 +140,9 @@ def _over_axis(op: str) -> BatchRule:
 for _name, _op in OPS.items():
     if _op.elementwise:
         register_batch(_name)(_elementwise(_name))
-for _name in ("sum", "mean", "max", "expand_dims", "squeeze"):
+for _name in ("sum", "mean", "max", "min", "prod", "logsumexp", "var", "std", "expand_dims", "squeeze"):
     register_batch(_name)(_over_axes(_name))
-for _name in ("softmax", "log_softmax"):
+for _name in ("softmax", "log_softmax", "argmax", "argmin", "cumsum", "cumprod"):
     register_batch(_name)(_over_axis(_name))
 
 

@@ -21,7 +21,15 @@ from typing import Callable, Iterable, Sequence
 from ..graph import Tensor
 from ..graph import builder as gb
 from ..graph.dtypes import is_float
-from .vjp_rules import BINARY_DERIVATIVES, NON_DIFFERENTIABLE, UNARY_DERIVATIVES, VJP_RULES, max_weights, zeros_like
+from .vjp_rules import (
+    BINARY_DERIVATIVES,
+    NON_DIFFERENTIABLE,
+    REDUCTION_WEIGHTS,
+    UNARY_DERIVATIVES,
+    VJP_RULES,
+    cumprod_zero_split,
+    zeros_like,
+)
 
 Tangents = Sequence[Tensor | None]
 JVPRule = Callable[..., Tensor | Sequence[Tensor | None] | None]
@@ -46,8 +54,8 @@ def _total(parts: Iterable[Tensor]) -> Tensor:
     return functools.reduce(gb.add, parts)
 
 
-def _unary_rule(derivative: Callable[[Tensor, Tensor, Tensor], Tensor]) -> JVPRule:
-    return lambda inputs, out, tangents: derivative(inputs[0], out, tangents[0])
+def _unary_rule(derivative: Callable[..., Tensor]) -> JVPRule:
+    return lambda inputs, out, tangents, **attrs: derivative(inputs[0], out, tangents[0], **attrs)
 
 
 def _binary_rule(derivatives: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]) -> JVPRule:
@@ -82,6 +90,7 @@ for _name in (
     "concat",
     "slice",
     "pad",
+    "cumsum",
 ):
     register_jvp(_name)(_linear_rule(_name))
 
@@ -97,9 +106,32 @@ def _cast(inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents, dtype: st
     return gb.cast(tangents[0], dtype) if is_float(dtype) else None
 
 
-@register_jvp("max")
-def _max(inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents, axes: tuple[int, ...], keepdims: bool) -> Tensor:
-    return gb.sum(tangents[0] * max_weights(inputs[0], out, axes, keepdims), axes, keepdims)
+def _weighted_reduction(weights: Callable[..., Tensor]) -> JVPRule:
+    def rule(
+        inputs: tuple[Tensor, ...],
+        out: Tensor,
+        tangents: Tangents,
+        axes: tuple[int, ...],
+        keepdims: bool,
+        **attrs: object,
+    ) -> Tensor:
+        return gb.sum(tangents[0] * weights(inputs[0], out, axes, keepdims, **attrs), axes, keepdims)
+
+    return rule
+
+
+for _name, _weights in REDUCTION_WEIGHTS.items():
+    register_jvp(_name)(_weighted_reduction(_weights))
+
+
+@register_jvp("cumprod")
+def _cumprod(inputs: tuple[Tensor, ...], y: Tensor, tangents: Tangents, axis: int) -> Tensor:
+    """Before the first zero of a slice, y * cumsum(t / x); from it on only the first zero's
+    tangent contributes, times the cumprod with that zero read as 1 (see `cumprod_zero_split`)."""
+    (t,) = tangents
+    before, first, safe_x, skip_first = cumprod_zero_split(inputs[0], axis)
+    from_first = gb.sum(gb.where(first, t, 0.0), axis, keepdims=True) * skip_first
+    return gb.where(before, y * gb.cumsum(t / safe_x, axis), from_first)
 
 
 @register_jvp("softmax")

@@ -7,14 +7,25 @@ received none), and `attrs` the node's attributes. It returns one cotangent Tens
 per input. Rules are written with the builder API, so they emit ordinary graph nodes and
 gradients of gradients come for free. `register_vjp(op)` adds a rule for a custom op.
 
-Ops in `NON_DIFFERENTIABLE` pass no gradient to their inputs: comparisons, `one_hot`, `size`
-and `sign` (piecewise constant or integer-valued), and the sources `input`, `param` and
+Ops in `NON_DIFFERENTIABLE` pass no gradient to their inputs: comparisons, `one_hot`, `size`,
+`sign`, `floor`, `ceil`, `round`, `floordiv`, `argmax` and `argmin` (piecewise constant or
+integer-valued: their gradient is 0 where it exists), and the sources `input`, `param` and
 `constant`, which have no inputs to pass a gradient to, and `stop_gradient` by definition.
 
 Conventions at non-differentiable points and edge cases:
 - `abs` and `relu` have gradient 0 at 0 (`abs` uses sign(x), `relu` the mask x > 0).
 - `maximum` and `minimum` split the gradient equally between a and b where a == b.
-- reduce `max` splits the gradient equally among the tied maxima of each reduced slice.
+- reduce `max` and `min` split the gradient equally among the tied extremes of each reduced slice.
+- `leaky_relu` and `elu` take the x <= 0 branch at 0 (gradient negative_slope, alpha), as PyTorch.
+- `clip` passes the gradient where lo <= x <= hi, bounds included (as PyTorch), 0 outside.
+- `mod`'s gradient is (g, -g * floordiv(a, b)), the derivative away from the jumps.
+- `prod` and `cumprod` are exact also with zeros: no division by a zero element. For `prod`, an
+  element's gradient is the product of the others (non-zero only when at most one is 0); for
+  `cumprod`, elements before the first zero of their slice use the reverse cumsum of g * y divided
+  by x, the first zero gets the reverse cumsum of g times the cumprod taken with it read as 1,
+  and elements after it get 0 (every product through them contains that zero). Derivatives of
+  these gradients (second order) hold the zero pattern fixed, so they are exact only away from 0.
+- `var` and `std` divide by n - correction, like their values.
 - `cast` passes the gradient back cast to the input dtype when the input is a float; an
   integer or bool input gets none.
 - `pow`'s gradient with respect to the exponent is g * a**b * log(a), valid for a > 0.
@@ -26,6 +37,7 @@ Conventions at non-differentiable points and edge cases:
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -51,6 +63,12 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
         "one_hot",
         "size",
         "sign",
+        "floor",
+        "ceil",
+        "round",
+        "floordiv",
+        "argmax",
+        "argmin",
         "stop_gradient",
         "input",
         "param",
@@ -108,9 +126,41 @@ def _past_last(first: Dim, count: Dim, step: int) -> Dim:
 
 
 def max_weights(x: Tensor, out: Tensor, axes: tuple[int, ...], keepdims: bool) -> Tensor:
-    """d max(x, axes) / dx: 1 / (number of ties) at each maximum of its slice, 0 elsewhere."""
+    """d max(x, axes) / dx (and min's): 1 / (number of ties) at each extreme of its slice, 0 elsewhere."""
     is_max = gb.cast(gb.equal(x, _keep_reduced_axes(out, axes, keepdims)), x.dtype)
     return is_max / gb.sum(is_max, axes, keepdims=True)
+
+
+def prod_weights(x: Tensor, out: Tensor, axes: tuple[int, ...], keepdims: bool) -> Tensor:
+    """d prod(x, axes) / dx, the product of the other elements of the slice, without dividing by
+    zero: with one zero in a slice only that zero gets a non-zero weight, with two none does."""
+    zero = gb.equal(x, 0.0)
+    nonzero = gb.where(zero, 1.0, x)
+    others = gb.prod(nonzero, axes, keepdims=True)
+    zeros = gb.sum(gb.cast(zero, x.dtype), axes, keepdims=True)
+    return gb.where(
+        zero, gb.where(gb.equal(zeros, 1.0), others, 0.0), gb.where(gb.equal(zeros, 0.0), others / nonzero, 0.0)
+    )
+
+
+def _deviation(x: Tensor, axes: tuple[int, ...], correction: int) -> Tensor:
+    """(x - mean) / (n - correction): half the gradient of the variance."""
+    count = gb.size(x, axes, x.dtype)
+    return (x - gb.mean(x, axes, keepdims=True)) / (count - float(correction) if correction else count)
+
+
+# d reduce(x, axes) / dx for reductions with one output element per slice, as a function of
+# (x, y, axes, keepdims, **attrs): the vjp spreads g with it, the jvp sums the tangent weighted by it.
+REDUCTION_WEIGHTS: dict[str, Callable[..., Tensor]] = {
+    "max": max_weights,
+    "min": max_weights,
+    "prod": prod_weights,
+    "logsumexp": lambda x, y, axes, keepdims: gb.exp(x - _keep_reduced_axes(y, axes, keepdims)),
+    "var": lambda x, y, axes, keepdims, correction: 2.0 * _deviation(x, axes, correction),
+    "std": lambda x, y, axes, keepdims, correction: (
+        _deviation(x, axes, correction) / _keep_reduced_axes(y, axes, keepdims)
+    ),
+}
 
 
 def _swap_last_two(t: Tensor) -> Tensor:
@@ -118,9 +168,9 @@ def _swap_last_two(t: Tensor) -> Tensor:
 
 
 # -- elementwise ----------------------------------------------------------------------------------
-# d(op)/dx applied to g, as a function of (x, y = op(x), g); the jvp rules reuse it (a diagonal
-# Jacobian is its own transpose).
-UNARY_DERIVATIVES: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+# d(op)/dx applied to g, as a function of (x, y = op(x), g, **attrs); the jvp rules reuse it (a
+# diagonal Jacobian is its own transpose).
+UNARY_DERIVATIVES: dict[str, Callable[..., Tensor]] = {
     "neg": lambda x, y, g: -g,
     "abs": lambda x, y, g: g * gb.sign(x),
     "relu": lambda x, y, g: gb.where(x > 0, g, 0.0),
@@ -129,7 +179,49 @@ UNARY_DERIVATIVES: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
     "sqrt": lambda x, y, g: g * 0.5 / y,
     "tanh": lambda x, y, g: g * (1.0 - y * y),
     "sigmoid": lambda x, y, g: g * y * (1.0 - y),
+    "exp2": lambda x, y, g: g * y * math.log(2.0),
+    "log1p": lambda x, y, g: g / (1.0 + x),
+    "expm1": lambda x, y, g: g * (y + 1.0),
+    "sin": lambda x, y, g: g * gb.cos(x),
+    "cos": lambda x, y, g: -(g * gb.sin(x)),
+    "tan": lambda x, y, g: g * (1.0 + y * y),
+    "asin": lambda x, y, g: g * gb.rsqrt(1.0 - x * x),
+    "acos": lambda x, y, g: -(g * gb.rsqrt(1.0 - x * x)),
+    "atan": lambda x, y, g: g / (1.0 + x * x),
+    "sinh": lambda x, y, g: g * gb.cosh(x),
+    "cosh": lambda x, y, g: g * gb.sinh(x),
+    "erf": lambda x, y, g: g * (2.0 / math.sqrt(math.pi)) * gb.exp(-(x * x)),
+    "gelu": lambda x, y, g, approximate: g * _gelu_slope(x, approximate),
+    "softplus": lambda x, y, g: g * gb.sigmoid(x),
+    "silu": lambda x, y, g: g * (y + gb.sigmoid(x) * (1.0 - y)),
+    "leaky_relu": lambda x, y, g, negative_slope: gb.where(x > 0, g, g * negative_slope),
+    "elu": lambda x, y, g, alpha: gb.where(x > 0, g, g * (y + alpha)),
+    "reciprocal": lambda x, y, g: -(g * y * y),
+    "rsqrt": lambda x, y, g: g * -0.5 * y / x,
+    "square": lambda x, y, g: g * 2.0 * x,
+    "clip": lambda x, y, g, lo, hi: _clip_slope(x, g, lo, hi),
 }
+
+
+def _gelu_slope(x: Tensor, approximate: str) -> Tensor:
+    """d gelu / dx: Phi(x) + x * phi(x), or the derivative of the tanh approximation."""
+    if approximate == "tanh":
+        c, k = math.sqrt(2.0 / math.pi), 0.044715
+        t = gb.tanh(c * (x + k * x * x * x))
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * k * x * x)
+    cdf = 0.5 * (1.0 + gb.erf(x * (1.0 / math.sqrt(2.0))))
+    return cdf + x * gb.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+
+
+def _clip_slope(x: Tensor, g: Tensor, lo: float | None, hi: float | None) -> Tensor:
+    """g where lo <= x <= hi (bounds included), 0 outside."""
+    g = g if lo is None else gb.where(x < lo, 0.0, g)
+    return g if hi is None else gb.where(x > hi, 0.0, g)
+
+
+def _atan2(a: Tensor, b: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    scale = g / (a * a + b * b)
+    return scale * b, -(scale * a)
 
 
 def _tie_split(g: Tensor, a: Tensor, b: Tensor, a_wins: Tensor) -> tuple[Tensor, Tensor]:
@@ -148,11 +240,13 @@ BINARY_DERIVATIVES: dict[str, Callable[[Tensor, Tensor, Tensor, Tensor], tuple[T
     "pow": lambda a, b, y, g: (g * b * gb.pow(a, b - 1.0), g * y * gb.log(a)),
     "maximum": lambda a, b, y, g: _tie_split(g, a, b, gb.greater(a, b)),
     "minimum": lambda a, b, y, g: _tie_split(g, a, b, gb.less(a, b)),
+    "atan2": lambda a, b, y, g: _atan2(a, b, g),
+    "mod": lambda a, b, y, g: (g, -(g * gb.floordiv(a, b))),
 }
 
 
-def _unary_rule(derivative: Callable[[Tensor, Tensor, Tensor], Tensor]) -> VJPRule:
-    return lambda inputs, out, g: (derivative(inputs[0], out, g),)
+def _unary_rule(derivative: Callable[..., Tensor]) -> VJPRule:
+    return lambda inputs, out, g, **attrs: (derivative(inputs[0], out, g, **attrs),)
 
 
 def _binary_rule(derivatives: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]) -> VJPRule:
@@ -196,9 +290,42 @@ def _mean(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axes: tuple[int, .
     return (spread / gb.size(x, axes, x.dtype),)
 
 
-@register_vjp("max")
-def _max(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axes: tuple[int, ...], keepdims: bool) -> tuple[Tensor]:
-    return (_keep_reduced_axes(g, axes, keepdims) * max_weights(inputs[0], out, axes, keepdims),)
+def _weighted_reduction(weights: Callable[..., Tensor]) -> VJPRule:
+    def rule(
+        inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axes: tuple[int, ...], keepdims: bool, **attrs: object
+    ) -> tuple[Tensor]:
+        return (_keep_reduced_axes(g, axes, keepdims) * weights(inputs[0], out, axes, keepdims, **attrs),)
+
+    return rule
+
+
+for _name, _weights in REDUCTION_WEIGHTS.items():
+    register_vjp(_name)(_weighted_reduction(_weights))
+
+
+@register_vjp("cumsum")
+def _cumsum(
+    inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axis: int, exclusive: bool, reverse: bool
+) -> tuple[Tensor]:
+    """The transpose of a running sum is the running sum the other way."""
+    return (gb.cumsum(g, axis, exclusive=exclusive, reverse=not reverse),)
+
+
+def cumprod_zero_split(x: Tensor, axis: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """For the exact cumprod derivatives: (before, first, safe_x, skip_first). `before` marks the
+    elements before the first zero of their slice along `axis`, `first` that zero; `safe_x` is x
+    there and 1 elsewhere (safe to divide by); `skip_first` is the cumprod with that zero read as 1."""
+    zero = gb.cast(gb.equal(x, 0.0), x.dtype)
+    seen = gb.cumsum(zero, axis)
+    before, first = gb.equal(seen, 0.0), gb.equal(seen * zero, 1.0)
+    return before, first, gb.where(before, x, 1.0), gb.cumprod(gb.where(first, 1.0, x), axis)
+
+
+@register_vjp("cumprod")
+def _cumprod(inputs: tuple[Tensor, ...], y: Tensor, g: Tensor, axis: int) -> tuple[Tensor]:
+    before, first, safe_x, skip_first = cumprod_zero_split(inputs[0], axis)
+    at_first = gb.cumsum(g * skip_first, axis, reverse=True)
+    return (gb.where(before, gb.cumsum(g * y, axis, reverse=True) / safe_x, gb.where(first, at_first, 0.0)),)
 
 
 @register_vjp("softmax")

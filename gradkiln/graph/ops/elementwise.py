@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -17,6 +18,24 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0, -x)).astype(x.dtype)
 
 
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
+
+
+def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
+    """x * Phi(x) ("none"), or the tanh approximation of it ("tanh")."""
+    if approximate == "tanh":
+        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
+        return (0.5 * x * (1 + np.tanh(inner))).astype(x.dtype)
+    return (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype)
+
+
+def _clip(x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
+    """min(max(x, lo), hi), a missing bound leaving that side open."""
+    low = x if lo is None else np.maximum(x, np.asarray(lo, x.dtype))
+    return low if hi is None else np.minimum(low, np.asarray(hi, x.dtype))
+
+
 UNARY: dict[str, tuple[Callable, bool]] = {
     # name: (numpy function, floats only)
     "neg": (np.negative, False),
@@ -28,6 +47,46 @@ UNARY: dict[str, tuple[Callable, bool]] = {
     "sqrt": (np.sqrt, True),
     "tanh": (np.tanh, True),
     "sigmoid": (_sigmoid, True),
+    "exp2": (np.exp2, True),
+    "log1p": (np.log1p, True),
+    "expm1": (np.expm1, True),
+    "sin": (np.sin, True),
+    "cos": (np.cos, True),
+    "tan": (np.tan, True),
+    "asin": (np.arcsin, True),
+    "acos": (np.arccos, True),
+    "atan": (np.arctan, True),
+    "sinh": (np.sinh, True),
+    "cosh": (np.cosh, True),
+    "erf": (_erf, True),
+    "softplus": (lambda x: np.logaddexp(np.zeros((), x.dtype), x), True),
+    "silu": (lambda x: x * _sigmoid(x), True),
+    "floor": (np.floor, True),
+    "ceil": (np.ceil, True),
+    "round": (np.round, True),  # half to even, like ONNX Round
+    "reciprocal": (np.reciprocal, True),
+    "rsqrt": (lambda x: np.reciprocal(np.sqrt(x)), True),
+    "square": (np.square, False),
+}
+
+# Unary ops with attributes: name -> (numpy function of (x, **attrs), floats only, doc).
+UNARY_WITH_ATTRS: dict[str, tuple[Callable, bool, str]] = {
+    "gelu": (
+        _gelu,
+        True,
+        'attrs: approximate ("none": x * Phi(x) with the exact erf, "tanh": its tanh approximation).',
+    ),
+    "leaky_relu": (
+        lambda x, negative_slope: np.where(x > 0, x, x * np.asarray(negative_slope, x.dtype)),
+        True,
+        "attrs: negative_slope.",
+    ),
+    "elu": (
+        lambda x, alpha: np.where(x > 0, x, np.asarray(alpha, x.dtype) * np.expm1(np.minimum(x, 0))),
+        True,
+        "attrs: alpha.",
+    ),
+    "clip": (_clip, False, "attrs: lo, hi (either may be None: no bound on that side), in x's dtype."),
 }
 
 BINARY: dict[str, tuple[Callable, bool]] = {
@@ -38,6 +97,9 @@ BINARY: dict[str, tuple[Callable, bool]] = {
     "pow": (np.power, True),
     "maximum": (np.maximum, False),
     "minimum": (np.minimum, False),
+    "atan2": (np.arctan2, True),
+    "mod": (np.mod, False),  # numpy's sign convention: the result has the divisor's sign
+    "floordiv": (np.floor_divide, False),  # rounds toward -inf, for ints and floats
 }
 
 COMPARE: dict[str, Callable] = {
@@ -51,7 +113,7 @@ COMPARE: dict[str, Callable] = {
 
 
 def _unary_infer(floats_only: bool) -> Callable:
-    def infer(x: TensorType) -> tuple[TensorType]:
+    def infer(x: TensorType, **attrs: object) -> tuple[TensorType]:
         (require_float if floats_only else require_numeric)(x)
         return (x,)
 
@@ -79,6 +141,8 @@ def _where_infer(cond: TensorType, a: TensorType, b: TensorType) -> tuple[Tensor
 
 for _name, (_fn, _floats) in UNARY.items():
     register_op(OpDef(_name, _unary_infer(_floats), _fn, 1, elementwise=True))
+for _name, (_fn, _floats, _doc) in UNARY_WITH_ATTRS.items():
+    register_op(OpDef(_name, _unary_infer(_floats), _fn, 1, elementwise=True, doc=_doc))
 for _name, (_fn, _floats) in BINARY.items():
     register_op(OpDef(_name, _binary_infer(_floats), _fn, 2, elementwise=True))
 for _name, _fn in COMPARE.items():
