@@ -7,6 +7,7 @@ variables, so one compiled module serves every batch size; constants become Rela
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..graph import GradkilnError, Graph, LoweringError, Node, TensorType, Unsup
 from .executable import Executable
 from .tvm_dims import DimConverter
 from .tvm_emitters import EMITTERS, EmitContext, Emitter, emit_constant
+from .tvm_schedules import build_pipeline, fuse_kernels, schedule_kernels
 
 LLVM_KINDS = ("llvm", "cpu")
 
@@ -123,14 +125,17 @@ class TVMExecutable(Executable):
     """A graph compiled by TVM for the host CPU and run on the Relax virtual machine.
 
     `.module` is the Relax IRModule before compilation, `.source()` its TVMScript text. The
-    module goes through TVM's CPU pipeline with operator fusion (FuseOps/FuseTIR): on an MLP
-    training step it compiles faster than the unfused default build and runs no slower.
+    module is legalized and fused (FuseOps/FuseTIR), then, with `schedule=True` (the default),
+    its kernels get our CPU schedules (`tvm_schedules`: tiled, vectorized, parallel matmuls);
+    `schedule=False` keeps TVM's default loop nests, for comparison. `.kernels` is the module
+    that was compiled, `.scheduled` names each scheduled kernel's rule.
     """
 
     target = "llvm"
 
-    def __init__(self, graph: Graph, outputs: Any, target: Any = "llvm") -> None:
+    def __init__(self, graph: Graph, outputs: Any, target: Any = "llvm", schedule: bool = True) -> None:
         super().__init__(graph, outputs)
+        self.schedule = schedule
         os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count()))  # TVM's pool defaults to half the cores
         self.target_options = target_options(target)
         self._tvm_target = tvm.target.Target(self.target_options)
@@ -141,6 +146,7 @@ class TVMExecutable(Executable):
         self._params = {n.outputs[0]: n.name for n in sources}
         self.module = build_module(graph, self._params, self.nodes, self.output_values, self._target_label)
         self.vm = relax.VirtualMachine(self._compile(), tvm.cpu())
+        self._vm_lock = threading.Lock()  # the Relax VM keeps per-call state: concurrent calls crash it
         self._arg_names = [n.name for n in sources]
 
     def source(self) -> str:
@@ -152,21 +158,27 @@ class TVMExecutable(Executable):
         # tvm.runtime.tensor copies into 64-byte-aligned memory; TVM kernels crash on unaligned numpy data
         args = [tvm.runtime.tensor(feeds[name], device) for name in self._arg_names]
         try:
-            results = self.vm["main"](*args)
+            with self._vm_lock:
+                return [r.numpy() for r in self.vm["main"](*args)]
         except Exception as err:  # a failed run-time check of the VM, e.g. a shape it could not bind
             raise LoweringError(
                 f"running graph '{self.graph.name}' on {self._target_label} failed: {condense(err)}"
             ) from err
-        return [r.numpy() for r in results]
 
     def _compile(self) -> Any:
         try:
-            return self._build(self.module)
+            executable, self.kernels, self.scheduled = self._build(self.module)
         except Exception as err:
             raise self._blame(err) from err
+        return executable
 
-    def _build(self, module: Any) -> Any:
-        return tvm.compile(module, target=self._tvm_target, relax_pipeline=relax.get_default_pipeline(self._tvm_target))
+    def _build(self, module: Any) -> tuple[Any, Any, dict[str, str]]:
+        """The VM executable of `module`, the fused (and scheduled) module it was built from, and
+        the schedule rule applied to each kernel."""
+        kernels, scheduled = fuse_kernels(module, self._tvm_target), {}
+        if self.schedule:
+            kernels, scheduled = schedule_kernels(kernels, self._tvm_target)
+        return tvm.compile(kernels, target=self._tvm_target, relax_pipeline=build_pipeline()), kernels, scheduled
 
     def _blame(self, err: Exception) -> LoweringError:
         """Name the node that breaks compilation: bisect for the shortest prefix of the schedule

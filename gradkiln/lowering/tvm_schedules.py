@@ -1,0 +1,232 @@
+"""CPU schedules for the kernels of a legalized, fused Relax module (TVM 0.27 schedules none on CPU).
+
+`fuse_kernels` runs TVM's legalization and fusion (each op becomes a PrimFunc, neighbours merge);
+`schedule_kernels` then rewrites each PrimFunc with the first rule of `RULES` that applies:
+
+- matmul-like kernels (a reduction block with spatial iterators (b,) i, j and one reduction
+  iterator k, whatever the function is called), with whatever the fusion put around it: producers
+  such as a transpose are inlined into the matmul, epilogues such as bias add, relu or the relu
+  mask of the backward pass are computed per tile from the accumulators. A tile is rows x two
+  vectors of accumulators in registers, vectorized along j for the host's `mcpu`, tiles in
+  parallel; a symbolic batch dim is padded to whole tiles;
+- elementwise kernels (no reduction): single-consumer blocks inlined, the outer loops of each
+  loop nest in parallel when there is enough work.
+
+A rule that fails on a kernel leaves it as TVM made it: slower, never wrong or uncompiled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import tvm
+from tvm import relax, s_tir, tirx
+from tvm.relax.backend.cpu_generic import legalize_passes, library_dispatch_passes
+
+SPATIAL, REDUCE = 0, 2  # tirx.IterVar kinds: data parallel, commutative reduction
+PARALLEL_MIN_ELEMENTS = 1 << 16  # below this, waking the thread pool costs more than it saves
+SCHEDULED_ATTR = "tirx.is_scheduled"
+
+Rule = Callable[[tirx.PrimFunc, "Vector"], "tirx.PrimFunc | None"]
+
+
+def fuse_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+    """TVM's CPU legalization and fusion (LegalizeOps, FoldConstant, FuseOps, FuseTIR, ...): the
+    module whose PrimFuncs the schedules rewrite."""
+    with target:
+        return tvm.ir.transform.Sequential(library_dispatch_passes(target) + legalize_passes(target))(mod)
+
+
+@tvm.transform.module_pass(opt_level=0, name="MarkShapeFuncsNoalias")
+def mark_shape_funcs_noalias(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+    """Declare the VM's shape functions (one buffer, the shape heap) free of aliasing. TVM's LLVM
+    codegen gives kernels `noalias` pointers only when every function of the module is declared so;
+    without them, accumulators round-trip through memory and matmuls run twice as slow."""
+    functions = {
+        gvar: func.with_attr("tirx.noalias", True) if _is_shape_func(func) else func
+        for gvar, func in mod.functions_items()
+    }
+    return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+
+
+def _is_shape_func(func: Any) -> bool:
+    host = isinstance(func, tirx.PrimFunc) and bool(func.attrs.get("tirx.is_host_func", False))
+    return host and len(func.params) == 1
+
+
+def build_pipeline() -> tvm.transform.Pass:
+    """The Relax pipeline after `fuse_kernels` (and scheduling): lowering to the VM, keeping the
+    kernels as they are (TVM's own pipeline would legalize and fuse again)."""
+    return tvm.transform.Sequential([relax.get_pipeline("default_build"), mark_shape_funcs_noalias])
+
+
+@dataclass(frozen=True)
+class Vector:
+    """The target CPU's SIMD registers: float32 lanes per register and how many registers there are."""
+
+    lanes: int
+    registers: int
+
+    @classmethod
+    def of(cls, target: tvm.target.Target) -> Vector:
+        """From the x86 feature flags of the target's `mcpu` (a 128-bit, 16-register ISA otherwise)."""
+        has = tvm.target.codegen.llvm_cpu_has_features
+        if has("avx512f", target):
+            return cls(16, 32)
+        return cls(8, 16) if has("avx2", target) else cls(4, 16)
+
+
+def schedule_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> tuple[tvm.IRModule, dict[str, str]]:
+    """`mod` with each PrimFunc scheduled by the first rule of `RULES` that applies, and which rule
+    scheduled which function (by name). Functions no rule fits, or where a rule fails, stay as they are."""
+    vector = Vector.of(target)
+    functions, applied = {}, {}
+    for gvar, func in mod.functions_items():
+        if isinstance(func, tirx.PrimFunc) and not func.attrs.get(SCHEDULED_ATTR, False):
+            rule, func = _schedule_one(func, vector)
+            if rule:
+                applied[gvar.name_hint] = rule
+        functions[gvar] = func
+    return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos), applied
+
+
+def _schedule_one(func: tirx.PrimFunc, vector: Vector) -> tuple[str | None, tirx.PrimFunc]:
+    for rule in RULES:
+        try:
+            scheduled = rule(func, vector)
+            if scheduled is not None:
+                return rule.__name__, scheduled.with_attr(SCHEDULED_ATTR, True)
+        except Exception:  # a precondition of a primitive fails (ScheduleError, RuntimeError, ...)
+            continue
+    return None, func
+
+
+def static_extent(expr: Any) -> int | None:
+    """The loop extent as an int, or None when it is symbolic (a batch dim N)."""
+    return int(expr) if isinstance(expr, tirx.IntImm) else None
+
+
+def root_blocks(sch: s_tir.Schedule) -> list[Any]:
+    return sch.get_child_blocks(sch.get_sblock("root"))
+
+
+def iter_kinds(sch: s_tir.Schedule, block: Any) -> list[int]:
+    return [int(iv.iter_type) for iv in sch.get(block).iter_vars]
+
+
+def is_matmul(sch: s_tir.Schedule, block: Any) -> bool:
+    """A reduction over one axis of a product of two buffers: [b,] i, j spatial, k reduced, two
+    reads, loops in iterator order (as legalization produces them)."""
+    stmt = sch.get(block)
+    kinds = iter_kinds(sch, block)
+    shape_ok = kinds in ([SPATIAL, SPATIAL, REDUCE], [SPATIAL, SPATIAL, SPATIAL, REDUCE])
+    return shape_ok and stmt.init is not None and len(stmt.reads) == 2 and len(sch.get_loops(block)) == len(kinds)
+
+
+def schedule_matmul(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc | None:
+    """Tile i x j into register accumulators (half the vector registers, two vectors wide),
+    vectorize along j, parallelize over the tiles; the kernel's other blocks are inlined into the
+    matmul (producers) or computed per tile from the accumulators (the epilogue)."""
+    sch = s_tir.Schedule(func)
+    matmuls = [b for b in root_blocks(sch) if is_matmul(sch, b)]
+    if len(matmuls) != 1 or len(sch.get_output_blocks(sch.get_sblock("root"))) != 1:
+        return None
+    matmul = matmuls[0]
+    (rows, cols), padded = _pad_symbolic(sch, matmul, [vector.registers // 4, 2 * vector.lanes])
+    output = inline_all_but(sch, [matmul, *padded])
+    *batch, i, j, k = sch.get_loops(matmul)
+    io, ii = sch.split(i, [None, rows])
+    jo, ji = sch.split(j, [None, cols])
+    sch.reorder(io, jo, k, ii, ji)
+    if output is None:
+        output = sch.cache_write(matmul, 0, "local")
+    else:
+        sch.set_scope(matmul, 0, "local")
+    sch.reverse_compute_at(output, jo)
+    _vectorize_columns(sch, ji, vector.lanes)
+    sch.unroll(ii)
+    sch.parallel(sch.fuse(*batch, io, jo))
+    init = sch.decompose_reduction(matmul, k)
+    for block in (init, output):
+        sch.vectorize(sch.get_loops(block)[-1])
+    for block in padded:
+        parallel_outer(sch, block)
+    return sch.mod["main"]
+
+
+def _pad_symbolic(sch: s_tir.Schedule, matmul: Any, preferred: list[int]) -> tuple[list[int], list[Any]]:
+    """Tile sizes for the i and j loops of the matmul (`preferred`, or the whole loop when shorter),
+    and the blocks that pad its inputs. A loop its tile does not divide, such as the symbolic batch
+    N, is padded to a multiple of the tile: the inputs are copied with zero rows appended, padded
+    rows are not written back. A tile without a bounds check inside keeps its accumulators in
+    registers, which is worth the copy."""
+    *batch, i, j, _ = sch.get_loops(matmul)
+    extents = [static_extent(sch.get(loop).extent) for loop in (i, j)]
+    tiles = [min(extent or size, size) for extent, size in zip(extents, preferred)]
+    padding = [tile if extent is None or extent % tile else 1 for extent, tile in zip(extents, tiles)]
+    if max(padding) == 1:
+        return tiles, []
+    inputs = {sch.get(block).name_hint for block in sch.get_producers(matmul)}
+    sch.pad_einsum(matmul, [1] * len(batch) + padding + [1])
+    return tiles, [block for block in sch.get_producers(matmul) if sch.get(block).name_hint not in inputs]
+
+
+def inline_all_but(sch: s_tir.Schedule, kept: list[Any]) -> Any:
+    """Inline every block but `kept` (the matmul first) and the kernel's output block into its
+    consumers; returns the output block when it is an epilogue, None when the matmul writes it."""
+    output = sch.get_output_blocks(sch.get_sblock("root"))[0]
+    names = {sch.get(block).name_hint for block in kept}  # inlining rewrites blocks, names stay
+    for block in root_blocks(sch):
+        if sch.get(block).name_hint not in names | {sch.get(output).name_hint}:
+            sch.compute_inline(block)
+    return None if sch.get(output).name_hint == sch.get(kept[0]).name_hint else output
+
+
+def _vectorize_columns(sch: s_tir.Schedule, ji: Any, lanes: int) -> None:
+    """Vectorize the column loop of the tile in chunks of `lanes` (the whole loop when narrower)."""
+    width = static_extent(sch.get(ji).extent)
+    if width is not None and width > lanes and width % lanes == 0:
+        outer, inner = sch.split(ji, [None, lanes])
+        sch.unroll(outer)
+        sch.vectorize(inner)
+    else:
+        sch.vectorize(ji)
+
+
+def schedule_elementwise(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc | None:
+    """A kernel without reductions, loop nest by loop nest: the loops around the innermost one run
+    in parallel when there is enough work. The innermost loop is left to LLVM: vectorizing it by
+    hand measured slower on chains of tanh (a scalar libm call per element either way)."""
+    sch = s_tir.Schedule(func)
+    if not _inline_single_consumers(sch):
+        return None
+    nested = [parallel_outer(sch, block) for block in root_blocks(sch)]
+    return sch.mod["main"] if any(nested) else None
+
+
+def _inline_single_consumers(sch: s_tir.Schedule) -> bool:
+    """Inline each block read by exactly one other block (inlining a block that several read would
+    recompute it, exponentially so along a chain); False, changing nothing, if there are reductions."""
+    if any(REDUCE in iter_kinds(sch, block) for block in root_blocks(sch)):
+        return False
+    outputs = {sch.get(block).name_hint for block in sch.get_output_blocks(sch.get_sblock("root"))}
+    for block in root_blocks(sch):
+        if sch.get(block).name_hint not in outputs and len(sch.get_consumers(block)) == 1:
+            sch.compute_inline(block)
+    return True
+
+
+def parallel_outer(sch: s_tir.Schedule, block: Any) -> bool:
+    """Run the loops around the block's innermost loop in parallel if the block has enough work
+    (symbolic dims count as 1); whether it did."""
+    *outer, _ = loops = sch.get_loops(block)
+    work = math.prod(static_extent(sch.get(loop).extent) or 1 for loop in loops)
+    if not outer or work < PARALLEL_MIN_ELEMENTS:
+        return False
+    sch.parallel(sch.fuse(*outer))
+    return True
+
+
+RULES: list[Rule] = [schedule_matmul, schedule_elementwise]
