@@ -226,7 +226,43 @@ def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
         OpSample(op, {"a": r(3, 4), "b": r(4)}, lambda a, b, op=op: gb.where(gb.emit(op, a, b), a, b), name=op)
         for op in ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
     ]
-    return samples + _math_samples(dtype, rng)
+    return samples + _math_samples(dtype, rng) + _nn_samples(dtype, rng)
+
+
+def _nn_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
+    """Samples of the nn family: convolutions and pools with stride, padding, dilation and
+    groups, and take/scatter_add with repeated and negative indices."""
+
+    def r(*shape: int) -> np.ndarray:
+        return _rand(rng, shape, dtype)
+
+    distinct = (rng.permutation(2 * 3 * 5 * 5).reshape(2, 3, 5, 5) * 0.05 - 3).astype(dtype)  # no ties
+    ids = {"i": np.array([[0, 4], [2, -1]]), "j": np.array([2, 0, 2], "int32")}
+    conv = {"stride": (2, 1), "padding": ((1, 0), (1, 2)), "dilation": (1, 2), "groups": 2}
+    return [
+        OpSample("conv2d", {"x": r(2, 4, 5, 5), "w": r(6, 2, 3, 3)}, lambda x, w: gb.conv2d(x, w, **conv)),
+        OpSample(
+            "conv2d", {"x": r(2, 3, 4, 4), "w": r(2, 3, 2, 2)}, gb.conv2d, shapes={"x": ("N", 3, 4, 4)}, name="conv2d_n"
+        ),
+        OpSample(
+            "conv_transpose2d",
+            {"x": r(2, 4, 3, 3), "w": r(4, 3, 2, 2)},
+            lambda x, w: gb.conv_transpose2d(x, w, 2, 1, 1, groups=2),
+        ),
+        OpSample("max_pool2d", {"x": distinct}, lambda x: gb.max_pool2d(x, 3, 2, 1)),
+        OpSample("avg_pool2d", {"x": r(2, 3, 5, 5)}, lambda x: gb.avg_pool2d(x, (2, 3), (1, 2), ((1, 1), (1, 0)))),
+        OpSample(
+            "avg_pool2d",
+            {"x": r(2, 3, 5, 4)},
+            lambda x: gb.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+            name="avg_pool2d_exclude_pad",
+        ),
+        OpSample("take", {"x": r(5, 3), "i": ids["i"]}, lambda x, i: gb.embedding(x, i)),
+        OpSample("take", {"x": r(3, 4), "j": ids["j"]}, lambda x, j: gb.take(x, j, 1), name="take_axis1"),
+        OpSample(
+            "scatter_add", {"x": r(4, 3), "upd": r(3, 3), "j": ids["j"]}, lambda x, upd, j: gb.scatter_add(x, j, upd)
+        ),
+    ]
 
 
 def _softplus_with_rule() -> Callable[[_graph.Tensor], _graph.Tensor]:

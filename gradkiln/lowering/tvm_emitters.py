@@ -18,6 +18,7 @@ from tvm import relax, sym, te, tirx
 from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
+from ..graph.types import dims_equal
 from .tvm_dims import DimConverter
 
 
@@ -278,11 +279,19 @@ def _concat(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
 
 @register_emitter("slice")
 def _slice(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    """Not assumed in bounds: Relax then clamps stops to the dims, as numpy does."""
-    attrs = node.attrs
-    axes = list(range(len(attrs["steps"])))
-    begin, end = ctx.dim.shape(attrs["starts"]), ctx.dim.shape(attrs["stops"])
-    return R.strided_slice(args[0], axes, begin, end, list(attrs["steps"]), assume_inbound=False)
+    """Not assumed in bounds: Relax then clamps stops to the dims, as numpy does. Axes taken whole
+    are left out, so that their (symbolic) dims pass through unchanged rather than clamped."""
+    attrs, dims = node.attrs, node.graph.type_of(node.inputs[0]).shape
+    whole = [
+        a == 0 and s == 1 and dims_equal(b, d)
+        for a, b, s, d in zip(attrs["starts"], attrs["stops"], attrs["steps"], dims)
+    ]
+    axes = [i for i, w in enumerate(whole) if not w]
+    if not axes:
+        return args[0]
+    begin = ctx.dim.shape([attrs["starts"][i] for i in axes])
+    end = ctx.dim.shape([attrs["stops"][i] for i in axes])
+    return R.strided_slice(args[0], axes, begin, end, [attrs["steps"][i] for i in axes], assume_inbound=False)
 
 
 @register_emitter("one_hot")
@@ -335,3 +344,6 @@ def emit_constant(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax
     The dtype is explicit: `relax.const` would otherwise narrow float64 arrays to float32."""
     value = np.asarray(node.attrs["value"])
     return relax.const(value, str(value.dtype))
+
+
+from . import tvm_emitters_nn  # noqa: E402,F401  (registers the nn ops' emitters into EMITTERS)

@@ -9,6 +9,10 @@ Each side keeps one rule table: `EXPORTERS` keyed by gradkiln op name, `IMPORTER
 op type; `register_exporter` / `register_importer` add rules for custom ops.
 """
 
+from . import (
+    import_math,  # registers native math rules over the compositions of import_rules' modules
+    import_nn_native,  # registers native conv, pool and indexing rules over the compositions
+)
 from .export_rules import EXPORTERS, register_exporter
 from .exporter import OPSET, ExportContext, export
 from .import_rules import IMPORTERS, register_importer

@@ -219,4 +219,7 @@ def element_count(ctx: ExportContext, node: Node, x: str, axes: tuple[int, ...],
     return ctx.emit("Cast", [product], [out], to=TO_ONNX[dtype])
 
 
-from . import export_math  # noqa: E402,F401  (registers the math family's composed rules into EXPORTERS)
+from . import (  # noqa: E402  (the math family's composed rules and the nn ops' rules, into EXPORTERS)
+    export_math,  # noqa: F401
+    export_nn,  # noqa: F401
+)

@@ -11,12 +11,22 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..graph import ONNXError, Tensor
+from ..graph import ONNXError, Tensor, get_op
 from ..graph import builder as gb
 from ..graph.types import broadcast_shapes, normalize_axis, shape_size
+from . import (  # noqa: F401  (each module registers its family of rules into IMPORTERS)
+    import_activations,
+    import_control,
+    import_conv,
+    import_indexing,
+    import_nn,
+    import_recurrent,
+    import_select,
+    import_sequences,
+)
 from .dtypes import from_onnx
 from .importer import IMPORTERS, ImportContext, ImportRule, OnnxNode, Operand, register_importer
-from .shape_rules import KNOWN_ELEMENTWISE, eval_elementwise, foldable, known_axes, tidy
+from .shape_rules import KNOWN_ELEMENTWISE, KNOWN_NUMERIC, eval_elementwise, foldable, folding, reduction, tidy
 
 __all__ = ["ELEMENTWISE", "IMPORTERS", "REDUCTIONS", "register_importer"]
 
@@ -56,7 +66,7 @@ def _elementwise(op_type: str, op: str) -> ImportRule:
         tensors = [ctx.tensor(a) for a in args]
         if op == "pow" and tensors[1].dtype != tensors[0].dtype:
             tensors[1] = gb.cast(tensors[1], tensors[0].dtype)
-        if len(tensors) == 1 or op == "where":
+        if get_op(op).num_inputs != 2:
             return gb.emit(op, *tensors)
         result = tensors[0]
         for other in tensors[1:]:
@@ -66,26 +76,24 @@ def _elementwise(op_type: str, op: str) -> ImportRule:
     return rule
 
 
-def _reduction(reduce: Callable[..., Tensor]) -> ImportRule:
-    def rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
-        x, axes = ctx.tensor(args[0]), known_axes(ctx, n, args)
-        if not axes and n.attrs.get("noop_with_empty_axes", 0):
-            return x
-        return reduce(x, axes or None, keepdims=bool(n.attrs.get("keepdims", 1)))
-
-    return rule
-
-
 for _op_type, _op in ELEMENTWISE.items():
     register_importer(_op_type)(_elementwise(_op_type, _op))
 for _op_type, _reduce in REDUCTIONS.items():
-    register_importer(_op_type)(_reduction(_reduce))
+    register_importer(_op_type)(reduction(_reduce))
 
 
 @register_importer("ReduceMin")
 def _reduce_min(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     negated = [gb.neg(ctx.tensor(args[0])), *args[1:]]
-    return gb.neg(_reduction(gb.max)(ctx, n, negated))
+    return gb.neg(reduction(gb.max)(ctx, n, negated))
+
+
+@register_importer("Mod")
+def _mod(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """Integer remainder of known values (shape arithmetic) only."""
+    if foldable(args) and not n.attrs.get("fmod", 0):
+        return eval_elementwise("Mod", args)
+    raise ONNXError("Mod of run-time tensors needs a remainder op, which gradkiln's op table lacks")
 
 
 @register_importer("Not")
@@ -133,7 +141,7 @@ def _scaled(x: Tensor, factor: float) -> Tensor:
 
 
 def _flat2d(x: Tensor, axis: int) -> tuple[Any, Any]:
-    axis = normalize_axis(axis, x.ndim + 1)
+    axis = axis + x.ndim if axis < 0 else axis
     return shape_size(x.shape[:axis]), shape_size(x.shape[axis:])
 
 
@@ -181,18 +189,5 @@ def _concat(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     return gb.concat([ctx.tensor(a) for a in args], n.attrs["axis"])
 
 
-@register_importer("Pad")
-def _pad(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
-    """Zero padding in "constant" mode with non-negative pads (attribute before opset 11)."""
-    x = ctx.tensor(args[0])
-    if n.attrs.get("mode", "constant") != "constant":
-        raise ONNXError(f"only mode 'constant' is supported, got {n.attrs['mode']!r}")
-    pads = n.attrs["pads"] if n.opset < 11 else ctx.dims(args[1], "pads")
-    value = n.attrs.get("value", 0.0) if n.opset < 11 else ctx.optional(args, 2, "constant_value", 0)
-    if np.any(np.asarray(value) != 0) or any(isinstance(p, int) and p < 0 for p in pads):
-        raise ONNXError(f"only zero padding with non-negative pads is supported (pads {pads}, value {value})")
-    axes = [normalize_axis(a, x.ndim) for a in ctx.optional(args, 3, "axes", range(x.ndim), dims=True)]
-    low, high = [0] * x.ndim, [0] * x.ndim
-    for i, axis in enumerate(axes):
-        low[axis], high[axis] = pads[i], pads[i + len(axes)]
-    return gb.pad(x, low, high)
+for _op_type in KNOWN_NUMERIC:
+    IMPORTERS[_op_type] = folding(_op_type, IMPORTERS[_op_type])

@@ -9,8 +9,9 @@ imports as one reshape to (N, 4); they become graph nodes only where a tensor op
 from __future__ import annotations
 
 import os
+from collections import ChainMap
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Iterable, MutableMapping, Sequence, Union
 
 import numpy as np
 import onnx
@@ -21,7 +22,9 @@ from onnx import helper, numpy_helper
 from ..graph import GradkilnError, Graph, ONNXError, Tensor, UnsupportedOpError, symbol
 from ..graph import builder as gb
 from ..graph.types import Dim, as_dim
-from .dtypes import from_onnx
+from ..lowering.numpy_backend import NumpyExecutable
+from . import functions
+from .dtypes import TO_ONNX, from_onnx
 
 
 @dataclass
@@ -33,6 +36,19 @@ class Known:
 
 
 Operand = Union[Tensor, Known, None]
+
+
+class TensorSequence(list):
+    """An ONNX sequence value while importing: a list of operands (one output, not several)."""
+
+
+class RunTimeValueError(ONNXError):
+    """An input an op needs at import time (axes, a shape, pads) is a run-time value; `inputs`
+    names the graph inputs it is computed from, so a caller can specialize on their values."""
+
+    def __init__(self, message: str, inputs: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.inputs = list(inputs)
 
 
 @dataclass
@@ -67,10 +83,28 @@ def register_importer(op_type: str) -> Callable[[ImportRule], ImportRule]:
 class ImportContext:
     """Turns operands into tensors or known values for the rules, materializing known values once."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, opset: int = 1, rules: dict | None = None) -> None:
         self.graph = graph
+        self.opset = opset
+        self.rules = rules if rules is not None else IMPORTERS
+        self.env: MutableMapping[str, Any] = {"": None}
         self.sources: dict[sympy.Symbol, tuple[Tensor, int]] = {}
-        self._constants: dict[int, Tensor] = {}
+        self._constants: dict[int, tuple[Known, Tensor]] = {}
+
+    def subgraph(self, body: onnx.GraphProto, inputs: Sequence[Operand]) -> list[Operand]:
+        """Import a control-flow body once with its inputs bound to `inputs` (the names of the
+        enclosing scopes stay visible); returns its outputs."""
+        outer, self.env = self.env, ChainMap({}, self.env)
+        try:
+            self.env.update(zip((i.name for i in body.input), inputs))
+            for t in body.initializer:
+                array = tensor_value(t)
+                self.env[t.name] = Known(array, from_onnx(helper.np_dtype_to_tensor_dtype(array.dtype), t.name))
+            for proto in body.node:
+                _import_node(self, proto, self.opset, self.env, self.rules)
+            return [self.env[o.name] for o in body.output]
+        finally:
+            self.env = outer
 
     def add_source(self, tensor: Tensor) -> None:
         """Remember the first tensor carrying each symbol as a dim (to compute it at run time)."""
@@ -84,15 +118,31 @@ class ImportContext:
             return operand
         if operand is None:
             raise ONNXError(f"the {what} is missing")
-        if id(operand) not in self._constants:
-            self._constants[id(operand)] = self._materialize(operand)
-        return self._constants[id(operand)]
+        if isinstance(operand, TensorSequence):
+            raise ONNXError(f"the {what} is a sequence where a tensor is needed")
+        if id(operand) not in self._constants:  # the Known is kept alive, so its id stays its own
+            self._constants[id(operand)] = (operand, self._materialize(operand))
+        return self._constants[id(operand)][1]
 
     def known(self, operand: Operand, what: str) -> np.ndarray:
-        """The import-time value of `operand`; an error when it is only known at run time."""
+        """The import-time value of `operand` (evaluated when it is computed from constants only);
+        an error naming the graph inputs it is computed from when it is only known at run time."""
+        if isinstance(operand, Tensor) and not self._inputs_behind(operand):
+            return NumpyExecutable(self.graph, operand)()  # computed from constants only
         if not isinstance(operand, Known):
-            raise ONNXError(f"the {what} must be known at import time (a constant or shape arithmetic)")
+            inputs = self._inputs_behind(operand)
+            raise RunTimeValueError(
+                f"the {what} must be known at import time (a constant or shape arithmetic)"
+                + (f"; it is computed from the graph inputs {inputs}" if inputs else ""),
+                inputs,
+            )
         return operand.array
+
+    def _inputs_behind(self, operand: Operand) -> list[str]:
+        if not isinstance(operand, Tensor):
+            return []
+        nodes = (self.graph.node(i) for i in self.graph.needed_nodes([operand.value]))
+        return sorted(node.name for node in nodes if node.op in ("input", "param"))
 
     def dims(self, operand: Operand, what: str) -> list[Dim]:
         """A known 1-D int operand as a list of dims (ints or sympy expressions)."""
@@ -157,7 +207,7 @@ def load(model_or_path: onnx.ModelProto | str | os.PathLike | bytes, rules: dict
         _check_supported(model, rules)
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as err:
+    except (onnx.checker.ValidationError, UnicodeDecodeError) as err:  # names that are not UTF-8
         first = str(err).strip().splitlines()[0]
         raise ONNXError(f"{where} is not a valid ONNX model: {first}") from None
     return model
@@ -189,9 +239,9 @@ def import_model(model_or_path: onnx.ModelProto | str | os.PathLike | bytes) -> 
     model = load(model_or_path, IMPORTERS)
     opset = default_opset(model)
     graph = Graph(model.graph.name or "onnx")
-    ctx = ImportContext(graph)
+    ctx = ImportContext(graph, opset, IMPORTERS)
     with graph:
-        env = _sources(ctx, model.graph)
+        env = ctx.env = _sources(ctx, model.graph)
         for proto in model.graph.node:
             _import_node(ctx, proto, opset, env, IMPORTERS)
         outputs = {o.name: ctx.tensor(env[o.name], f"output {o.name!r}") for o in model.graph.output}
@@ -199,28 +249,38 @@ def import_model(model_or_path: onnx.ModelProto | str | os.PathLike | bytes) -> 
 
 
 def _check_supported(model: onnx.ModelProto, rules: dict) -> None:
-    """Raise one error listing every (op type, opset) of the model that has no import rule."""
+    """Raise one error listing every (op type, opset) of the model that has no import rule,
+    looking into the ONNX functions that stand in for ops without one."""
     versions = {o.domain or "ai.onnx": o.version for o in model.opset_import}
-    missing = sorted(
-        {
-            (
-                n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}",
-                versions.get(n.domain or "ai.onnx"),
-            )
-            for n in model.graph.node
-            if n.domain not in ("", "ai.onnx") or n.op_type not in rules
-        },
-        key=str,
-    )
+    missing: set[tuple[str, int | None]] = set()
+    _collect_missing(model.graph.node, versions, rules, missing)
     if missing:
         listed = ", ".join(f"{op} (opset {version})" for op, version in sorted(missing, key=str))
         raise UnsupportedOpError(f"the model uses ops gradkiln cannot import: {listed}")
 
 
+def _collect_missing(nodes: Iterable[onnx.NodeProto], versions: dict, rules: dict, missing: set) -> None:
+    for n in nodes:
+        domain = n.domain or "ai.onnx"
+        version = versions.get(domain)
+        if domain == "ai.onnx" and n.op_type in rules:
+            continue
+        body = functions.static_body(n.op_type, version or 1, n.domain) if version else None
+        if body is not None:
+            inner = {o.domain or "ai.onnx": o.version for o in body.opset_import}
+            _collect_missing(body.node, versions | inner, rules, missing)
+        elif version is None or not functions.has_function(n.op_type, version, n.domain):
+            missing.add((n.op_type if domain == "ai.onnx" else f"{n.domain}.{n.op_type}", version))
+    for n in nodes:  # the bodies of control flow
+        for attr in n.attribute:
+            for body in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                _collect_missing(body.node, versions, rules, missing)
+
+
 def _sources(ctx: ImportContext, onnx_graph: onnx.GraphProto) -> dict[str, Operand]:
     """Graph inputs become inputs (or params, when they have an initializer); other initializers
     become known values."""
-    inits = {t.name: numpy_helper.to_array(t) for t in onnx_graph.initializer}
+    inits = {t.name: tensor_value(t) for t in onnx_graph.initializer}
     env: dict[str, Operand] = {"": None}
     for info in onnx_graph.input:
         if info.name in inits:
@@ -231,6 +291,14 @@ def _sources(ctx: ImportContext, onnx_graph: onnx.GraphProto) -> dict[str, Opera
     for name, array in inits.items():
         env[name] = Known(array, from_onnx(helper.np_dtype_to_tensor_dtype(array.dtype), f"initializer {name!r}"))
     return env
+
+
+def tensor_value(proto: onnx.TensorProto) -> np.ndarray:
+    """The array a TensorProto holds; an `ONNXError` when its type or data is malformed."""
+    try:
+        return numpy_helper.to_array(proto)
+    except (KeyError, ValueError, TypeError) as err:
+        raise ONNXError(f"initializer {proto.name!r} is malformed: {err}") from None
 
 
 def _elem_dtype(info: onnx.ValueInfoProto) -> str:
@@ -252,15 +320,42 @@ def _dim(d: onnx.TensorShapeProto.Dimension, fallback: str) -> Dim:
 
 
 def _import_node(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dict, rules: dict) -> None:
+    if proto.op_type not in rules or proto.domain not in ("", "ai.onnx"):
+        _inline_function(ctx, proto, opset, env, rules)
+        return
     attrs = {a.name: _attr(helper.get_attribute_value(a)) for a in proto.attribute}
     node = OnnxNode(proto.op_type, proto.name, attrs, opset, len(proto.output))
     try:
         args = [env[name] for name in proto.input]
         result = rules[proto.op_type](ctx, node, args)
     except GradkilnError as err:
-        raise type(err)(f"importing {node.label}: {err}") from None
-    results = result if isinstance(result, (list, tuple)) else [result]
+        err.args = (f"importing {node.label}: {err}", *err.args[1:])
+        raise err from None
+    several = isinstance(result, (list, tuple)) and not isinstance(result, TensorSequence)
+    results = result if several else [result]
     env.update(zip(proto.output, results))
+
+
+def _inline_function(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dict, rules: dict) -> None:
+    """Import an op without a rule of its own as the ONNX function its schema defines."""
+    types = [_type_of(env.get(name)) for name in proto.input]
+    try:
+        body = functions.body_of(proto, opset, types)
+    except Exception as err:  # onnx's function builders reject input types they do not handle
+        raise ONNXError(f"cannot build the ONNX function of {proto.op_type}: {err}") from None
+    if body is None:
+        raise UnsupportedOpError(f"{proto.op_type} (opset {opset}) has no import rule and no ONNX function")
+    inner_opset = functions.body_opset(body, opset)
+    for inner in functions.inline(proto, body, opset):
+        _import_node(ctx, inner, inner_opset, env, rules)
+
+
+def _type_of(operand: Operand) -> onnx.TypeProto:
+    if isinstance(operand, Tensor):
+        return functions.tensor_type(TO_ONNX[operand.dtype], operand.shape)
+    if isinstance(operand, Known):
+        return functions.tensor_type(TO_ONNX[operand.dtype], operand.array.shape)
+    return onnx.TypeProto()
 
 
 def _attr(value: Any) -> Any:

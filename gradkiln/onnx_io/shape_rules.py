@@ -18,7 +18,8 @@ from ..graph import builder as gb
 from ..graph.dtypes import is_int
 from ..graph.types import Dim, as_dim, dims_equal, normalize_axis
 from .dtypes import from_onnx
-from .importer import ImportContext, Known, OnnxNode, Operand, register_importer
+from .import_select import gather
+from .importer import ImportContext, ImportRule, Known, OnnxNode, Operand, register_importer
 
 
 def _int_div(a: Any, b: Any) -> Any:
@@ -41,6 +42,7 @@ KNOWN_ELEMENTWISE: dict[str, Callable[..., Any]] = {
     "Max": _extreme(max, sympy.Max),
     "Min": _extreme(min, sympy.Min),
     "Div": operator.truediv,
+    "Mod": operator.mod,  # fmod=0: the sign of the divisor, as Python's %
 }
 
 
@@ -77,11 +79,51 @@ def eval_elementwise(op_type: str, args: list[Operand], dtype: str | None = None
     return tidy(result, dtype)
 
 
+# Comparisons, logic and selection: evaluated at import time when every input is a known number.
+KNOWN_NUMERIC: dict[str, tuple[Callable[..., np.ndarray], str | None]] = {
+    "Equal": (np.equal, "bool"),
+    "Less": (np.less, "bool"),
+    "LessOrEqual": (np.less_equal, "bool"),
+    "Greater": (np.greater, "bool"),
+    "GreaterOrEqual": (np.greater_equal, "bool"),
+    "Not": (np.logical_not, "bool"),
+    "And": (np.logical_and, "bool"),
+    "Or": (np.logical_or, "bool"),
+    "Xor": (np.logical_xor, "bool"),
+    "Where": (np.where, None),  # the dtype of the selected values
+}
+
+
+def folding(op_type: str, rule: ImportRule) -> ImportRule:
+    """`rule`, evaluated at import time instead when all inputs are known numbers."""
+
+    def fold_or_rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+        if all(isinstance(a, Known) and a.array.dtype != object for a in args):
+            fn, dtype = KNOWN_NUMERIC[op_type]
+            return tidy(fn(*(a.array for a in args)), dtype or args[-1].dtype)
+        return rule(ctx, n, args)
+
+    return fold_or_rule
+
+
 def known_axes(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> list[int] | None:
     """Axes from the second input (newer opsets) or the `axes` attribute; None when absent."""
     if len(args) > 1 and args[1] is not None:
         return [int(a) for a in ctx.dims(args[1], "axes")]
     return list(n.attrs["axes"]) if "axes" in n.attrs else None
+
+
+def reduction(reduce: Callable[..., Tensor]) -> ImportRule:
+    """The rule of an ONNX reduction: axes from the attribute or input; none means all of
+    them, or the identity with `noop_with_empty_axes`."""
+
+    def rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+        x, axes = ctx.tensor(args[0]), known_axes(ctx, n, args)
+        if not axes and n.attrs.get("noop_with_empty_axes", 0):
+            return x
+        return reduce(x, axes or None, keepdims=bool(n.attrs.get("keepdims", 1)))
+
+    return rule
 
 
 @register_importer("Constant")
@@ -108,15 +150,19 @@ def _size(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 
 @register_importer("Gather")
 def _gather(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """Evaluated when the data is known; else picked from the tensor at the known indices."""
+    if isinstance(args[0], Tensor):
+        return gather(args[0], ctx.known(args[1], "indices"), n.attrs.get("axis", 0))
     data, indices = ctx.known(args[0], "data"), ctx.known(args[1], "indices")
     return tidy(np.take(data, indices.astype(np.int64), axis=n.attrs.get("axis", 0)), args[0].dtype)
 
 
 @register_importer("Range")
 def _range(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
-    start, limit, delta = (ctx.known(a, name) for a, name in zip(args, ("start", "limit", "delta")))
-    if any(a.dtype == object for a in (start, limit, delta)):
+    bounds = [np.asarray(ctx.known(a, name)) for a, name in zip(args, ("start", "limit", "delta"))]
+    if any(a.dtype == object for a in bounds):
         raise ONNXError("Range over symbolic dims cannot be evaluated at import time")
+    start, limit, delta = (a.reshape(-1)[0] for a in bounds)
     return tidy(np.arange(start, limit, delta), args[0].dtype)
 
 

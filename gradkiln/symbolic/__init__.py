@@ -12,6 +12,7 @@ docs/autodiff.md describes them all.
 """
 
 from ..graph.builder import stop_gradient
+from . import nn_rules  # registers the nn ops' vjp, jvp and batching rules
 from .batching import BATCH_RULES, BatchRule, register_batch, vmap
 from .check import GradCheckReport, InputCheck, check_grad
 from .checkpoint import checkpoint

@@ -3,7 +3,8 @@
 Every function adds nodes to the graph of its tensor operands (or the open graph) and returns
 `Tensor` handles. Python scalars are weakly typed: they take the dtype of the tensor they meet.
 The functions live in `core` (sources, emitting, elementwise ops, reductions), `shapes` (shape
-ops and indexing) and `composite` (matmul, argmax/argmin, one_hot, cross entropy); this package is their one namespace.
+ops and indexing) and `composite` (matmul, argmax/argmin, one_hot, cross entropy), `nn` (convolution, pooling,
+indexing) and `layers` (normalisations, losses, attention); this package is their one namespace.
 """
 
 from .composite import (
@@ -84,6 +85,28 @@ from .core import (
     tanh,
     var,
     where,
+)
+from .layers import (
+    batch_norm,
+    bce_with_logits,
+    group_norm,
+    huber_loss,
+    layer_norm,
+    mse_loss,
+    nll_loss,
+    rms_norm,
+    scaled_dot_product_attention,
+)
+from .nn import (
+    avg_pool2d,
+    conv1d,
+    conv2d,
+    conv_transpose2d,
+    embedding,
+    global_avg_pool2d,
+    max_pool2d,
+    scatter_add,
+    take,
 )
 from .shapes import (
     broadcast_to,

@@ -1,0 +1,65 @@
+"""Relax emitters of the neural-network ops: convolutions and pools map onto Relax's NCHW ops;
+take wraps out-of-range indices modulo the axis size (Relax's fast mode would read out of
+bounds); scatter_add is a scatter_elements over indices broadcast to the updates' shape."""
+
+from __future__ import annotations
+
+import math
+
+from tvm import relax
+from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
+
+from ..graph import Node
+from .tvm_emitters import EmitContext, register_emitter
+
+
+def _pads(node: Node) -> tuple[int, int, int, int]:
+    """((top, bottom), (left, right)) as Relax's (top, left, bottom, right)."""
+    (top, bottom), (left, right) = node.attrs["padding"]
+    return top, left, bottom, right
+
+
+@register_emitter("conv2d")
+def _conv2d(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    a = node.attrs
+    return R.nn.conv2d(*args, a["stride"], _pads(node), a["dilation"], a["groups"])
+
+
+@register_emitter("conv_transpose2d")
+def _conv_transpose2d(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    a = node.attrs
+    return R.nn.conv2d_transpose(
+        *args, a["stride"], _pads(node), a["output_padding"], a["dilation"], a["groups"], kernel_layout="IOHW"
+    )
+
+
+@register_emitter("max_pool2d")
+def _max_pool2d(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    return R.nn.max_pool2d(args[0], node.attrs["kernel"], node.attrs["stride"], _pads(node))
+
+
+@register_emitter("avg_pool2d")
+def _avg_pool2d(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    a = node.attrs
+    return R.nn.avg_pool2d(args[0], a["kernel"], a["stride"], _pads(node), count_include_pad=a["count_include_pad"])
+
+
+@register_emitter("take")
+def _take(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    return R.take(args[0], args[1], node.attrs["axis"], mode="wrap")
+
+
+@register_emitter("scatter_add")
+def _scatter_add(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """Flatten the index axes of the updates to one and give the indices that axis's place."""
+    x, indices, updates = args
+    axis = node.attrs["axis"]
+    x_type, index_type = (node.graph.type_of(v) for v in node.inputs[:2])
+    count = math.prod(index_type.shape)
+    pre, post = x_type.shape[:axis], x_type.shape[axis + 1 :]
+    flat = ctx.dim.shape((*pre, count, *post))
+    length = relax.const(x_type.shape[axis], index_type.dtype)
+    indices = R.where(R.less(indices, relax.const(0, index_type.dtype)), R.add(indices, length), indices)
+    column = R.reshape(indices, [1] * len(pre) + [count] + [1] * len(post))
+    spread = R.broadcast_to(column, relax.ShapeExpr(flat))
+    return R.scatter_elements(x, spread, R.reshape(updates, flat), axis, reduction="add")
