@@ -20,35 +20,26 @@ def _kernel(node: Node) -> list[int]:
     return [int(k) for k in node.graph.type_of(node.inputs[1]).shape[2:]]
 
 
+def _conv_attrs(node: Node) -> dict:
+    """The ONNX attributes Conv and ConvTranspose share."""
+    a = node.attrs
+    return {
+        "kernel_shape": _kernel(node),
+        "strides": list(a["stride"]),
+        "pads": _pads(node),
+        "dilations": list(a["dilation"]),
+        "group": a["groups"],
+    }
+
+
 @register_exporter("conv2d")
 def _conv2d(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
-    a = node.attrs
-    ctx.emit(
-        "Conv",
-        ins,
-        outs,
-        kernel_shape=_kernel(node),
-        strides=list(a["stride"]),
-        pads=_pads(node),
-        dilations=list(a["dilation"]),
-        group=a["groups"],
-    )
+    ctx.emit("Conv", ins, outs, **_conv_attrs(node))
 
 
 @register_exporter("conv_transpose2d")
 def _conv_transpose2d(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
-    a = node.attrs
-    ctx.emit(
-        "ConvTranspose",
-        ins,
-        outs,
-        kernel_shape=_kernel(node),
-        strides=list(a["stride"]),
-        pads=_pads(node),
-        output_padding=list(a["output_padding"]),
-        dilations=list(a["dilation"]),
-        group=a["groups"],
-    )
+    ctx.emit("ConvTranspose", ins, outs, output_padding=list(node.attrs["output_padding"]), **_conv_attrs(node))
 
 
 @register_exporter("max_pool2d")
