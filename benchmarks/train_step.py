@@ -3,9 +3,11 @@
     python benchmarks/train_step.py [--repeats 30] [--workloads W1,W2,W3,W4]
 
 W1: MLP batch 64, 784-512-512-10, ReLU, softmax cross entropy: the loss and every parameter gradient.
-W4: 50 chained elementwise ops on 1024x1024, sum loss, gradient w.r.t. x. The issue cycles tanh,
-    x*0.9, x+0.1 and sin; gradkiln has no sin op yet, so every runner cycles tanh, x*0.9, x+0.1.
-W2 (CNN) and W3 (transformer block) print "not supported yet" while the op table lacks the ops they need.
+W2: CNN batch 16, 3x32x32 (three 3x3 convs, max pool, global average pool, linear), cross entropy.
+W3: transformer block batch 8, seq 128, d_model 256, 4 heads, FFN 1024, layer norm, MSE loss.
+    (W2 and W3 are defined in train_models.py, for gradkiln and PyTorch with the same parameters.)
+W4: 50 chained elementwise ops (tanh, x*0.9, x+0.1, sin, cycled) on 1024x1024, sum loss, gradient
+    w.r.t. x.
 
 Runners: gradkiln on TVM with our CPU schedules and without them (TVM's default loop nests),
 gradkiln's numpy executor, the hand-written numpy W1 step of mlp_step.py, PyTorch eager and JAX
@@ -23,18 +25,14 @@ from functools import partial
 from typing import Any, Callable
 
 import numpy as np
+import train_models
 from mlp_step import gradkiln_step, make_params, median_ms, numpy_step, torch_step, wait_for_idle
 
 import gradkiln as gk
-from gradkiln.graph.opdef import OPS
 
 Runner = Callable[[], "tuple[Callable[[], Any], float | None] | None"]  # -> (step, compile seconds) or None
 W1_WIDTHS, W1_BATCH = [784, 512, 512, 10], 64
 W4_SIZE, W4_OPS = 1024, 50
-NEEDS_OPS = {  # workloads gradkiln cannot express yet, and the ops they wait for
-    "W2": ("CNN batch 16, 3x32x32, conv3x3 x3, maxpool, global avgpool", ["conv2d", "max_pool2d", "avg_pool2d"]),
-    "W3": ("transformer block batch 8, seq 128, d_model 256, 4 heads", ["layer_norm"]),
-}
 REFERENCE = "gradkiln tvm scheduled"
 
 
@@ -99,9 +97,41 @@ def jax_w1(params: dict[str, np.ndarray], x: np.ndarray, labels: np.ndarray) -> 
     return run, timed_compile(run)[1]
 
 
-def w4_chain(x: Any, tanh: Callable[[Any], Any]) -> Any:
-    """W4's forward chain for any array library: tanh, x*0.9, x+0.1, cycled over W4_OPS ops."""
-    steps = [tanh, lambda v: v * 0.9, lambda v: v + 0.1]
+def model_runners(model: str, rng: np.random.Generator) -> dict[str, Runner]:
+    """W2 or W3: gradkiln on TVM (with and without our schedules) and numpy, and PyTorch eager,
+    all checked against gradkiln's numpy executor before they are timed."""
+    params = getattr(train_models, f"{model.lower()}_params")(rng)
+    inputs = getattr(train_models, f"{model.lower()}_inputs")(rng)
+    graph, outputs = getattr(train_models, f"{model.lower()}_graph")(params)
+    reference = gk.compile(graph, outputs, target="numpy")(**inputs)
+
+    def gradkiln(target: str, **options: Any) -> Runner:
+        def make() -> tuple[Callable[[], Any], float]:
+            step, seconds = timed_compile(lambda: gk.compile(graph, outputs, target=target, **options))
+            check(step(**inputs), reference)
+            return partial(step, **inputs), seconds
+
+        return make
+
+    def torch_eager() -> tuple[Callable[[], Any], None] | None:
+        step = train_models.torch_step(model, params, inputs)
+        if step is None:
+            return None
+        check(step(), reference)
+        return step, None
+
+    return {
+        REFERENCE: gradkiln("llvm"),
+        "gradkiln tvm unscheduled": gradkiln("llvm", schedule=False),
+        "gradkiln numpy executor": gradkiln("numpy"),
+        "torch eager": torch_eager,
+    }
+
+
+def w4_chain(x: Any, ops: Any) -> Any:
+    """W4's forward chain for any array library (`ops` has tanh and sin): tanh, x*0.9, x+0.1, sin,
+    cycled over W4_OPS ops."""
+    steps = [ops.tanh, lambda v: v * 0.9, lambda v: v + 0.1, ops.sin]
     for i in range(W4_OPS):
         x = steps[i % len(steps)](x)
     return x
@@ -110,7 +140,7 @@ def w4_chain(x: Any, tanh: Callable[[Any], Any]) -> Any:
 def w4_runners(x: np.ndarray) -> dict[str, Runner]:
     with gk.Graph("chain") as g:
         xs = gk.input("x", x.shape)
-        dx = gk.grad(gk.sum(w4_chain(xs, gk.tanh)), [xs])[0]
+        dx = gk.grad(gk.sum(w4_chain(xs, gk)), [xs])[0]
 
     reference = gk.compile(g, dx, target="numpy")(x=x)
 
@@ -138,7 +168,7 @@ def torch_w4(x: np.ndarray) -> tuple[Callable[[], Any], None] | None:
 
     def step() -> Any:
         xt = torch.from_numpy(x).requires_grad_(True)
-        return torch.autograd.grad(w4_chain(xt, torch.tanh).sum(), [xt])
+        return torch.autograd.grad(w4_chain(xt, torch).sum(), [xt])
 
     return step, None
 
@@ -147,7 +177,7 @@ def jax_w4(x: np.ndarray) -> tuple[Callable[[], Any], float] | None:
     jax = optional("jax")
     if jax is None:
         return None
-    step = jax.jit(jax.grad(lambda v: w4_chain(v, jax.numpy.tanh).sum()))
+    step = jax.jit(jax.grad(lambda v: w4_chain(v, jax.numpy).sum()))
     run = partial(lambda v: jax.block_until_ready(step(v)), x)
     return run, timed_compile(run)[1]
 
@@ -170,13 +200,6 @@ def measure(workload: str, runners: dict[str, Runner], repeats: int) -> None:
     print(f"  (load average after: {os.getloadavg()[0]:.2f})")
 
 
-def not_supported(key: str) -> None:
-    label, ops = NEEDS_OPS[key]
-    missing = [op for op in ops if op not in OPS]
-    reason = f"no {', '.join(missing)} op in gradkiln" if missing else "its benchmark is not written"
-    print(f"{key} {label}: not supported yet ({reason})")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
@@ -191,12 +214,14 @@ def main() -> None:
         x = rng.normal(size=(W1_BATCH, W1_WIDTHS[0])).astype(np.float32)
         labels = rng.integers(0, W1_WIDTHS[-1], size=W1_BATCH)
         measure("W1 MLP batch 64, 784-512-512-10", w1_runners(make_params(W1_WIDTHS), x, labels), args.repeats)
-    for key in NEEDS_OPS:
-        if key in chosen:
-            not_supported(key)
+    if "W2" in chosen:
+        measure("W2 CNN batch 16, 3x32x32", model_runners("W2", rng), args.repeats)
+    if "W3" in chosen:
+        measure("W3 transformer block batch 8, seq 128, d_model 256", model_runners("W3", rng), args.repeats)
     if "W4" in chosen:
         x = rng.normal(size=(W4_SIZE, W4_SIZE)).astype(np.float32)
-        measure(f"W4 {W4_OPS} elementwise ops (tanh, *0.9, +0.1) on {W4_SIZE}x{W4_SIZE}", w4_runners(x), args.repeats)
+        label = f"W4 {W4_OPS} elementwise ops (tanh, *0.9, +0.1, sin) on {W4_SIZE}x{W4_SIZE}"
+        measure(label, w4_runners(x), args.repeats)
 
 
 if __name__ == "__main__":

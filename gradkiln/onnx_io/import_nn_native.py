@@ -64,11 +64,12 @@ def _conv_transpose(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Ope
 
 
 def _pool_fits(n: OnnxNode, args: list[Operand]) -> bool:
+    if not (_plain_2d(n, args) and len(n.attrs["kernel_shape"]) == 2):
+        return False  # 1-D and 3-D pools (and their pads) go to the general rule
     (top, bottom), (left, right) = _padding(n)
-    kh, kw = n.attrs["kernel_shape"][-2:] if len(n.attrs["kernel_shape"]) == 2 else (0, 0)
+    kh, kw = n.attrs["kernel_shape"]
     return (
-        _plain_2d(n, args)
-        and n.num_outputs == 1
+        n.num_outputs == 1
         and n.attrs.get("auto_pad", "NOTSET") == "NOTSET"
         and all(d == 1 for d in n.attrs.get("dilations", [1, 1]))
         and max(top, bottom) < kh
