@@ -6,6 +6,7 @@ optimize, and compile with numpy or TVM; import and export ONNX; render with Gra
 
 from . import onnx_io, passes, symbolic, viz
 from .graph import (
+    AnomalyError,
     DTypeError,
     GradientError,
     GradkilnError,
@@ -123,7 +124,9 @@ from .graph.builder import (
     where,
 )
 from .lowering import compile
+from .lowering.anomaly import detect_anomaly
 from .passes import optimize
+from .passes.cost import cost
 from .symbolic import (
     check_grad,
     checkpoint,

@@ -8,6 +8,7 @@ numpy reference: gradients against finite differences, TVM and ONNX against nump
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Callable, Sequence
 
 import numpy as np
@@ -360,3 +361,27 @@ def random_graphs(max_ops: int = 12):
         return g, [o.value for o in outputs]
 
     return graphs()
+
+
+def mlp_training_step(widths: Sequence[int] = (30, 64, 64, 10), seed: int = 0):
+    """A ReLU MLP with a symbolic batch "N" and a cross-entropy loss: (graph, [loss, gradients of
+    every weight and bias]), the workload backends are checked and exported with."""
+    rng = np.random.default_rng(seed)
+    with _graph.Graph("mlp") as g:
+        h, labels = gb.input("x", ("N", widths[0])), gb.input("labels", ("N",), "int64")
+        params = []
+        for i, (a, b) in enumerate(pairwise(widths)):
+            params += [gb.param(f"w{i}", rng.normal(0, a**-0.5, (a, b)).astype("float32"))]
+            params += [gb.param(f"b{i}", np.zeros(b, "float32"))]
+            h = h @ params[-2] + params[-1]
+            h = gb.relu(h) if i < len(widths) - 2 else h
+        loss = gb.cross_entropy(h, labels)
+    from .symbolic import grad  # imported here: symbolic.check imports this module
+
+    return g, [loss, *grad(loss, params)]
+
+
+def mlp_feeds(n: int, widths: Sequence[int] = (30, 64, 64, 10)) -> dict[str, np.ndarray]:
+    """Inputs for `mlp_training_step`: a batch of `n` rows and labels."""
+    rng = np.random.default_rng(n)
+    return {"x": rng.normal(size=(n, widths[0])).astype("float32"), "labels": rng.integers(0, widths[-1], n)}

@@ -7,6 +7,7 @@ from gradkiln.lowering.tvm_emitters import EMITTERS
 from gradkiln.onnx_io import export
 from gradkiln.onnx_io.export_rules import EXPORTERS
 from gradkiln.onnx_io.import_rules import IMPORTERS
+from gradkiln.passes.cost import COST_RULES
 from gradkiln.symbolic import BATCH_RULES, JVP_RULES, NON_DIFFERENTIABLE, VJP_RULES
 from gradkiln.testing import op_samples
 
@@ -37,6 +38,11 @@ def test_op_has_a_tvm_emitter(op):
 @pytest.mark.parametrize("op", COMPUTED)
 def test_op_has_an_onnx_exporter(op):
     assert op in EXPORTERS, f"{op}: register an exporter in gradkiln/onnx_io/export_rules.py"
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_op_has_a_cost_rule(op):
+    assert op in COST_RULES, f"{op}: register a cost rule in gradkiln/passes/cost.py"
 
 
 def test_every_op_has_a_sample_graph():

@@ -5,6 +5,7 @@ Depends on nothing else in gradkiln; every other layer depends on it.
 
 from . import ops
 from .errors import (
+    AnomalyError,
     DTypeError,
     GradientError,
     GradkilnError,
@@ -15,7 +16,7 @@ from .errors import (
     UnsupportedOpError,
     VizError,
 )
-from .ir import Graph, Node, Value, current_graph
+from .ir import Graph, Node, SourceLocation, Value, current_graph
 from .opdef import OPS, OpDef, attrs_key, get_op, register_op
 from .tensor import Tensor
 from .trace import Traced, spec, trace
@@ -24,6 +25,7 @@ from .verify import verify
 
 __all__ = [
     "OPS",
+    "AnomalyError",
     "DTypeError",
     "Dim",
     "GradientError",
@@ -35,6 +37,7 @@ __all__ = [
     "ONNXError",
     "OpDef",
     "ShapeError",
+    "SourceLocation",
     "Tensor",
     "TensorType",
     "Traced",

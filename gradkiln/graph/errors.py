@@ -37,3 +37,7 @@ class ONNXError(GradkilnError, ValueError):
 
 class VizError(GradkilnError, RuntimeError):
     """Rendering failed, typically because the Graphviz `dot` executable is missing."""
+
+
+class AnomalyError(GradkilnError, FloatingPointError):
+    """Anomaly detection found a NaN or Inf; the message names the node, its source line and inputs."""

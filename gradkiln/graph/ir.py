@@ -5,6 +5,8 @@ A value is (node id, output index). `Graph` hides networkx behind a small torch.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
@@ -15,6 +17,29 @@ import numpy as np
 from .errors import GradkilnError, GraphError
 from .opdef import OpDef, get_op
 from .types import TensorType
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+class SourceLocation(NamedTuple):
+    """Where user code built a node: the first stack frame outside the gradkiln package."""
+
+    file: str
+    line: int
+    function: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} in {self.function}"
+
+
+def user_source() -> SourceLocation | None:
+    """The caller's first frame outside gradkiln; a frame walk, not `inspect.stack()`, to stay cheap."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    return SourceLocation(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
 
 
 class Value(NamedTuple):
@@ -60,6 +85,11 @@ class Node:
     @property
     def role(self) -> str:
         return self._data["role"]
+
+    @property
+    def source(self) -> SourceLocation | None:
+        """The user's source line that built the node (None if built from inside gradkiln only)."""
+        return self._data.get("source")
 
     @property
     def label(self) -> str:
@@ -152,7 +182,9 @@ class Graph:
             raise GraphError(f"graph '{self.name}' already has a node named {name!r}; names must be unique")
         node_id = self._next_id
         self._next_id += 1
-        self.nx.add_node(node_id, op=op, attrs=attrs, types=types, name=name, role=role or self.role)
+        self.nx.add_node(
+            node_id, op=op, attrs=attrs, types=types, name=name, role=role or self.role, source=user_source()
+        )
         if name is not None:
             self._names[name] = node_id
         for slot, v in enumerate(inputs):

@@ -1,4 +1,4 @@
-"""Backends behind one `compile()`: the numpy reference executor and TVM (llvm CPU)."""
+"""Backends behind one `compile()`: the numpy reference executor and TVM (llvm CPU and GPU targets)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,20 @@ BACKENDS: dict[str, Callable[..., Executable]] = {
     "numpy": lambda graph, outputs, target, **options: NumpyExecutable(graph, outputs, **options),
     "llvm": _tvm_backend,
     "cpu": _tvm_backend,
+    **dict.fromkeys(("cuda", "metal", "webgpu", "opencl"), _tvm_backend),
+}
+
+# why an option some backend takes is missing from another (added to the error message)
+OPTION_NOTES: dict[str, str] = {
+    "detect_anomaly": "anomaly detection runs in the numpy executor only for now: compile with target='numpy'",
 }
 
 # the keyword options each backend's executable takes (checked so a misspelt one is a clear error)
 BACKEND_OPTIONS: dict[str, frozenset[str]] = {
-    "numpy": frozenset({"memory_plan"}),
+    "numpy": frozenset({"memory_plan", "detect_anomaly"}),
     "llvm": frozenset({"schedule"}),
     "cpu": frozenset({"schedule"}),
+    **dict.fromkeys(("cuda", "metal", "webgpu", "opencl"), frozenset()),  # dlight schedules GPU kernels
 }
 
 
@@ -37,7 +44,8 @@ def compile(
     optimize: str | Sequence[str] | None = None,
     **options: Any,
 ) -> Executable:
-    """Compile the part of `graph` that `outputs` needs for `target` ("numpy", "llvm"/"cpu").
+    """Compile the part of `graph` that `outputs` needs for `target`: "numpy", "llvm"/"cpu", a GPU
+    kind ("cuda", "metal", "webgpu", "opencl") or a TVM target dict (`{"kind": "cuda", "arch": "sm_90"}`).
 
     `outputs` is a tensor, a node name, or a list or dict of them; the executable returns the
     same structure of numpy arrays when called with named numpy arrays. `optimize` names a
@@ -51,6 +59,7 @@ def compile(
         raise LoweringError(
             f"target {kind!r} takes no option {', '.join(unknown)}; its options: "
             f"{', '.join(sorted(BACKEND_OPTIONS[kind])) or 'none'}"
+            + "".join(f"; {OPTION_NOTES[name]}" for name in unknown if name in OPTION_NOTES)
         )
     if optimize is not None:
         values, structure = normalize_outputs(graph, outputs)

@@ -17,6 +17,7 @@ from ..graph import GradkilnError, Graph, LoweringError, Node, Value, get_op
 from ..graph.ops.elementwise import BINARY, COMPARE, UNARY
 from ..graph.types import is_symbolic
 from ..passes.memory import MemoryPlan, plan_memory
+from .anomaly import anomaly_enabled, check_finite
 from .executable import Executable, resolve
 
 
@@ -54,13 +55,15 @@ class _PlannedStep(NamedTuple):
 
 class NumpyExecutable(Executable):
     """Interprets the graph with numpy; frees each value after its last use, or, with
-    `memory_plan`, writes every value into the buffer its memory plan gives it."""
+    `memory_plan`, writes every value into the buffer its memory plan gives it. With
+    `detect_anomaly` (or inside `gk.detect_anomaly()`) every floating output is checked for NaN/Inf."""
 
     target = "numpy"
 
-    def __init__(self, graph: Graph, outputs: Any, memory_plan: bool = False) -> None:
+    def __init__(self, graph: Graph, outputs: Any, memory_plan: bool = False, detect_anomaly: bool = False) -> None:
         super().__init__(graph, outputs)
         self.memory_plan = memory_plan
+        self.detect_anomaly = detect_anomaly
         self._plans: dict[tuple, tuple[MemoryPlan, list[_PlannedStep]]] = {}
         position = {node_id: i for i, node_id in enumerate(self.node_ids)}
         keep = {v.node for v in self.output_values}
@@ -72,8 +75,9 @@ class NumpyExecutable(Executable):
         self.symbolic_attrs = {n.id for _, n, _ in self.steps if any(map(is_symbolic, n.attrs.values()))}
 
     def run(self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int]) -> Sequence[np.ndarray]:
+        check = self.detect_anomaly or anomaly_enabled()
         if self.memory_plan:
-            return self._run_planned(feeds, bindings)
+            return self._run_planned(feeds, bindings, check)
         env: dict[int, tuple[np.ndarray, ...]] = {}
         free_at: dict[int, list[int]] = {}
         for node_id, last in self.last_use.items():
@@ -85,7 +89,10 @@ class NumpyExecutable(Executable):
                 attrs = node.attrs
                 if node_id in self.symbolic_attrs:
                     attrs = {k: resolve(v, bindings) for k, v in attrs.items()}
-                env[node_id] = self._compute(node, attrs, [env[v.node][v.index] for v in inputs])
+                args = [env[v.node][v.index] for v in inputs]
+                env[node_id] = self._compute(node, attrs, args)
+                if check:
+                    check_finite(node, args, env[node_id])
             for dead in free_at.get(step, ()):
                 env.pop(dead, None)
         return [env[v.node][v.index] for v in self.output_values]
@@ -115,7 +122,9 @@ class NumpyExecutable(Executable):
             self._plans[key] = (plan, steps)
         return self._plans[key]
 
-    def _run_planned(self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int]) -> list[np.ndarray]:
+    def _run_planned(
+        self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int], check: bool
+    ) -> list[np.ndarray]:
         plan, steps = self._program(bindings)
         arena = np.empty(plan.arena_bytes, np.uint8)
         buffers = [
@@ -138,6 +147,8 @@ class NumpyExecutable(Executable):
                 for out, result in zip(outs, results):
                     if out is not None:
                         np.copyto(out, result, casting="unsafe")
+            if check:
+                check_finite(node, args, results)
             for value, out, result in zip(node.outputs, outs, results):
                 env[value] = result if out is None else out
         return [env[v] for v in self.output_values]

@@ -1,4 +1,4 @@
-"""The TVM backend: graph -> Relax IRModule (one emitter per op) -> llvm executable -> Relax VM.
+"""The TVM backend: graph -> Relax IRModule (one emitter per op) -> llvm or GPU executable -> Relax VM.
 
 Graph inputs and params become parameters of the Relax function `main`, with symbolic dims as TIR
 variables, so one compiled module serves every batch size; constants become Relax constants.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,24 +16,13 @@ import sympy
 import tvm
 from tvm import relax
 
+from ..atomic import write_atomic_with
 from ..graph import GradkilnError, Graph, LoweringError, Node, TensorType, UnsupportedOpError, Value
 from .executable import Executable
 from .tvm_dims import DimConverter
 from .tvm_emitters import EMITTERS, EmitContext, Emitter, emit_constant
 from .tvm_schedules import build_pipeline, fuse_kernels, schedule_kernels
-
-LLVM_KINDS = ("llvm", "cpu")
-
-
-def target_options(target: Any) -> dict[str, Any]:
-    """The llvm target dict for `target` ("llvm", "cpu" or a dict with kind llvm, merged over the
-    defaults): the host CPU's instruction set (LLVM 22 rejects mcpu=native) and all its cores."""
-    defaults = {"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(), "num-cores": os.cpu_count()}
-    if isinstance(target, dict) and target.get("kind", "llvm") in LLVM_KINDS:
-        return defaults | target | {"kind": "llvm"}
-    if target in LLVM_KINDS:
-        return defaults
-    raise LoweringError(f"the TVM backend compiles for llvm (CPU) only, got target {target!r}")
+from .tvm_targets import gpu_kernels, resolve_target
 
 
 def condense(err: BaseException) -> str:
@@ -122,47 +112,65 @@ def describe(node: Node) -> str:
 
 
 class TVMExecutable(Executable):
-    """A graph compiled by TVM for the host CPU and run on the Relax virtual machine.
+    """A graph compiled by TVM for the host CPU or a GPU target, run on the Relax virtual machine.
 
-    `.module` is the Relax IRModule before compilation, `.source()` its TVMScript text. The
-    module is legalized and fused (FuseOps/FuseTIR), then, with `schedule=True` (the default),
-    its kernels get our CPU schedules (`tvm_schedules`: tiled, vectorized, parallel matmuls);
-    `schedule=False` keeps TVM's default loop nests, for comparison. `.kernels` is the module
-    that was compiled, `.scheduled` names each scheduled kernel's rule.
+    `.module` is the Relax IRModule before compilation. On llvm the module is legalized and fused
+    (FuseOps/FuseTIR), then, with `schedule=True` (the default), its kernels get our CPU schedules
+    (`tvm_schedules`: tiled, vectorized, parallel matmuls); `schedule=False` keeps TVM's default
+    loop nests, for comparison. `.kernels` is the module that was compiled, `.scheduled` names each
+    scheduled kernel's rule. GPU targets (`tvm_targets.GPU_KINDS`) compile with TVM's own pipeline
+    (fusion, then dlight schedules) and run only where the device exists.
     """
-
-    target = "llvm"
 
     def __init__(self, graph: Graph, outputs: Any, target: Any = "llvm", schedule: bool = True) -> None:
         super().__init__(graph, outputs)
-        self.schedule = schedule
+        self.spec = resolve_target(target)
+        self.target = self.spec.kind
+        self.target_options = self.spec.options
+        self.schedule = schedule and not self.spec.is_gpu
         os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count()))  # TVM's pool defaults to half the cores
-        self.target_options = target_options(target)
-        self._tvm_target = tvm.target.Target(self.target_options)
-        self._target_label = f"llvm (mcpu={self.target_options['mcpu']})"
         sources = self.input_nodes + self.param_nodes
         self.nodes = [graph.node(i) for i in self.node_ids if graph.node(i).op not in ("input", "param")]
-        check_bindable(sources, self._target_label)
+        check_bindable(sources, self.spec.label)
         self._params = {n.outputs[0]: n.name for n in sources}
-        self.module = build_module(graph, self._params, self.nodes, self.output_values, self._target_label)
-        self.vm = relax.VirtualMachine(self._compile(), tvm.cpu())
+        self.module = build_module(graph, self._params, self.nodes, self.output_values, self.spec.label)
+        self.compiled = self._compile()
+        device = self.spec.device()
+        self.vm = relax.VirtualMachine(self.compiled, device) if device.exist else None
         self._vm_lock = threading.Lock()  # the Relax VM keeps per-call state: concurrent calls crash it
-        self._arg_names = [n.name for n in sources]
+        self.argument_names = [n.name for n in sources]
 
     def source(self) -> str:
-        """The Relax IRModule as TVMScript."""
-        return self.module.script()
+        """The generated kernel source on GPU targets (CUDA C, MSL, WGSL, OpenCL C); the Relax
+        IRModule as TVMScript on llvm, whose kernels are machine code."""
+        if not self.spec.is_gpu:
+            return self.module.script()
+        return self.compiled.mod.imports[0].imports[0].inspect_source()
+
+    def export(self, path: str | os.PathLike[str]) -> Path:
+        """Write the compiled module to `path` (`.so`, or `.tar` of objects for cross targets),
+        atomically. Load it with `tvm.runtime.load_module` and run it with
+        `tvm.runtime.vm.VirtualMachine`, passing tensors in `.argument_names` order: no gradkiln needed."""
+        path = Path(path)
+        if path.suffix not in self.spec.suffixes:
+            raise LoweringError(
+                f"cannot export {self.spec.label} to {path.name}: use a {' or '.join(self.spec.suffixes)} file"
+            )
+        try:
+            return write_atomic_with(path, lambda tmp: self.compiled.export_library(str(tmp)))
+        except Exception as err:
+            raise LoweringError(f"exporting {self.spec.label} to {path} failed: {condense(err)}") from err
 
     def run(self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int]) -> Sequence[np.ndarray]:
-        device = tvm.cpu()
+        device = self.spec.require_device()
         # tvm.runtime.tensor copies into 64-byte-aligned memory; TVM kernels crash on unaligned numpy data
-        args = [tvm.runtime.tensor(feeds[name], device) for name in self._arg_names]
+        args = [tvm.runtime.tensor(feeds[name], device) for name in self.argument_names]
         try:
             with self._vm_lock:
                 return [r.numpy() for r in self.vm["main"](*args)]
         except Exception as err:  # a failed run-time check of the VM, e.g. a shape it could not bind
             raise LoweringError(
-                f"running graph '{self.graph.name}' on {self._target_label} failed: {condense(err)}"
+                f"running graph '{self.graph.name}' on {self.spec.label} failed: {condense(err)}"
             ) from err
 
     def _compile(self) -> Any:
@@ -174,11 +182,14 @@ class TVMExecutable(Executable):
 
     def _build(self, module: Any) -> tuple[Any, Any, dict[str, str]]:
         """The VM executable of `module`, the fused (and scheduled) module it was built from, and
-        the schedule rule applied to each kernel."""
-        kernels, scheduled = fuse_kernels(module, self._tvm_target), {}
+        the schedule rule applied to each kernel. GPU targets take TVM's whole pipeline, dlight included."""
+        if self.spec.is_gpu:
+            kernels = gpu_kernels(module, self.spec.target)
+            return tvm.compile(kernels, target=self.spec.target), kernels, {}
+        kernels, scheduled = fuse_kernels(module, self.spec.target), {}
         if self.schedule:
-            kernels, scheduled = schedule_kernels(kernels, self._tvm_target)
-        return tvm.compile(kernels, target=self._tvm_target, relax_pipeline=build_pipeline()), kernels, scheduled
+            kernels, scheduled = schedule_kernels(kernels, self.spec.target)
+        return tvm.compile(kernels, target=self.spec.target, relax_pipeline=build_pipeline()), kernels, scheduled
 
     def _blame(self, err: Exception) -> LoweringError:
         """Name the node that breaks compilation: bisect for the shortest prefix of the schedule
@@ -189,10 +200,8 @@ class TVMExecutable(Executable):
             prefix = self.nodes[:middle]
             outputs = [v for node in prefix for v in node.outputs]
             try:
-                self._build(build_module(self.graph, self._params, prefix, outputs, self._target_label))
+                self._build(build_module(self.graph, self._params, prefix, outputs, self.spec.label))
                 good = middle
             except Exception as prefix_err:
                 bad, err = middle, prefix_err
-        return LoweringError(
-            f"cannot compile {describe(self.nodes[bad - 1])} for {self._target_label}: {condense(err)}"
-        )
+        return LoweringError(f"cannot compile {describe(self.nodes[bad - 1])} for {self.spec.label}: {condense(err)}")

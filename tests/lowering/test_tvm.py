@@ -7,8 +7,8 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 import gradkiln as gk
 from gradkiln.graph import OpDef, register_op, symbol
-from gradkiln.lowering.tvm_backend import target_options
 from gradkiln.lowering.tvm_emitters import EMITTERS, register_emitter
+from gradkiln.lowering.tvm_targets import target_options
 from gradkiln.symbolic import grad
 from gradkiln.testing import op_samples
 

@@ -2,8 +2,6 @@
 scheduled and unscheduled builds agree with the numpy executor on matmul shapes, epilogues,
 symbolic batches and an MLP training step, and the step's matmul kernels really get scheduled."""
 
-from itertools import pairwise
-
 import numpy as np
 import pytest
 from tvm import s_tir, tirx
@@ -11,6 +9,7 @@ from tvm import s_tir, tirx
 import gradkiln as gk
 from gradkiln.lowering import tvm_schedules
 from gradkiln.lowering.tvm_schedules import is_matmul, root_blocks
+from gradkiln.testing import mlp_feeds, mlp_training_step
 
 
 def rand(*shape: int, seed: int = 0) -> np.ndarray:
@@ -61,28 +60,9 @@ def test_symbolic_batch_runs_at_several_sizes(rhs_first):
     assert list(compiled.scheduled.values()).count("schedule_matmul") >= 1
 
 
-def mlp_step(widths=(30, 64, 64, 10)):
-    """A ReLU MLP with a symbolic batch: its loss and the gradients of all its parameters."""
-    rng = np.random.default_rng(0)
-    with gk.Graph("mlp") as g:
-        h, labels = gk.input("x", ("N", widths[0])), gk.input("labels", ("N",), "int64")
-        params = []
-        for i, (a, b) in enumerate(pairwise(widths)):
-            params += [gk.param(f"w{i}", rng.normal(0, a**-0.5, (a, b)).astype("float32"))]
-            params += [gk.param(f"b{i}", np.zeros(b, "float32"))]
-            h = h @ params[-2] + params[-1]
-            h = gk.relu(h) if i < len(widths) - 2 else h
-        loss = gk.cross_entropy(h, labels)
-    return g, [loss, *gk.grad(loss, params)], widths
-
-
-def mlp_feeds(n: int, widths) -> dict[str, np.ndarray]:
-    return {"x": rand(n, widths[0], seed=n), "labels": np.random.default_rng(n).integers(0, widths[-1], n)}
-
-
 def test_mlp_training_step_gradients_agree_with_numpy():
-    g, outputs, widths = mlp_step()
-    assert_builds_agree(g, outputs, [mlp_feeds(n, widths) for n in (3, 64)])
+    g, outputs = mlp_training_step()
+    assert_builds_agree(g, outputs, [mlp_feeds(n) for n in (3, 64)])
 
 
 def matmul_kernels(module) -> dict[str, str]:
@@ -97,7 +77,7 @@ def matmul_kernels(module) -> dict[str, str]:
 
 
 def test_every_matmul_of_the_mlp_training_step_is_tiled_vectorized_and_parallel():
-    g, outputs, _ = mlp_step()
+    g, outputs = mlp_training_step()
     compiled = gk.compile(g, outputs, target="llvm")
     unscheduled = matmul_kernels(gk.compile(g, outputs, target="llvm", schedule=False).kernels)
     assert len(unscheduled) >= 7  # 3 forward, 2 input and 3 weight gradients (some may share a kernel)
@@ -108,7 +88,7 @@ def test_every_matmul_of_the_mlp_training_step_is_tiled_vectorized_and_parallel(
 
 
 def test_schedule_false_keeps_tvm_default_loop_nests():
-    g, outputs, _ = mlp_step()
+    g, outputs = mlp_training_step()
     compiled = gk.compile(g, outputs, target="llvm", schedule=False)
     assert compiled.scheduled == {}
     assert not any("T.parallel" in text for text in matmul_kernels(compiled.kernels).values())

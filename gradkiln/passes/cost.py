@@ -1,0 +1,206 @@
+"""Cost analysis: FLOP and byte estimates per node, from one rule table keyed by op name.
+
+An analysis, not a rewrite: `cost(graph)` reads the graph and returns a `CostReport`. Each rule
+maps (input shapes, output shape, attrs) to a FLOP count; bytes are the same for every op: the
+bytes of its inputs read plus its outputs written. Sources (inputs, params, constants) cost
+nothing themselves; their bytes count where they are read. Users register rules for their ops
+in `COST_RULES`; a coverage test checks every op in `gradkiln.graph.OPS` has one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from ..graph import OPS, Graph, GraphError, TensorType, UnsupportedOpError
+from ..graph.ops.elementwise import BINARY, COMPARE, UNARY, UNARY_WITH_ATTRS
+from ..lowering.executable import normalize_outputs
+
+Shape = tuple[int, ...]
+# (input shapes, shape of output 0, attrs) -> FLOPs
+CostRule = Callable[[Sequence[Shape], Shape, Mapping[str, Any]], int]
+
+TRANSCENDENTAL = 4  # FLOPs charged for one exp, log, sqrt, sin, ...: several, not one
+
+# FLOPs per output element of each elementwise op (1 unless listed)
+ELEMENTWISE_FLOPS: dict[str, int] = {
+    **dict.fromkeys(
+        ("exp", "log", "sqrt", "tanh", "exp2", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos", "atan"),
+        TRANSCENDENTAL,
+    ),
+    **dict.fromkeys(("sinh", "cosh", "erf", "pow", "atan2"), TRANSCENDENTAL),
+    "rsqrt": TRANSCENDENTAL + 1,
+    "sigmoid": TRANSCENDENTAL + 2,
+    "silu": TRANSCENDENTAL + 3,
+    "softplus": 2 * TRANSCENDENTAL + 1,
+    "gelu": TRANSCENDENTAL + 5,
+    "elu": TRANSCENDENTAL + 2,
+    "leaky_relu": 2,
+    "clip": 2,
+    "mod": 2,
+    "floordiv": 2,
+    "stop_gradient": 0,
+}
+
+# FLOPs per input element of each reduction-like op
+REDUCTION_FLOPS: dict[str, int] = {
+    **dict.fromkeys(("sum", "mean", "max", "min", "prod", "argmax", "argmin", "cumsum", "cumprod"), 1),
+    "var": 3,
+    "std": 3,
+    "logsumexp": TRANSCENDENTAL + 2,
+    "softmax": TRANSCENDENTAL + 4,
+    "log_softmax": TRANSCENDENTAL + 4,
+}
+
+# ops that move or select data without arithmetic
+DATA_MOVEMENT = (
+    "input param constant reshape transpose broadcast_to expand_dims squeeze concat slice pad take one_hot size "
+    "custom_vjp"
+).split()
+
+
+def _elementwise(weight: int) -> CostRule:
+    return lambda ins, out, attrs: weight * math.prod(out)
+
+
+def _reduction(weight: int) -> CostRule:
+    return lambda ins, out, attrs: weight * math.prod(ins[0])
+
+
+def _matmul(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+    """2*M*N*K per batch: one multiply and one add per term."""
+    return 2 * math.prod(out) * ins[0][-1]
+
+
+def _conv2d(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+    """2*N*Cout*Hout*Wout * (Cin/groups)*kh*kw; the weight is (Cout, Cin/groups, kh, kw)."""
+    return 2 * math.prod(out) * math.prod(ins[1][1:])
+
+
+def _conv_transpose2d(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+    """Each input element scatters into (Cout/groups)*kh*kw outputs; the weight is (Cin, Cout/groups, kh, kw)."""
+    return 2 * math.prod(ins[0]) * math.prod(ins[1][1:])
+
+
+def _pool(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+    return math.prod(out) * math.prod(attrs["kernel"])
+
+
+COST_RULES: dict[str, CostRule] = {
+    **{
+        op: _elementwise(ELEMENTWISE_FLOPS.get(op, 1))
+        for op in [*UNARY, *UNARY_WITH_ATTRS, *BINARY, *COMPARE, "where", "cast", "stop_gradient"]
+    },
+    **{op: _reduction(weight) for op, weight in REDUCTION_FLOPS.items()},
+    **{op: _elementwise(0) for op in DATA_MOVEMENT},
+    "scatter_add": lambda ins, out, attrs: math.prod(ins[2]),
+    "matmul": _matmul,
+    "conv2d": _conv2d,
+    "conv_transpose2d": _conv_transpose2d,
+    "max_pool2d": _pool,
+    "avg_pool2d": _pool,
+}
+
+
+class NodeCost(NamedTuple):
+    """The estimated cost of one node."""
+
+    label: str
+    op: str
+    role: str
+    flops: int
+    bytes: int
+
+
+class OpCost(NamedTuple):
+    """The cost of every node of one op type together."""
+
+    count: int
+    flops: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Per-node FLOP and byte estimates with totals and a per-op-type summary."""
+
+    nodes: list[NodeCost]
+
+    @property
+    def flops(self) -> int:
+        return sum(n.flops for n in self.nodes)
+
+    @property
+    def bytes(self) -> int:
+        return sum(n.bytes for n in self.nodes)
+
+    def by_op(self) -> dict[str, OpCost]:
+        """Op type -> summed cost, the most FLOPs first (then the most bytes)."""
+        totals: dict[str, OpCost] = {}
+        for n in self.nodes:
+            count, flops, size = totals.get(n.op, OpCost(0, 0, 0))
+            totals[n.op] = OpCost(count + 1, flops + n.flops, size + n.bytes)
+        return dict(sorted(totals.items(), key=lambda item: (-item[1].flops, -item[1].bytes, item[0])))
+
+    def table(self) -> str:
+        """The per-op-type summary as an aligned text table with a total row."""
+        rows = [(op, c.count, c.flops, c.bytes) for op, c in self.by_op().items()]
+        rows.append(("total", len(self.nodes), self.flops, self.bytes))
+        width = max(len(r[0]) for r in rows)
+        lines = [f"{'op':<{width}}  {'nodes':>6}  {'FLOPs':>15}  {'share':>6}  {'bytes':>15}"]
+        for op, count, flops, size in rows:
+            share = flops / self.flops if self.flops else 0.0
+            lines.append(f"{op:<{width}}  {count:>6}  {flops:>15,}  {share:>6.1%}  {size:>15,}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def cost(graph: Graph, outputs: Any = None, bindings: Mapping[str, int] | None = None) -> CostReport:
+    """Estimate the FLOPs and bytes of each node that `outputs` need (all nodes if None).
+
+    `outputs` takes what `gk.compile` takes; symbolic dims need sizes in `bindings` ({"N": 64}).
+    """
+    node_ids = (
+        graph.topological_order() if outputs is None else graph.needed_nodes(normalize_outputs(graph, outputs)[0])
+    )
+    sizes = dict(bindings or {})
+    report = []
+    for node_id in node_ids:
+        node = graph.node(node_id)
+        if node.op not in COST_RULES:
+            raise UnsupportedOpError(f"no cost rule for op '{node.op}': add one to gradkiln.passes.cost.COST_RULES")
+        if OPS[node.op].source:
+            report.append(NodeCost(node.label, node.op, node.role, 0, 0))
+            continue
+        in_types = [graph.type_of(v) for v in node.inputs]
+        ins = [_concrete(t, sizes, graph.label_of(v)) for t, v in zip(in_types, node.inputs)]
+        outs = [_concrete(t, sizes, node.label) for t in node.types]
+        moved = sum(_nbytes(t, s) for t, s in zip([*in_types, *node.types], [*ins, *outs]))
+        report.append(
+            NodeCost(node.label, node.op, node.role, int(COST_RULES[node.op](ins, outs[0], node.attrs)), moved)
+        )
+    return CostReport(report)
+
+
+def _concrete(t: TensorType, sizes: Mapping[str, int], label: str) -> Shape:
+    """The shape of `t` with its symbolic dims replaced by their sizes; an unbound one is an error."""
+    shape = []
+    for dim in t.shape:
+        if not isinstance(dim, int):
+            dim = dim.subs({s: sizes[s.name] for s in dim.free_symbols if s.name in sizes})
+            if dim.free_symbols:
+                names = sorted(str(s) for s in dim.free_symbols)
+                raise GraphError(
+                    f"{label}: {t} has symbolic dims {names}; pass their sizes, e.g. bindings={{'{names[0]}': 64}}"
+                )
+        shape.append(int(dim))
+    return tuple(shape)
+
+
+def _nbytes(t: TensorType, shape: Shape) -> int:
+    return math.prod(shape) * np.dtype(t.dtype).itemsize
