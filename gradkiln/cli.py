@@ -85,6 +85,40 @@ def _optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compile(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    import numpy as np
+
+    from . import compile as compile_graph
+    from .atomic import write_atomic
+
+    graph, outputs = _load(args.model)
+    target = json.loads(args.target) if args.target.startswith("{") else args.target
+    executable = compile_graph(graph, outputs, target=target, optimize=args.level)
+    artifact = executable.export(args.output)
+    params = {n.name: n.attrs["value"] for n in executable.param_nodes}
+    manifest = {
+        "artifact": artifact.name,
+        "function": "main",
+        "arguments": [
+            {"name": n.name, "kind": n.op, "dtype": n.types[0].dtype, "shape": [str(d) for d in n.types[0].shape]}
+            for n in (executable.graph.by_name(name) for name in executable.argument_names)
+        ],
+        "outputs": list(outputs),
+        "params_file": f"{artifact.name}.params.npz",
+    }
+    with tempfile.TemporaryFile() as buffer:
+        np.savez(buffer, **params)
+        buffer.seek(0)
+        write_atomic(artifact.with_name(manifest["params_file"]), buffer.read())
+    write_atomic(artifact.with_name(f"{artifact.name}.json"), json.dumps(manifest, indent=2).encode())
+    print(f"wrote {artifact} ({artifact.stat().st_size} bytes), {artifact.name}.json and {manifest['params_file']}")
+    print("arguments, in order: " + ", ".join(executable.argument_names))
+    return 0
+
+
 def _viz(args: argparse.Namespace) -> int:
     from . import viz
 
@@ -130,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     opt.add_argument("--level", default="O1", choices=sorted(PIPELINES), help="the pass pipeline")
     opt.set_defaults(run=_optimize)
+    comp = commands.add_parser(
+        "compile",
+        help="compile an ONNX model with TVM into an artifact that deploys without gradkiln",
+        description="Import an ONNX model, optimize it, compile it for a TVM target and write the artifact, "
+        "a JSON manifest (argument order, types, outputs) and the parameter values (.npz) beside it. Load "
+        "the artifact with tvm.runtime.load_module and run it with tvm.runtime.vm.VirtualMachine.",
+    )
+    comp.add_argument("model", help="an .onnx file")
+    comp.add_argument("-o", "--output", required=True, help="the artifact: .so for llvm/cuda/opencl, .tar otherwise")
+    comp.add_argument(
+        "--target", default="llvm", help='llvm, cuda, metal, webgpu, opencl, or a JSON target dict ({"kind": ...})'
+    )
+    comp.add_argument("--level", default="O2", choices=sorted(PIPELINES), help="the pass pipeline run first")
+    comp.set_defaults(run=_compile)
     viz = commands.add_parser("viz", help="render an ONNX model's graph with Graphviz")
     viz.add_argument("model", help="an .onnx file")
     viz.add_argument("-o", "--output", required=True, help="a .svg, .png, .pdf or .dot file")

@@ -1,5 +1,9 @@
 """The `gradkiln` command: info, grad, optimize and viz on ONNX models; exit codes 0, 1, 2."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -86,3 +90,26 @@ def test_a_missing_file_is_one_line_on_stderr_and_exit_1(tmp_path, capsys):
     assert main(["info", str(tmp_path / "missing.onnx")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "missing.onnx" in err
+
+
+@pytest.mark.slow
+def test_compile_writes_an_artifact_that_runs_with_tvm_alone(mlp_onnx, tmp_path):
+    path, g, _, _, _, y = mlp_onnx
+    artifact = tmp_path / "mlp.so"
+    assert main(["compile", str(path), "-o", str(artifact), "--target", "llvm"]) == 0
+    manifest = json.loads((tmp_path / "mlp.so.json").read_text())
+    assert [a["name"] for a in manifest["arguments"]] == ["x", "w", "b"]
+    data = np.random.default_rng(3).normal(size=(5, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", data)
+    loader = f"""
+import json, sys, numpy as np, tvm, tvm.runtime.vm
+manifest = json.load(open({str(tmp_path / "mlp.so.json")!r}))
+params = np.load({str(tmp_path)!r} + "/" + manifest["params_file"])
+feeds = dict(params) | {{"x": np.load({str(tmp_path / "x.npy")!r})}}
+vm = tvm.runtime.vm.VirtualMachine(tvm.runtime.load_module({str(artifact)!r}), tvm.cpu())
+out = vm["main"](*[tvm.runtime.tensor(feeds[a["name"]]) for a in manifest["arguments"]])
+np.save({str(tmp_path / "y.npy")!r}, out[0].numpy())
+assert "gradkiln" not in sys.modules
+"""
+    subprocess.run([sys.executable, "-c", loader], check=True, timeout=120)
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), gk.compile(g, y)(x=data), rtol=1e-5, atol=1e-6)
