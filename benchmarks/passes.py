@@ -27,6 +27,7 @@ import numpy as np
 import gradkiln as gk
 from gradkiln.lowering.executable import normalize_outputs
 from gradkiln.passes import optimize, plan_memory
+from gradkiln.testing import elementwise_chain
 
 MIB = 2**20
 Workload = Callable[[], tuple[gk.Graph, list[gk.Tensor], dict[str, np.ndarray], dict[str, int]]]
@@ -50,22 +51,15 @@ def mlp(widths: tuple[int, ...] = (784, 512, 512, 10), batch: int = 64):
     return g, [loss, *grads], feeds, {"N": batch}
 
 
-def elementwise_chain(ops: int = 50, shape: tuple[int, int] = (1024, 1024)):
-    """tanh, *0.9, +0.1 cycled `ops` times, a sum loss; outputs: the loss and d loss / d x."""
-    with gk.Graph("chain") as g:
-        x = gk.input("x", shape)
-        h = x
-        for i in range(ops):
-            h = [gk.tanh, lambda t: t * 0.9, lambda t: t + 0.1][i % 3](h)
-        loss = gk.sum(h)
-        (dx,) = gk.grad(loss, [x])
-    feeds = {"x": np.random.default_rng(0).normal(size=shape).astype(np.float32)}
-    return g, [loss, dx], feeds, {}
+def chain_workload(ops: int = 50, shape: tuple[int, int] = (1024, 1024)):
+    """The elementwise chain of gradkiln.testing with its feeds."""
+    g, outputs = elementwise_chain(ops, shape)
+    return g, outputs, {"x": np.random.default_rng(0).normal(size=shape).astype(np.float32)}, {}
 
 
 WORKLOADS: dict[str, Workload | None] = {
     "MLP 784-512-512-10, batch 64": mlp,
-    "elementwise chain, 50 ops, 1024x1024": elementwise_chain,
+    "elementwise chain, 50 ops, 1024x1024": chain_workload,
     "CNN (needs conv2d, pooling)": None,
     "transformer block (needs layer norm, attention ops)": None,
 }
@@ -127,7 +121,7 @@ def scaling(sizes: list[int]) -> None:
     print(f"\n## scaling: O2 on chain gradient graphs\n\n{'nodes':>8} {'O2 s':>7}  per pass (s)")
     points = []
     for size in sizes:
-        graph, outputs, _, _ = elementwise_chain(ops=max(1, size * 3 // 10), shape=(4, 4))
+        graph, outputs = elementwise_chain(ops=max(1, size * 3 // 10), shape=(4, 4))
         values, _ = normalize_outputs(graph, outputs)
         start = time.perf_counter()
         _, _, manager = optimize(graph, values, "O2")

@@ -385,3 +385,18 @@ def mlp_feeds(n: int, widths: Sequence[int] = (30, 64, 64, 10)) -> dict[str, np.
     """Inputs for `mlp_training_step`: a batch of `n` rows and labels."""
     rng = np.random.default_rng(n)
     return {"x": rng.normal(size=(n, widths[0])).astype("float32"), "labels": rng.integers(0, widths[-1], n)}
+
+
+def elementwise_chain(ops: int = 50, shape: tuple[int, int] = (1024, 1024)):
+    """tanh, *0.9, +0.1 cycled `ops` times on x[shape], a sum loss: (graph, [loss, d loss / d x]),
+    the workload where memory planning and fusion matter most."""
+    steps = [gb.tanh, lambda t: t * 0.9, lambda t: t + 0.1]
+    with _graph.Graph("chain") as g:
+        x = gb.input("x", shape)
+        h = x
+        for i in range(ops):
+            h = steps[i % len(steps)](h)
+        loss = gb.sum(h)
+    from .symbolic import grad
+
+    return g, [loss, *grad(loss, [x])]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 
 import gradkiln as gk
-from gradkiln.testing import op_samples, random_graph_feeds, random_graphs
+from gradkiln.testing import elementwise_chain, op_samples, random_graph_feeds, random_graphs
 
 
 def assert_same(got, want):
@@ -46,17 +46,6 @@ def test_a_planned_executable_plans_once_per_batch_size_and_returns_fresh_output
     assert second.shape == (5, 8) and len(fn._plans) == 2
 
 
-def elementwise_chain(ops=50, shape=(512, 512)):
-    with gk.Graph("chain") as g:
-        x = gk.input("x", shape)
-        h = x
-        for i in range(ops):
-            h = [gk.tanh, lambda t: t * 0.9, lambda t: t + 0.1][i % 3](h)
-        loss = gk.sum(h)
-        (dx,) = gk.grad(loss, [x])
-    return g, [loss, dx]
-
-
 def peak_of_call(fn, feeds):
     fn(**feeds)  # plans (and warms up) outside the measurement
     tracemalloc.start()
@@ -68,7 +57,7 @@ def peak_of_call(fn, feeds):
 
 
 def test_the_measured_peak_of_a_planned_run_is_the_planned_peak():
-    g, outputs = elementwise_chain()
+    g, outputs = elementwise_chain(shape=(512, 512))
     fn = gk.compile(g, outputs, memory_plan=True)
     feeds = {"x": np.random.default_rng(0).normal(size=(512, 512)).astype(np.float32)}
     measured = peak_of_call(fn, feeds)
