@@ -116,8 +116,8 @@ class TVMExecutable(Executable):
 
     `.module` is the Relax IRModule before compilation. On llvm the module is legalized and fused
     (FuseOps/FuseTIR), then, with `schedule=True` (the default), its kernels get our CPU schedules
-    (`tvm_schedules`: tiled, vectorized, parallel matmuls); `schedule=False` keeps TVM's default
-    loop nests, for comparison. `.kernels` is the module that was compiled, `.scheduled` names each
+    (`tvm_schedules`: tiled, vectorized, parallel matmuls and convolutions); `schedule=False` keeps
+    TVM's default loop nests, for comparison. `.kernels` is the module that was compiled, `.scheduled` names each
     scheduled kernel's rule. GPU targets (`tvm_targets.GPU_KINDS`) compile with TVM's own pipeline
     (fusion, then dlight schedules) and run only where the device exists.
     """

@@ -1,6 +1,7 @@
 """Our CPU schedules (lowering/tvm_schedules.py) change how kernels run, never what they compute:
 scheduled and unscheduled builds agree with the numpy executor on matmul shapes, epilogues,
-symbolic batches and an MLP training step, and the step's matmul kernels really get scheduled."""
+symbolic batches and MLP and CNN training steps, and the steps' matmul and conv kernels really get
+scheduled."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from tvm import s_tir, tirx
 
 import gradkiln as gk
 from gradkiln.lowering import tvm_schedules
-from gradkiln.lowering.tvm_schedules import is_matmul, root_blocks
+from gradkiln.lowering.tvm_schedules import is_conv, is_matmul, root_blocks
 from gradkiln.testing import mlp_feeds, mlp_training_step
 
 
@@ -65,13 +66,13 @@ def test_mlp_training_step_gradients_agree_with_numpy():
     assert_builds_agree(g, outputs, [mlp_feeds(n) for n in (3, 64)])
 
 
-def matmul_kernels(module) -> dict[str, str]:
-    """Name -> TVMScript of every kernel of `module` holding a matmul block."""
+def kernels_holding(module, test=is_matmul) -> dict[str, str]:
+    """Name -> TVMScript of every kernel of `module` holding a block that passes `test` (a matmul)."""
     kernels = {}
     for gvar, func in module.functions_items():
         if isinstance(func, tirx.PrimFunc):
             sch = s_tir.Schedule(func)
-            if any(is_matmul(sch, block) for block in root_blocks(sch)):
+            if any(test(sch, block) for block in root_blocks(sch)):
                 kernels[gvar.name_hint] = func.script()
     return kernels
 
@@ -79,7 +80,7 @@ def matmul_kernels(module) -> dict[str, str]:
 def test_every_matmul_of_the_mlp_training_step_is_tiled_vectorized_and_parallel():
     g, outputs = mlp_training_step()
     compiled = gk.compile(g, outputs, target="llvm")
-    unscheduled = matmul_kernels(gk.compile(g, outputs, target="llvm", schedule=False).kernels)
+    unscheduled = kernels_holding(gk.compile(g, outputs, target="llvm", schedule=False).kernels)
     assert len(unscheduled) >= 7  # 3 forward, 2 input and 3 weight gradients (some may share a kernel)
     for name in unscheduled:
         assert compiled.scheduled.get(name) == "schedule_matmul", name
@@ -91,7 +92,7 @@ def test_schedule_false_keeps_tvm_default_loop_nests():
     g, outputs = mlp_training_step()
     compiled = gk.compile(g, outputs, target="llvm", schedule=False)
     assert compiled.scheduled == {}
-    assert not any("T.parallel" in text for text in matmul_kernels(compiled.kernels).values())
+    assert not any("T.parallel" in text for text in kernels_holding(compiled.kernels).values())
 
 
 def test_a_failing_rule_leaves_the_kernel_unscheduled(monkeypatch):
@@ -103,3 +104,38 @@ def test_a_failing_rule_leaves_the_kernel_unscheduled(monkeypatch):
         out = gk.relu(gk.input("a", (8, 16)) @ gk.input("b", (16, 32)))
     compiled = assert_builds_agree(g, out, [{"a": rand(8, 16), "b": rand(16, 32)}])
     assert compiled.scheduled == {}
+
+
+def cnn_training_step():
+    """conv3x3(3->8)-relu-conv3x3(8->8)-relu-maxpool2-global avg pool-linear, symbolic batch N, cross
+    entropy: (graph, [loss, gradients of every parameter])."""
+    rng = np.random.default_rng(0)
+    with gk.Graph("cnn") as g:
+        h, labels = gk.input("x", ("N", 3, 16, 16)), gk.input("labels", ("N",), "int64")
+        params = [
+            gk.param(f"conv{i}", rng.normal(0, 0.3, (8, c, 3, 3)).astype("float32")) for i, c in enumerate((3, 8))
+        ]
+        params.append(gk.param("fc", rng.normal(0, 0.3, (8, 4)).astype("float32")))
+        for w in params[:2]:
+            h = gk.relu(gk.conv2d(h, w, padding=1))
+        h = gk.reshape(gk.global_avg_pool2d(gk.max_pool2d(h, 2)), ("N", 8))
+        loss = gk.cross_entropy(h @ params[2], labels)
+        grads = gk.grad(loss, params)
+    return g, [loss, *grads]
+
+
+def cnn_feeds(n: int) -> dict[str, np.ndarray]:
+    return {"x": rand(n, 3, 16, 16, seed=n), "labels": np.random.default_rng(n).integers(0, 4, n)}
+
+
+def test_cnn_training_step_convs_are_scheduled_and_agree_with_numpy():
+    """Forward convs, conv_transpose input gradients and weight-gradient convs (batch reduced)."""
+    g, outputs = cnn_training_step()
+    compiled = assert_builds_agree(g, outputs, [cnn_feeds(n) for n in (1, 5)])
+    unscheduled = gk.compile(g, outputs, target="llvm", schedule=False).kernels
+    convs = [name for name in kernels_holding(unscheduled, test=is_conv) if "conv" in name]
+    assert len(convs) >= 5  # 2 forward convs, 1 conv_transpose input gradient, 2 weight gradients
+    for name in convs:
+        assert compiled.scheduled.get(name) == "schedule_conv", name
+        text = compiled.kernels[name].script()
+        assert "T.parallel" in text and "T.vectorized" in text and 'scope="local"' in text, name
