@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import tracemalloc
 from itertools import pairwise
 from typing import Callable
 
@@ -27,7 +26,7 @@ import numpy as np
 import gradkiln as gk
 from gradkiln.lowering.executable import normalize_outputs
 from gradkiln.passes import optimize, plan_memory
-from gradkiln.testing import elementwise_chain
+from gradkiln.testing import elementwise_chain, measured_peak_bytes
 
 MIB = 2**20
 Workload = Callable[[], tuple[gk.Graph, list[gk.Tensor], dict[str, np.ndarray], dict[str, int]]]
@@ -65,17 +64,6 @@ WORKLOADS: dict[str, Workload | None] = {
 }
 
 
-def measured_peak(fn: Callable[..., object], feeds: dict[str, np.ndarray]) -> float:
-    """The peak bytes tracemalloc sees allocated during one call (after a warm-up call)."""
-    fn(**feeds)
-    tracemalloc.start()
-    try:
-        fn(**feeds)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def median_ms(fn: Callable[..., object], feeds: dict[str, np.ndarray], repeats: int = 7) -> float:
     times = []
     for _ in range(repeats):
@@ -109,7 +97,7 @@ def report(name: str, workload: Workload) -> None:
     print(f"\n{'executor (O2 graph)':28} {'measured peak MiB':>18} {'median ms':>9}")
     for label, options in (("numpy, memory plan", {"memory_plan": True}), ("numpy, free after last use", {})):
         fn = gk.compile(optimized, new_values, **options)
-        print(f"{label:28} {measured_peak(fn, feeds) / MIB:18.2f} {median_ms(fn, feeds):8.1f}")
+        print(f"{label:28} {measured_peak_bytes(fn, feeds) / MIB:18.2f} {median_ms(fn, feeds):8.1f}")
     planned = gk.compile(optimized, new_values, memory_plan=True)
     want, got = gk.compile(graph, values)(**feeds), planned(**feeds)
     error = max(float(np.max(np.abs(a - b))) for a, b in zip(got, want))

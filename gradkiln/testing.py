@@ -400,3 +400,17 @@ def elementwise_chain(ops: int = 50, shape: tuple[int, int] = (1024, 1024)):
     from .symbolic import grad
 
     return g, [loss, *grad(loss, [x])]
+
+
+def measured_peak_bytes(fn: Callable[..., object], feeds: dict[str, np.ndarray]) -> int:
+    """The peak bytes tracemalloc sees allocated during one call of `fn(**feeds)`, after a warm-up
+    call (which plans and caches outside the measurement)."""
+    import tracemalloc
+
+    fn(**feeds)
+    tracemalloc.start()
+    try:
+        fn(**feeds)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

@@ -1,14 +1,12 @@
 """The numpy executor, plain and running from a memory plan: same results, and the memory a
 planned run allocates is the planned peak."""
 
-import tracemalloc
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 
 import gradkiln as gk
-from gradkiln.testing import elementwise_chain, op_samples, random_graph_feeds, random_graphs
+from gradkiln.testing import elementwise_chain, measured_peak_bytes, op_samples, random_graph_feeds, random_graphs
 
 
 def assert_same(got, want):
@@ -46,21 +44,11 @@ def test_a_planned_executable_plans_once_per_batch_size_and_returns_fresh_output
     assert second.shape == (5, 8) and len(fn._plans) == 2
 
 
-def peak_of_call(fn, feeds):
-    fn(**feeds)  # plans (and warms up) outside the measurement
-    tracemalloc.start()
-    try:
-        fn(**feeds)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_the_measured_peak_of_a_planned_run_is_the_planned_peak():
     g, outputs = elementwise_chain(shape=(512, 512))
     fn = gk.compile(g, outputs, memory_plan=True)
     feeds = {"x": np.random.default_rng(0).normal(size=(512, 512)).astype(np.float32)}
-    measured = peak_of_call(fn, feeds)
+    measured = measured_peak_bytes(fn, feeds)
     plan = fn.plan()
     planned = plan.peak_bytes
     assert planned <= 1.1 * plan.lower_bound_bytes and planned < plan.baseline_bytes / 5
