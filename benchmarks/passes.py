@@ -11,6 +11,12 @@ executors run one step. Workloads that need ops gradkiln does not have yet print
 supported yet". With --scaling, also the O2 time on chain gradient graphs of 1k, 10k and 100k
 nodes and its growth exponent. There is no JAX column: JAX is not a dependency and is not
 installed where this was written.
+
+The remat section: for each training graph, the planned peak before and after rematerialization
+with the "sqrt" strategy (no budget) and the "greedy" one at half the activation memory (budget =
+peak - activation bytes / 2, the activations being the forward buffers the backward reads), the
+FLOPs recomputed as a multiple of the forward pass's, and the peak tracemalloc measures while the
+planned numpy executor runs the step before and after.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 
 import gradkiln as gk
 from gradkiln.lowering.executable import normalize_outputs
-from gradkiln.passes import optimize, plan_memory
+from gradkiln.passes import optimize, plan_memory, rematerialize
 from gradkiln.testing import elementwise_chain, measured_peak_bytes
 
 MIB = 2**20
@@ -104,6 +110,57 @@ def report(name: str, workload: Workload) -> None:
     print(f"max |planned O2 - plain original| = {error:.2e}")
 
 
+def transformer_block():
+    """benchmarks/train_models.py's W3 training step (batch 8, seq 128, d_model 256, 4 heads)."""
+    from train_models import w3_graph, w3_inputs, w3_params
+
+    rng = np.random.default_rng(0)
+    graph, outputs = w3_graph(w3_params(rng))
+    return graph, outputs, w3_inputs(rng), {}
+
+
+REMAT_WORKLOADS: dict[str, Workload] = {
+    "MLP 784-512-512-10, batch 64": mlp,
+    "elementwise chain, 50 ops, 1024x1024": chain_workload,
+    "transformer block (W3)": transformer_block,
+}
+
+
+def remat_report() -> None:
+    """Planned peaks under remat; recomputed FLOPs as a multiple of forward FLOPs."""
+    print(
+        "\n## remat: sqrt segments, and greedy at half the activation memory\n\n"
+        f"{'workload':38} {'strategy':8} {'act MiB':>8} {'budget':>8} {'peak MiB':>15} {'recompute':>9} "
+        f"{'values':>6} {'measured MiB':>15} {'s':>5}"
+    )
+    for name, workload in REMAT_WORKLOADS.items():
+        graph, outputs, feeds, bindings = workload()
+        values, _ = normalize_outputs(graph, outputs)
+        for strategy in ("sqrt", "greedy"):
+            start = time.perf_counter()
+            try:
+                budget = None if strategy == "sqrt" else half_activation_budget(graph, values, bindings)
+                remat, remat_values, r = rematerialize(graph, values, budget, strategy, bindings)
+            except gk.GraphError as err:
+                print(f"{name:38} {strategy:8} not reachable: {str(err).split('; raise')[0]}")
+                continue
+            seconds = time.perf_counter() - start
+            before = measured_peak_bytes(gk.compile(graph, values, memory_plan=True), feeds)
+            after = measured_peak_bytes(gk.compile(remat, remat_values, memory_plan=True), feeds)
+            budget_mib = "-" if budget is None else f"{budget / MIB:.2f}"
+            print(
+                f"{name:38} {strategy:8} {r.activation_bytes / MIB:8.2f} {budget_mib:>8} "
+                f"{r.peak_before / MIB:6.2f} -> {r.peak_after / MIB:5.2f} {r.recompute_ratio:8.2f}x "
+                f"{len(r.recomputed_values):6} {before / MIB:6.2f} -> {after / MIB:5.2f} {seconds:5.2f}"
+            )
+
+
+def half_activation_budget(graph: gk.Graph, values: list, bindings: dict[str, int]) -> int:
+    """The planned peak less half the activation bytes (which the sqrt report measures)."""
+    _, _, probe = rematerialize(graph, values, None, "sqrt", bindings)
+    return probe.peak_before - probe.activation_bytes // 2
+
+
 def scaling(sizes: list[int]) -> None:
     """O2 time on elementwise-chain gradient graphs of about `sizes` nodes, and the growth exponent."""
     print(f"\n## scaling: O2 on chain gradient graphs\n\n{'nodes':>8} {'O2 s':>7}  per pass (s)")
@@ -133,6 +190,7 @@ def main() -> None:
             print(f"\n## {name}\n\nnot supported yet")
         else:
             report(name, workload)
+    remat_report()
     if args.scaling is not None:
         scaling(args.scaling or [1_000, 10_000, 100_000])
 

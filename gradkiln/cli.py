@@ -93,10 +93,12 @@ def _compile(args: argparse.Namespace) -> int:
 
     from . import compile as compile_graph
     from .atomic import write_atomic
+    from .progress import Progress
 
     graph, outputs = _load(args.model)
     target = json.loads(args.target) if args.target.startswith("{") else args.target
-    executable = compile_graph(graph, outputs, target=target, optimize=args.level)
+    with Progress(f"compiling for {args.target}"):
+        executable = compile_graph(graph, outputs, target=target, optimize=args.level)
     artifact = executable.export(args.output)
     params = {n.name: n.attrs["value"] for n in executable.param_nodes}
     manifest = {
@@ -119,13 +121,52 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_graph(args: argparse.Namespace) -> int:
+    from .onnx_io import training_graph
+
+    frozen = tuple(p for p in args.freeze.split(",") if p)
+    if args.trainable:
+        trainable = args.trainable.split(",")
+    else:
+        trainable = (lambda name: not name.startswith(frozen)) if frozen else None
+    hyper = {"lr": args.lr} if args.lr is not None else {}
+    step = training_graph(
+        args.model, args.loss, trainable, args.optimizer, hyper, batch_norm=args.batch_norm, dropout=args.dropout
+    )
+    step.export(args.output)
+    print(f"wrote {args.output}: {len(step.params)} trainable parameters, outputs loss, grad.<param>")
+    print("inputs to feed: " + ", ".join(step.data))
+    if step.state:
+        print(f"state (feed each <name>.new back as <name>): {', '.join(step.state)}")
+    defaults = ", ".join(f"{k}={v:g}" for k, v in step.hyperparameters.items())
+    if defaults:
+        print(f"hyperparameters (inputs with defaults): {defaults}")
+    return 0
+
+
 def _viz(args: argparse.Namespace) -> int:
     from . import viz
+    from .progress import Progress
 
     graph, outputs = _load(args.model)
     values = [t.value for t in outputs.values()]
-    print(f"wrote {viz.render(graph, args.output, outputs=values)}")
+    summary = {"max_nodes": args.max_nodes} if args.max_nodes else {}
+    with Progress(f"drawing {graph.name}"):
+        drawing = viz.render(graph, args.output, outputs=values, **summary)
+    print(f"wrote {drawing}")
+    if args.report:
+        bindings = dict(args.bind or [])
+        path = viz.report(graph, values, args.level, args.report, bindings=bindings, max_nodes=args.max_nodes or 120)
+        print(f"wrote {path}: passes, graph after each pass, memory timeline, per-node profile")
     return 0
+
+
+def _binding(text: str) -> tuple[str, int]:
+    """`N=64` -> ("N", 64), for --bind."""
+    name, _, size = text.partition("=")
+    if not name.isidentifier() or not size.isdigit() or int(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected NAME=SIZE with a positive size (e.g. N=64), got {text!r}")
+    return name, int(size)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,10 +219,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--level", default="O2", choices=sorted(PIPELINES), help="the pass pipeline run first")
     comp.set_defaults(run=_compile)
-    viz = commands.add_parser("viz", help="render an ONNX model's graph with Graphviz")
+    viz = commands.add_parser(
+        "viz",
+        help="draw an ONNX model's graph with Graphviz; optionally write a pass-by-pass HTML report",
+        description="Draw the graph of an ONNX model (forward nodes blue, params folded into the nodes that read "
+        "them, large graphs collapsed by name scope). With --report, also run a pass pipeline and write one "
+        "self-contained HTML page: pass timings and node counts, the graph after each pass, the memory plan as "
+        "a timeline and a per-node profile.",
+        epilog="example: gradkiln viz resnet18.onnx -o g.svg --report report.html --level O2 --bind N=8",
+    )
     viz.add_argument("model", help="an .onnx file")
     viz.add_argument("-o", "--output", required=True, help="a .svg, .png, .pdf or .dot file")
+    viz.add_argument("--report", metavar="HTML", help="also write the pass-by-pass report to this .html file")
+    viz.add_argument("--level", default="O2", choices=sorted(PIPELINES), help="the report's pass pipeline")
+    viz.add_argument(
+        "--bind",
+        metavar="NAME=SIZE",
+        type=_binding,
+        action="append",
+        help="a size for a symbolic dim in the report's memory plan and profile (repeatable; unbound dims are 1)",
+    )
+    viz.add_argument(
+        "--max-nodes",
+        type=int,
+        default=150,
+        metavar="N",
+        help="fold params into their readers and collapse name scopes until at most N boxes are drawn; 0 draws "
+        "every node (default 150)",
+    )
     viz.set_defaults(run=_viz)
+    train = commands.add_parser(
+        "train-graph",
+        help="write an ONNX training step of a model: loss, gradients and optimizer updates",
+        description="Import an ONNX model for training and export one step: inputs are the data, labels, "
+        "parameters and state; outputs are loss, grad.<param> and <state>.new to feed back (docs/onnx.md).",
+    )
+    train.add_argument("model", help="an .onnx file")
+    train.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    train.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"])
+    train.add_argument("--optimizer", default=None, choices=["sgd", "adam"], help="default: gradients only")
+    train.add_argument("--lr", type=float, default=None, help="the learning rate's default (an input)")
+    train.add_argument("--trainable", default="", help="comma-separated initializer names (default: every float)")
+    train.add_argument("--freeze", default="", help="comma-separated name prefixes to keep constant")
+    train.add_argument("--batch-norm", default="train", choices=["train", "eval"])
+    train.add_argument("--dropout", default="mask", choices=["mask", "off"], help="keep-mask inputs or none")
+    train.set_defaults(run=_train_graph)
     return parser
 
 
@@ -190,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except GradkilnError as err:
+    except (GradkilnError, OSError) as err:  # OSError: a file that cannot be read or written
         if args.debug:
             raise
         print(f"gradkiln {args.command}: {type(err).__name__}: {err}", file=sys.stderr)

@@ -227,7 +227,15 @@ def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
         OpSample(op, {"a": r(3, 4), "b": r(4)}, lambda a, b, op=op: gb.where(gb.emit(op, a, b), a, b), name=op)
         for op in ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
     ]
-    return samples + _math_samples(dtype, rng) + _nn_samples(dtype, rng)
+    return (
+        samples
+        + _math_samples(dtype, rng)
+        + _nn_samples(dtype, rng)
+        + _custom_jvp_samples(dtype, rng)
+        + _linalg_samples(dtype, rng)
+        + _select_samples(dtype, rng)
+        + _fused_samples(dtype, rng)
+    )
 
 
 def _nn_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
@@ -414,3 +422,139 @@ def measured_peak_bytes(fn: Callable[..., object], feeds: dict[str, np.ndarray])
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def _custom_jvp_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
+    """custom_jvp: a * tanh(b) (b broadcast) whose derivatives, in both modes, come from its jvp rule."""
+    from .symbolic import custom_jvp
+
+    def scaled_tanh(a: _graph.Tensor, b: _graph.Tensor) -> _graph.Tensor:
+        return a * gb.tanh(b)
+
+    def scaled_tanh_jvp(primals: tuple, tangents: tuple) -> tuple:
+        (a, b), (ta, tb) = primals, tangents
+        return scaled_tanh(a, b), ta * gb.tanh(b) + a * (1.0 - gb.tanh(b) ** 2) * tb
+
+    rule = custom_jvp(scaled_tanh).defjvp(scaled_tanh_jvp)
+    feeds = {"a": _rand(rng, (3, 4), dtype), "b": _rand(rng, (4,), dtype)}
+    return [OpSample("custom_jvp", feeds, lambda a, b: rule(a, b) * a)]
+
+
+def _linalg_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
+    """Samples of the linear algebra ops: well-conditioned matrices (the identity times 2 or 3 plus
+    small noise), symmetric positive definite ones for cholesky (x x^T + 3 I, so that finite
+    differences through x see the symmetric gradient), batches, broadcasting and symbolic batch dims."""
+
+    def r(*shape: int) -> np.ndarray:
+        return _rand(rng, shape, dtype, -0.5, 0.5)
+
+    def conditioned(*shape: int, scale: float = 2.0) -> np.ndarray:
+        return (scale * np.eye(shape[-1]) + r(*shape)).astype(dtype)
+
+    def spd(x: _graph.Tensor) -> _graph.Tensor:
+        return x @ gb.linalg.matrix_transpose(x) + gb.constant(3 * np.eye(x.shape[-1], dtype=dtype))
+
+    flipped = conditioned(3, 3, 3) * np.array([1.0, -1.0, 1.0], dtype)[:, None, None]  # one negative det
+    return [
+        OpSample("einsum", {"a": r(2, 3), "b": r(3, 4), "c": r(4)}, lambda a, b, c: gb.einsum("ij,jk,k->ik", a, b, c)),
+        OpSample("einsum", {"x": r(2, 3, 3)}, lambda x: gb.einsum("bii->bi", x), name="einsum_diagonal"),
+        OpSample(
+            "einsum",
+            {"x": r(3, 2, 3), "w": r(3, 4)},
+            lambda x, w: gb.einsum("...ij,jk", x, w),
+            shapes={"x": ("N", 2, 3)},
+            name="einsum_ellipsis",
+        ),
+        OpSample("inverse", {"a": conditioned(2, 3, 3)}, gb.inv),
+        OpSample("det", {"a": conditioned(2, 3, 3)}, gb.det, shapes={"a": ("N", 3, 3)}),
+        OpSample("slogdet", {"a": flipped}, lambda a: (lambda s, logabs: s * logabs + logabs)(*gb.slogdet(a))),
+        OpSample("solve", {"a": conditioned(2, 3, 3), "b": r(3, 2)}, gb.solve),
+        OpSample("solve", {"a": conditioned(4, 4), "b": r(4)}, gb.solve, name="solve_vector"),
+        OpSample("cholesky", {"x": r(2, 3, 3)}, lambda x: gb.cholesky(spd(x))),
+        OpSample("triangular_solve", {"a": conditioned(3, 3), "b": r(3, 2)}, gb.triangular_solve),
+        OpSample(
+            "triangular_solve",
+            {"a": conditioned(3, 3, scale=3.0), "b": r(2, 3, 2)},
+            lambda a, b: gb.triangular_solve(a, b, lower=False, transpose=True),
+            name="triangular_solve_upper_transposed",
+        ),
+        OpSample("trace", {"x": r(2, 3, 4)}, gb.linalg.trace),
+    ]
+
+
+def _select_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
+    """Samples of the selection ops and dropout: distinct values for sort and topk (finite
+    differences need no ties), repeated and negative indices for gather/scatter, symbolic batch
+    dims, and the shape composites stack, split, tile and repeat together."""
+
+    def r(*shape: int) -> np.ndarray:
+        return _rand(rng, shape, dtype)
+
+    def distinct(*shape: int) -> np.ndarray:
+        return (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.25 - 2).astype(dtype)
+
+    index = {"i": np.array([[0, -1], [2, 2], [1, 0], [-3, 1]]), "j": np.array([[3, 0], [0, 0], [1, -1]], "int32")}
+
+    def top(x: _graph.Tensor, **kw: object) -> _graph.Tensor:
+        values, indices = gb.topk(x, 3, **kw)
+        return values * gb.cast(indices + 1, dtype)
+
+    def composites(x: _graph.Tensor) -> _graph.Tensor:
+        first, second = gb.split(x, [1, 2], 1)
+        return gb.stack([gb.tile(first, (1, 2)), gb.repeat(second[:, 1:], 2, 1)], 0) * gb.repeat(x[:, :2], 2, 0)[1:4]
+
+    return [
+        OpSample("sort", {"x": distinct(3, 5)}, lambda x: gb.sort(x, 1)),
+        OpSample("sort", {"x": distinct(4, 3)}, lambda x: gb.sort(x, 0, True), name="sort_descending"),
+        OpSample("argsort", {"x": distinct(3, 5)}, lambda x: x * gb.cast(gb.argsort(x, 1, True), dtype)),
+        OpSample("topk", {"x": distinct(3, 5)}, top),
+        OpSample(
+            "topk", {"x": distinct(4, 3)}, lambda x: top(x, largest=False), shapes={"x": ("N", 3)}, name="topk_min"
+        ),
+        OpSample("gather_elements", {"x": r(4, 3), "i": index["i"]}, lambda x, i: gb.gather_elements(x, i, 1)),
+        OpSample(
+            "scatter_elements_add",
+            {"x": r(4, 3), "upd": r(3, 2), "j": index["j"]},
+            lambda x, upd, j: gb.scatter_elements_add(x, gb.transpose(j), gb.transpose(upd), 0),
+        ),
+        OpSample("flip", {"x": r(2, 3, 4)}, lambda x: gb.flip(x, (0, 2)) * x),
+        OpSample("dropout", {"x": r(4, 6)}, lambda x: gb.dropout(x, 0.3, 11) * x),
+        OpSample("dropout", {"x": r(3, 5)}, lambda x: gb.dropout(x, 0.5, 2), shapes={"x": ("N", 5)}, name="dropout_n"),
+        OpSample("concat", {"x": r(3, 3)}, composites, name="stack_split_tile_repeat"),
+    ]
+
+
+def _fused_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
+    """Fused nodes: one output with broadcasting, and two outputs sharing a subexpression, over
+    most heads of the expression language (away from the kinks of relu, abs and sign)."""
+    import sympy
+
+    from .graph.ops.fused import FUNCTIONS
+
+    x0, x1, x2 = sympy.symbols("x0 x1 x2")
+    shared = sympy.tanh(x0 * x1 + 0.5)
+    two = [
+        shared * sympy.sin(x2) + sympy.exp(x1) / (1 + x2**2),
+        shared**2 - sympy.sqrt(x2**2 + 1) * sympy.erf(x0) + 2**x1,
+    ]
+    one = sympy.log(1 + sympy.cosh(x0)) * sympy.atan(x1) - x0 / sympy.sqrt(x1 + 3)
+    heads = [
+        fn(x0) for fn in (sympy.cos, sympy.tan, sympy.asin, sympy.acos, sympy.sinh, sympy.exp, sympy.sin, sympy.cosh)
+    ]
+    custom = [FUNCTIONS[op](x0 * 0.5) for op in ("sigmoid", "relu", "abs", "log1p", "expm1", "softplus")]
+    every_head = sum(heads + custom) + FUNCTIONS["sign"](x0) * x0
+
+    def r(*shape: int) -> np.ndarray:
+        return _rand(rng, shape, dtype, -0.9, 0.9)
+
+    return [
+        OpSample("fused", {"a": r(3, 4), "b": r(4)}, lambda a, b: gb.fused(one, a, b), name="fused_broadcast"),
+        OpSample(
+            "fused",
+            {"a": r(3, 4), "b": r(3, 1), "c": r(4)},
+            lambda a, b, c: gb.mul(*gb.fused(two, a, b, c)),
+            shapes={"a": ("N", 4), "b": ("N", 1)},
+            name="fused_two_outputs",
+        ),
+        OpSample("fused", {"a": _away_from_zero(rng, (2, 3), dtype) * 0.4}, lambda a: gb.fused(every_head, a)),
+    ]

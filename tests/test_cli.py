@@ -113,3 +113,58 @@ assert "gradkiln" not in sys.modules
 """
     subprocess.run([sys.executable, "-c", loader], check=True, timeout=120)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), gk.compile(g, y)(x=data), rtol=1e-5, atol=1e-6)
+
+
+def test_train_graph_writes_a_step_whose_sgd_update_matches_numpy(mlp_onnx, tmp_path, capsys):
+    path, g, *_ = mlp_onnx
+    out = tmp_path / "train.onnx"
+    args = ["train-graph", str(path), "--loss", "mse", "--optimizer", "sgd", "--lr", "0.5", "-o", str(out)]
+    assert main(args) == 0
+    assert "inputs to feed: x, labels" in capsys.readouterr().out
+    rng = np.random.default_rng(4)
+    x, labels = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(6, 3)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # params are inputs with initializers; ORT warns about each
+    session = ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(names, {"x": x, "labels": labels})))
+    w0, b0 = g.param_values()["w"], g.param_values()["b"]
+    y = np.tanh(x @ w0 + b0)
+    dz = 2 * (y - labels) / y.size * (1 - y * y)  # numpy oracle: d mean((y - labels)**2) / d(x @ w + b)
+    np.testing.assert_allclose(got["loss"], np.mean((y - labels) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(got["grad.w"], x.T @ dz, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(got["w.new"], w0 - 0.5 * (x.T @ dz), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(got["b.new"], b0 - 0.5 * dz.sum(0), rtol=1e-4, atol=1e-7)
+
+
+def test_train_graph_refuses_a_learning_rate_without_an_optimizer(mlp_onnx, tmp_path, capsys):
+    path, *_ = mlp_onnx
+    assert main(["train-graph", str(path), "--lr", "0.1", "-o", str(tmp_path / "t.onnx")]) == 1
+    assert "hyperparameters ['lr'] do not apply to optimizer None" in capsys.readouterr().err
+
+
+def test_viz_writes_the_drawing_and_a_pass_by_pass_report(mlp_onnx, tmp_path, capsys):
+    path, *_ = mlp_onnx
+    svg, html = tmp_path / "g.svg", tmp_path / "report.html"
+    assert main(["viz", str(path), "-o", str(svg), "--report", str(html), "--level", "O1", "--bind", "N=8"]) == 0
+    assert "<svg" in svg.read_text()
+    page = html.read_text()
+    assert page.count("<svg") >= 2 and "N=8" in page and "Memory plan" in page
+    assert str(html) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", [["--bind", "N"], ["--bind", "N=0"], ["--level", "O7"]])
+def test_viz_usage_errors_exit_2(mlp_onnx, tmp_path, capsys, bad):
+    path, *_ = mlp_onnx
+    with pytest.raises(SystemExit) as exit_info:
+        main(["viz", str(path), "-o", str(tmp_path / "g.svg"), *bad])
+    assert exit_info.value.code == 2 and "usage: gradkiln viz" in capsys.readouterr().err
+
+
+def test_an_unwritable_output_is_one_line_on_stderr_and_exit_1(mlp_onnx, tmp_path, capsys):
+    path, *_ = mlp_onnx
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["viz", str(path), "-o", str(blocker / "g.svg")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("gradkiln viz: ") and "Traceback" not in err

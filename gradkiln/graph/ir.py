@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import networkx as nx
 import numpy as np
@@ -115,6 +115,14 @@ class Node:
 
 
 _current = threading.local()
+# Graph -> SVG text (or None), set by gradkiln.viz on import: the IR cannot import viz itself
+_svg_renderer: Callable[[Graph], str | None] | None = None
+
+
+def set_svg_renderer(renderer: Callable[[Graph], str | None] | None) -> None:
+    """Install the function `Graph._repr_svg_` calls (gradkiln.viz installs its renderer)."""
+    global _svg_renderer
+    _svg_renderer = renderer
 
 
 def current_graph() -> Graph:
@@ -215,6 +223,17 @@ class Graph:
                 self.nx.add_edge(new.node, user, out=new.index, slot=data["slot"])
         self._order = None
 
+    def replace_uses_in(self, users: Iterable[int], old: Value, new: Value) -> None:
+        """Make only the consumers `users` of `old` read `new` instead (types must agree)."""
+        if self.type_of(old) != self.type_of(new):
+            raise GraphError(f"cannot replace {self.label_of(old)}: {self.type_of(old)} with {self.type_of(new)}")
+        for user in set(users):
+            for key, data in list(self.nx.get_edge_data(old.node, user, default={}).items()):
+                if data["out"] == old.index:
+                    self.nx.remove_edge(old.node, user, key)
+                    self.nx.add_edge(new.node, user, out=new.index, slot=data["slot"])
+        self._order = None
+
     def copy(self, name: str | None = None) -> Graph:
         """An independent copy with the same node ids (so Values carry over)."""
         clone = Graph(name or self.name)
@@ -295,3 +314,8 @@ class Graph:
         from .printer import format_graph
 
         return format_graph(self)
+
+    def _repr_svg_(self) -> str | None:
+        """Inline display in Jupyter: SVG when gradkiln.viz is loaded and Graphviz is installed
+        (None otherwise, so the notebook shows the text form)."""
+        return None if _svg_renderer is None else _svg_renderer(self)

@@ -31,9 +31,9 @@ OPTION_NOTES: dict[str, str] = {
 # the keyword options each backend's executable takes (checked so a misspelt one is a clear error)
 BACKEND_OPTIONS: dict[str, frozenset[str]] = {
     "numpy": frozenset({"memory_plan", "detect_anomaly"}),
-    "llvm": frozenset({"schedule"}),
-    "cpu": frozenset({"schedule"}),
-    **dict.fromkeys(("cuda", "metal", "webgpu", "opencl"), frozenset()),  # dlight schedules GPU kernels
+    "llvm": frozenset({"schedule", "cache"}),
+    "cpu": frozenset({"schedule", "cache"}),
+    **dict.fromkeys(("cuda", "metal", "webgpu", "opencl"), frozenset({"cache"})),  # dlight schedules GPU kernels
 }
 
 
@@ -49,7 +49,9 @@ def compile(
 
     `outputs` is a tensor, a node name, or a list or dict of them; the executable returns the
     same structure of numpy arrays when called with named numpy arrays. `optimize` names a
-    pass pipeline ("O1") or lists passes, run on a copy of the graph first.
+    pass pipeline ("O1") or lists passes, run on a copy of the graph first. TVM targets take
+    `cache=True` (or a folder) to load the compiled library from the compile cache when this
+    graph was compiled before (docs/targets.md).
     """
     kind = target.get("kind") if isinstance(target, dict) else target
     if kind not in BACKENDS:

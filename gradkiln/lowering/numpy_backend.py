@@ -8,6 +8,7 @@ result is copied in) and view ops stay views, so the memory a run uses is the pl
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -78,6 +79,19 @@ class NumpyExecutable(Executable):
         check = self.detect_anomaly or anomaly_enabled()
         if self.memory_plan:
             return self._run_planned(feeds, bindings, check)
+        return self._run_unplanned(feeds, bindings, check)
+
+    def time_nodes(self, feeds: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[int, float]:
+        """Run once (without the memory plan) and return each computed node's wall time in
+        seconds, by node id: the measured per-node profile gk.viz.report shows."""
+        arrays, bindings = self.check_feeds(dict(feeds or {}) | kwargs)
+        timings: dict[int, float] = {}
+        self._run_unplanned(arrays, bindings, False, timings)
+        return timings
+
+    def _run_unplanned(
+        self, feeds: dict[str, np.ndarray], bindings: dict, check: bool, timings: dict[int, float] | None = None
+    ) -> list[np.ndarray]:
         env: dict[int, tuple[np.ndarray, ...]] = {}
         free_at: dict[int, list[int]] = {}
         for node_id, last in self.last_use.items():
@@ -90,7 +104,10 @@ class NumpyExecutable(Executable):
                 if node_id in self.symbolic_attrs:
                     attrs = {k: resolve(v, bindings) for k, v in attrs.items()}
                 args = [env[v.node][v.index] for v in inputs]
+                start = time.perf_counter()
                 env[node_id] = self._compute(node, attrs, args)
+                if timings is not None:
+                    timings[node_id] = time.perf_counter() - start
                 if check:
                     check_finite(node, args, env[node_id])
             for dead in free_at.get(step, ()):

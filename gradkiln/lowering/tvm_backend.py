@@ -7,6 +7,7 @@ variables, so one compiled module serves every batch size; constants become Rela
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,11 +19,14 @@ from tvm import relax
 
 from ..atomic import write_atomic_with
 from ..graph import GradkilnError, Graph, LoweringError, Node, TensorType, UnsupportedOpError, Value
+from .cache import CompileCache, cache_key, cache_root
 from .executable import Executable
+from .gpu_launch import Launch, kernel_launches, webgpu_manifest, write_webgpu_bundle
+from .profile import Profile, kernel_nodes, profile_vm
 from .tvm_dims import DimConverter
 from .tvm_emitters import EMITTERS, EmitContext, Emitter, emit_constant
 from .tvm_schedules import build_pipeline, fuse_kernels, schedule_kernels
-from .tvm_targets import gpu_kernels, resolve_target
+from .tvm_targets import device_module, fusion_passes, gpu_kernels, resolve_target
 
 
 def condense(err: BaseException) -> str:
@@ -71,7 +75,7 @@ def _emit_node(ctx: EmitContext, node: Node, args: list[relax.Expr], target: str
     emitter = emitter_for(node)
     try:
         expr = emitter(ctx, node, args)
-        expr = expr if isinstance(expr, relax.Var) else ctx.bb.emit(expr, name_hint=node.name or "")
+        expr = expr if isinstance(expr, relax.Var) else ctx.bb.emit(expr, name_hint=binding_name(node))
     except GradkilnError:
         raise
     except Exception as err:  # TVM's own error, reported with the node that raised it
@@ -92,6 +96,12 @@ def _with_known_shape(ctx: EmitContext, expr: relax.Var, ty: TensorType) -> rela
     return ctx.bb.match_cast(expr, relax.TensorType(shape, ty.dtype))
 
 
+def binding_name(node: Node) -> str:
+    """The Relax variable name of a node's result: its name, or op and id when it has none. TVM
+    keeps these names through legalization and fusion, which maps kernels back to nodes."""
+    return node.name or f"{node.op}_{node.id}"
+
+
 def check_bindable(sources: Sequence[Node], target: str) -> None:
     """The VM binds a symbol only from a dim that is exactly that symbol (`N`, not `2*N`), in the
     shape of some input or param; say so before TVM fails with an obscure message."""
@@ -103,6 +113,10 @@ def check_bindable(sources: Sequence[Node], target: str) -> None:
             f"cannot compile for {target}: symbolic dims {unbound} appear in input shapes only inside "
             "expressions; give some input a dim that is exactly the symbol so it can be bound at call time"
         )
+
+
+def _no_sync() -> None:
+    """CPU kernels finish before their call returns: nothing to wait for."""
 
 
 def describe(node: Node) -> str:
@@ -120,9 +134,21 @@ class TVMExecutable(Executable):
     TVM's default loop nests, for comparison. `.kernels` is the module that was compiled, `.scheduled` names each
     scheduled kernel's rule. GPU targets (`tvm_targets.GPU_KINDS`) compile with TVM's own pipeline
     (fusion, then dlight schedules) and run only where the device exists.
+
+    `cache=True` (or a folder) keeps the compiled library in the compile cache (`cache.py`) and
+    loads it on the next compile of the same graph, target and options; `.cache_hit` says whether
+    this one was loaded. Off by default: storing costs a link (~0.5 s) that one-off compiles never
+    win back. `.profile(feeds)` times each kernel.
     """
 
-    def __init__(self, graph: Graph, outputs: Any, target: Any = "llvm", schedule: bool = True) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        outputs: Any,
+        target: Any = "llvm",
+        schedule: bool = True,
+        cache: bool | str | os.PathLike[str] = False,
+    ) -> None:
         super().__init__(graph, outputs)
         self.spec = resolve_target(target)
         self.target = self.spec.kind
@@ -134,7 +160,8 @@ class TVMExecutable(Executable):
         check_bindable(sources, self.spec.label)
         self._params = {n.outputs[0]: n.name for n in sources}
         self.module = build_module(graph, self._params, self.nodes, self.output_values, self.spec.label)
-        self.compiled = self._compile()
+        self.cache_hit, self._cached_library = False, None
+        self.compiled = self._load_or_compile(cache)
         device = self.spec.device()
         self.vm = relax.VirtualMachine(self.compiled, device) if device.exist else None
         self._vm_lock = threading.Lock()  # the Relax VM keeps per-call state: concurrent calls crash it
@@ -145,21 +172,44 @@ class TVMExecutable(Executable):
         IRModule as TVMScript on llvm, whose kernels are machine code."""
         if not self.spec.is_gpu:
             return self.module.script()
-        return self.compiled.mod.imports[0].imports[0].inspect_source()
+        return device_module(self.compiled, self.target).inspect_source()
 
     def export(self, path: str | os.PathLike[str]) -> Path:
         """Write the compiled module to `path` (`.so`, or `.tar` of objects for cross targets),
         atomically. Load it with `tvm.runtime.load_module` and run it with
-        `tvm.runtime.vm.VirtualMachine`, passing tensors in `.argument_names` order: no gradkiln needed."""
+        `tvm.runtime.vm.VirtualMachine`, passing tensors in `.argument_names` order: no gradkiln needed.
+        On webgpu a `path` without suffix is a folder that gets the WGSL bundle: one `.wgsl` per
+        kernel and `manifest.json` (bindings, uniforms, workgroup sizes, grids; `gpu_launch.py`)."""
         path = Path(path)
+        if self.target == "webgpu" and not path.suffix:
+            manifest = webgpu_manifest(self.source(), self.launches(), self.argument_names, self.graph.name)
+            return write_webgpu_bundle(path, self.source(), manifest)
         if path.suffix not in self.spec.suffixes:
+            folder = " or a folder (the WGSL bundle)" if self.target == "webgpu" else ""
             raise LoweringError(
-                f"cannot export {self.spec.label} to {path.name}: use a {' or '.join(self.spec.suffixes)} file"
+                f"cannot export {self.spec.label} to {path.name}: use a {' or '.join(self.spec.suffixes)} file{folder}"
             )
         try:
-            return write_atomic_with(path, lambda tmp: self.compiled.export_library(str(tmp)))
+            if self._cached_library is not None and path.suffix == ".so":  # the cached file is that library
+                return write_atomic_with(path, lambda tmp: shutil.copyfile(self._cached_library, tmp))
+            compiled = self._build(self.module)[0] if self.cache_hit else self.compiled  # a loaded library
+            return write_atomic_with(path, lambda tmp: compiled.export_library(str(tmp)))
         except Exception as err:
             raise LoweringError(f"exporting {self.spec.label} to {path} failed: {condense(err)}") from err
+
+    def launches(self) -> list[Launch]:
+        """How each GPU kernel is launched: buffers, scalar arguments, grid and block extents (as
+        expressions in the symbolic dims), read from the host code TVM generates."""
+        if not self.spec.is_gpu:
+            raise LoweringError(
+                f"{self.spec.label} kernels are functions called on the CPU: launches exist on GPU targets"
+            )
+        try:
+            return kernel_launches(self.kernels, self.spec.target)
+        except GradkilnError:
+            raise
+        except Exception as err:  # TVM's lowering of the host code
+            raise LoweringError(f"reading the kernel launches for {self.spec.label} failed: {condense(err)}") from err
 
     def run(self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int]) -> Sequence[np.ndarray]:
         device = self.spec.require_device()
@@ -172,6 +222,42 @@ class TVMExecutable(Executable):
             raise LoweringError(
                 f"running graph '{self.graph.name}' on {self.spec.label} failed: {condense(err)}"
             ) from err
+
+    def profile(self, feeds: dict[str, Any] | None = None, repeat: int = 10, **kwargs: Any) -> Profile:
+        """Run the graph `repeat` times (after one warm-up run) on a VM that times every kernel call,
+        and report the time per kernel, the hottest first, each with the nodes it computes."""
+        arrays, _ = self.check_feeds(dict(feeds or {}) | kwargs)
+        device = self.spec.require_device()
+        args = [tvm.runtime.tensor(arrays[name], device) for name in self.argument_names]
+        vm = relax.VirtualMachine(self.compiled, device)  # its own VM: calls on `.vm` are not slowed
+        labels = {binding_name(n): n.label for n in self.nodes}
+        nodes = kernel_nodes(self.module, fusion_passes(self.spec), self.spec.target, labels)
+        title = f"'{self.graph.name}' on {self.spec.label}"
+        return profile_vm(vm, args, self.kernels, nodes, repeat, title, device.sync if self.spec.is_gpu else _no_sync)
+
+    def _load_or_compile(self, cache: bool | str | os.PathLike[str]) -> Any:
+        """The compiled module: from the compile cache when `cache` names one and holds it (then
+        `.cache_hit`), else compiled now (and stored in the cache, if any)."""
+        root = cache_root(cache)
+        if root is None:
+            return self._compile()
+        if not self.spec.loads_libraries:
+            raise LoweringError(
+                f"cache={cache!r}: the compile cache keeps libraries this machine can load, and a "
+                f"{self.spec.label} library does not load here ({self.spec.why_no_load}); compile with cache=False"
+            )
+        store = CompileCache(root)
+        emitters = {emitter_for(node) for node in self.nodes}
+        options = {"schedule": self.schedule}
+        key = cache_key(self.graph, self.node_ids, self.output_values, str(self.spec.target), options, emitters)
+        hit = store.load(key)
+        if hit is not None:
+            self.kernels, self.scheduled, self._cached_library = hit.kernels, hit.scheduled, hit.library_path
+            self.cache_hit = True
+            return hit.library
+        compiled = self._compile()
+        store.store(key, compiled, self.kernels, self.scheduled, self.spec.label)
+        return compiled
 
     def _compile(self) -> Any:
         try:

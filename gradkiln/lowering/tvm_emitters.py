@@ -242,6 +242,7 @@ def _cast(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
 
 @register_emitter("stop_gradient")
 @register_emitter("custom_vjp")
+@register_emitter("custom_jvp")
 def _pass_through(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     """Autodiff markers are identities at run time: the value is the last input."""
     return args[-1]
@@ -346,4 +347,9 @@ def emit_constant(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax
     return relax.const(value, str(value.dtype))
 
 
-from . import tvm_emitters_nn  # noqa: E402,F401  (registers the nn ops' emitters into EMITTERS)
+from . import (  # noqa: E402,F401  (each family's emitters, into EMITTERS)
+    tvm_emitters_fused,  # the fused elementwise op
+    tvm_emitters_linalg,  # the linear algebra ops
+    tvm_emitters_nn,  # the nn ops
+    tvm_emitters_select,  # the selection ops and dropout
+)

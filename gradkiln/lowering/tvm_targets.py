@@ -15,6 +15,7 @@ from typing import Any
 
 import tvm
 from tvm import relax, tirx
+from tvm.relax.backend.cpu_generic import legalize_passes, library_dispatch_passes
 from tvm.s_tir import dlight as dl
 
 from ..graph import LoweringError
@@ -59,6 +60,22 @@ class TargetSpec:
         """The file suffixes `.export()` writes for this target, the preferred one first."""
         return GPU_KINDS[self.kind].suffixes if self.is_gpu else (".so", ".tar")
 
+    @property
+    def loads_libraries(self) -> bool:
+        """Whether a library compiled for this target loads in this process (what the compile cache
+        needs): llvm always; cuda and opencl where the device (and so TVM's runtime for it) exists;
+        never metal and webgpu, whose libraries are objects for another machine to link."""
+        return not self.why_no_load
+
+    @property
+    def why_no_load(self) -> str:
+        """Why a library for this target does not load here ("" when it does)."""
+        if not self.is_gpu:
+            return ""
+        if GPU_KINDS[self.kind].host is not None:
+            return f"it is an archive of objects for {GPU_KINDS[self.kind].host['mtriple']}"
+        return "" if self.device().exist else f"this machine has no {GPU_KINDS[self.kind].name} device"
+
     def device(self) -> tvm.runtime.Device:
         """The first device of this kind (it may not exist: check `.exist`)."""
         return tvm.runtime.device("cpu" if self.kind == "llvm" else self.kind, 0)
@@ -102,21 +119,44 @@ def resolve_target(target: Any) -> TargetSpec:
     return TargetSpec(kind, options, tvm_target, f"{kind}{arch}")
 
 
+def gpu_fusion_passes() -> list[tvm.transform.Pass]:
+    """The start of TVM's GPU pipeline: legalization and fusion, before dlight schedules."""
+    return [
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+    ]
+
+
+def fusion_passes(spec: TargetSpec) -> list[tvm.transform.Pass]:
+    """The legalization and fusion passes that make the kernels of `spec`'s target (the same list
+    `tvm_schedules.fuse_kernels` runs on llvm)."""
+    if spec.is_gpu:
+        return gpu_fusion_passes()
+    return library_dispatch_passes(spec.target) + legalize_passes(spec.target)
+
+
+def device_module(module: Any, kind: str) -> Any:
+    """The `kind` device module (CUDA C, MSL, WGSL, OpenCL C) imported somewhere under a compiled
+    executable or a library loaded from disk."""
+    pending = [getattr(module, "mod", module)]
+    while pending:
+        current = pending.pop()
+        if current.kind == kind:
+            return current
+        pending.extend(current.imports)
+    raise LoweringError(f"the compiled module holds no {kind} device code")
+
+
 def gpu_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
     """`mod` legalized, fused and scheduled by dlight as TVM's GPU pipeline does, except that a
     dlight rule that crashes on a kernel (Reduction's rfactor does on a mean over a symbolic
     batch in TVM 0.27) is skipped for the next rule instead of failing the whole compile.
     `tvm.compile` then lowers the result, leaving the scheduled kernels alone."""
     with target:
-        fused = tvm.ir.transform.Sequential(
-            [
-                relax.transform.LegalizeOps(),
-                relax.transform.AnnotateTIROpPattern(),
-                relax.transform.FoldConstant(),
-                relax.transform.FuseOps(),
-                relax.transform.FuseTIR(),
-            ]
-        )(mod)
+        fused = tvm.ir.transform.Sequential(gpu_fusion_passes())(mod)
         functions = {
             gvar: _dlight_schedule(func, target) if isinstance(func, tirx.PrimFunc) else func
             for gvar, func in fused.functions_items()

@@ -4,6 +4,8 @@
   of `graph` that `outputs` needs (opset 18 by default), checked with `full_check`.
 - `import_model(model_or_path) -> (Graph, {onnx output name: Tensor})` reads a ModelProto, a
   path or serialized bytes; `gk.compile(graph, outputs)` then runs it.
+- `training_graph(model, loss, trainable, optimizer) -> TrainingGraph` imports a model as a
+  training step: loss, parameter gradients, optimizer and batch-norm state updates.
 
 Each side keeps one rule table: `EXPORTERS` keyed by gradkiln op name, `IMPORTERS` keyed by ONNX
 op type; `register_exporter` / `register_importer` add rules for custom ops.
@@ -12,11 +14,13 @@ op type; `register_exporter` / `register_importer` add rules for custom ops.
 from . import (
     import_math,  # registers native math rules over the compositions of import_rules' modules
     import_nn_native,  # registers native conv, pool and indexing rules over the compositions
+    import_select_native,  # TopK, GatherElements, ScatterElements as the selection ops
 )
 from .export_rules import EXPORTERS, register_exporter
 from .exporter import OPSET, ExportContext, export
 from .import_rules import IMPORTERS, register_importer
 from .importer import ImportContext, Known, import_model
+from .training import TrainingGraph, training_graph
 
 __all__ = [
     "EXPORTERS",
@@ -25,8 +29,10 @@ __all__ = [
     "ExportContext",
     "ImportContext",
     "Known",
+    "TrainingGraph",
     "export",
     "import_model",
     "register_exporter",
     "register_importer",
+    "training_graph",
 ]

@@ -130,6 +130,7 @@ for _op, _onnx_op in AXES_OPS.items():
 
 @register_exporter("stop_gradient")
 @register_exporter("custom_vjp")
+@register_exporter("custom_jvp")
 def _pass_through(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
     """Autodiff markers are identities at run time: the value is the last input."""
     ctx.emit("Identity", [ins[-1]], outs)
@@ -220,6 +221,9 @@ def element_count(ctx: ExportContext, node: Node, x: str, axes: tuple[int, ...],
 
 
 from . import (  # noqa: E402  (the math family's composed rules and the nn ops' rules, into EXPORTERS)
+    export_fused,  # noqa: F401
+    export_linalg,  # noqa: F401
     export_math,  # noqa: F401
     export_nn,  # noqa: F401
+    export_select,  # noqa: F401
 )

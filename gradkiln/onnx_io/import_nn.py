@@ -204,39 +204,12 @@ register_importer("GlobalAveragePool")(_global_pool(gb.mean))
 register_importer("GlobalMaxPool")(_global_pool(gb.max))
 
 
-def _expand_ellipsis(term: str, rank: int, dots: str) -> str:
-    """The term with "..." replaced by the trailing letters of `dots` it covers (broadcast from the right)."""
-    if "..." not in term:
-        return term
-    return term.replace("...", dots[len(dots) - (rank - len(term) + 3) :])
-
-
 @register_importer("Einsum")
 def _einsum(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
-    """Each operand laid out over all letters (output letters first), multiplied with
-    broadcasting, then summed over the letters the output lacks. Repeated letters within one
-    operand (diagonals) are refused."""
-    tensors = [ctx.tensor(a) for a in args]
-    spec = n.attrs["equation"].replace(" ", "")
-    inputs, arrow, output = spec.partition("->")
-    terms = inputs.split(",")
-    spare = sorted(set("ABCDEFGHIJKLMNOPQRSTUVWXYZ") - set(spec))
-    counts = [t.ndim - len(term) + 3 for t, term in zip(tensors, terms) if "..." in term]
-    dots = "".join(spare[: max(counts, default=0)])
-    terms = [_expand_ellipsis(term, t.ndim, dots) for t, term in zip(tensors, terms)]
-    joined = "".join(terms)
-    output = (
-        output.replace("...", dots)
-        if arrow
-        else dots + "".join(c for c in sorted(set(joined)) if joined.count(c) == 1 and c not in dots)
-    )
-    if any(len(set(term)) != len(term) for term in terms):
-        raise ONNXError(f"repeated letters in one operand (diagonals) are not supported: {spec!r}")
-    letters = output + "".join(sorted(set("".join(terms)) - set(output)))
-    product = None
-    for t, term in zip(tensors, terms):
-        aligned = gb.transpose(t, [term.index(c) for c in letters if c in term]) if term else t
-        aligned = gb.reshape(aligned, [t.shape[term.index(c)] if c in term else 1 for c in letters])
-        product = aligned if product is None else gb.mul(product, aligned)
-    summed = list(range(len(output), len(letters)))
-    return gb.sum(product, summed) if summed else product
+    """The einsum op, which takes ONNX's equations as numpy does ("...", implicit output, diagonals)."""
+    return gb.einsum(n.attrs["equation"], *(ctx.tensor(a) for a in args))
+
+
+@register_importer("Det")
+def _det(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    return gb.det(ctx.tensor(args[0]))

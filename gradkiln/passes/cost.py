@@ -16,7 +16,10 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from ..graph import OPS, Graph, GraphError, TensorType, UnsupportedOpError
+from ..graph.ops.dropout import ROUNDS as DROPOUT_ROUNDS
 from ..graph.ops.elementwise import BINARY, COMPARE, UNARY, UNARY_WITH_ATTRS
+from ..graph.ops.fused import fold, symbols
+from ..graph.ops.linalg import letter_dims
 from ..lowering.executable import normalize_outputs
 
 Shape = tuple[int, ...]
@@ -58,7 +61,7 @@ REDUCTION_FLOPS: dict[str, int] = {
 # ops that move or select data without arithmetic
 DATA_MOVEMENT = (
     "input param constant reshape transpose broadcast_to expand_dims squeeze concat slice pad take one_hot size "
-    "custom_vjp"
+    "custom_vjp custom_jvp"
 ).split()
 
 
@@ -89,6 +92,56 @@ def _pool(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
     return math.prod(out) * math.prod(attrs["kernel"])
 
 
+def _comparison_sort(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+    """n * log2(m) comparisons: sorting (m the axis size) or keeping the top m = k elements."""
+    kept = attrs["k"] if "k" in attrs else ins[0][attrs["axis"]]
+    return math.prod(ins[0]) * max(1, math.ceil(math.log2(max(kept, 1))))
+
+
+# dropout's integer hash per element: each round an add, three multiplies and four mods; then a
+# compare and the scaling multiply
+DROPOUT_FLOPS = 8 * DROPOUT_ROUNDS + 2
+
+
+def _einsum(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+    """One multiply per extra operand and one add for each combination of the letters' values."""
+    dims = letter_dims(attrs["subscripts"], [tuple(s) for s in ins])
+    return len(ins) * math.prod(dims.values())
+
+
+def _factorization(flops_per_matrix: Callable[[int], float]) -> CostRule:
+    """A rule charging `flops_per_matrix(n)` per (n, n) matrix of input 0, plus 2 n per output
+    element for the right-hand side's substitutions (solve, triangular_solve)."""
+
+    def rule(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+        n = ins[0][-1]
+        substitution = 2 * n * math.prod(out) if len(ins) == 2 else 0
+        return int(math.prod(ins[0][:-2]) * flops_per_matrix(n)) + substitution
+
+    return rule
+
+
+# LU (det, slogdet, solve) 2n^3/3, Gauss-Jordan inverse 2n^3, Cholesky n^3/3; trace adds the diagonal
+LINALG_FLOPS: dict[str, CostRule] = {
+    "einsum": _einsum,
+    "det": _factorization(lambda n: 2 * n**3 / 3),
+    "slogdet": _factorization(lambda n: 2 * n**3 / 3 + n * TRANSCENDENTAL),
+    "solve": _factorization(lambda n: 2 * n**3 / 3),
+    "inverse": _factorization(lambda n: 2 * n**3),
+    "cholesky": _factorization(lambda n: n**3 / 3 + n * TRANSCENDENTAL),
+    "triangular_solve": _factorization(lambda n: 0),
+    "trace": lambda ins, out, attrs: math.prod(out) * min(ins[0][-2:]),
+}
+
+
+def _fused(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+    """Each operation of the expressions once per output element (shared subexpressions once)."""
+    applied: list[str] = []
+    leaves = dict(zip(symbols(len(ins)), ins))
+    fold(attrs["exprs"], leaves.__getitem__, float, lambda op, args: applied.append(op))
+    return math.prod(out) * sum(ELEMENTWISE_FLOPS.get(op, 1) for op in applied)
+
+
 COST_RULES: dict[str, CostRule] = {
     **{
         op: _elementwise(ELEMENTWISE_FLOPS.get(op, 1))
@@ -102,6 +155,12 @@ COST_RULES: dict[str, CostRule] = {
     "conv_transpose2d": _conv_transpose2d,
     "max_pool2d": _pool,
     "avg_pool2d": _pool,
+    **LINALG_FLOPS,
+    **dict.fromkeys(("sort", "argsort", "topk"), _comparison_sort),
+    **{op: _elementwise(0) for op in ("gather_elements", "flip")},
+    "scatter_elements_add": lambda ins, out, attrs: math.prod(ins[2]),
+    "dropout": _elementwise(DROPOUT_FLOPS),
+    "fused": _fused,
 }
 
 

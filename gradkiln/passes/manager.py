@@ -36,6 +36,11 @@ class PassContext:
     outputs: list[Value]
     fold_limit: int = 1 << 16  # constant folding keeps results of at most this many elements
     unsafe_math: bool = False  # simplify may assume no Inf/NaN and in-domain arguments (x*0 -> 0)
+    memory_budget: int | None = None  # remat: the planned peak to fit, in bytes (None: remat does nothing)
+    remat_strategy: str = "greedy"  # remat: "greedy" or "sqrt"
+    bindings: dict[str, int] | None = None  # sizes of symbolic dims for passes that plan memory ({"N": 64})
+    autocast_dtype: str = "float16"  # autocast: the dtype matmul and convolutions run in
+    fuse_limit: int = 256  # fusion: at most this many operations per fused node (bounds sympy work, kernel size)
 
     def replace(self, graph: Graph, old: Value, new: Value) -> None:
         """Redirect every use of `old` to `new`, including the requested outputs."""
@@ -115,6 +120,7 @@ PIPELINES: dict[str, list[str]] = {
     "O0": [],
     "O1": ["constant_fold", "cse", "dce"],
     "O2": ["constant_fold", "simplify", "cse", "dce"],
+    "O3": ["constant_fold", "simplify", "cse", "dce", "fusion"],
 }
 
 
@@ -124,7 +130,9 @@ def optimize(
     """Optimize a copy of `graph` for `outputs`; returns (the copy, the outputs in it, the manager
     with its per-pass records). `pipeline` is a name in PIPELINES or a list of pass names;
     `options` go to PassManager (verify, dump_dir, max_rounds) or, when they name a PassContext
-    field (fold_limit, unsafe_math), to the context."""
+    field (fold_limit, unsafe_math, memory_budget, remat_strategy, bindings, autocast_dtype,
+    fuse_limit), to
+    the context."""
     passes = PIPELINES[pipeline] if isinstance(pipeline, str) and pipeline in PIPELINES else pipeline
     if isinstance(passes, str):
         raise GraphError(f"unknown pipeline {pipeline!r}; available: {', '.join(PIPELINES)} or a list of passes")

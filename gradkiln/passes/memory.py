@@ -36,6 +36,7 @@ VIEWS: dict[str, tuple[int, bool]] = {
     "squeeze": (0, True),
     "stop_gradient": (0, True),
     "custom_vjp": (-1, True),
+    "custom_jvp": (-1, True),
     "transpose": (0, False),
     "broadcast_to": (0, False),
     "slice": (0, False),
@@ -124,7 +125,10 @@ def _bindings(bindings: Mapping[Any, int] | None) -> dict[sympy.Symbol, int]:
 
 def greedy_schedule(graph: Graph, outputs: Sequence[Value], bindings: Mapping[Any, int] | None = None) -> list[int]:
     """A topological order that lowers peak memory: a list scheduler that runs, among the ready
-    nodes, the one that frees the most bytes net of what it allocates (ties: original order)."""
+    nodes, the one that frees the most bytes net of what it allocates (ties: original order).
+    Recomputed copies (role "recompute": checkpoints, remat) run only when nothing else is ready,
+    so they are computed late, when the backward needs them, not with the forward pass; among
+    them, first the copies that the earliest backward node in the original order needs."""
     order = graph.needed_nodes(outputs)
     facts = _Values(graph, order, _bindings(bindings))
     position = {n: i for i, n in enumerate(order)}
@@ -142,12 +146,17 @@ def greedy_schedule(graph: Graph, outputs: Sequence[Value], bindings: Mapping[An
         bases = {facts.base[v] for v in graph.inputs_of(n)} - {None} - keep
         return sum(facts.size[b] for b in bases if set(consumers[b]) == {n}) - alloc[n]
 
-    heap = [(-score(n), position[n], n) for n in order if not waiting[n]]
+    demand = _recompute_demand(graph, order)
+
+    def priority(n: int) -> tuple[bool, int, int, int]:
+        return (True, demand[n], position[n], n) if n in demand else (False, -score(n), position[n], n)
+
+    heap = [priority(n) for n in order if not waiting[n]]
     heapq.heapify(heap)
     done, schedule = set(), []
     while heap:
-        key, _, n = heapq.heappop(heap)
-        if n in done or -key != score(n):
+        _, key, _, n = heapq.heappop(heap)
+        if n in done or (n not in demand and -key != score(n)):
             continue
         done.add(n)
         schedule.append(n)
@@ -161,8 +170,22 @@ def greedy_schedule(graph: Graph, outputs: Sequence[Value], bindings: Mapping[An
             touched.add(user)
         for m in touched:
             if not waiting[m] and m not in done:
-                heapq.heappush(heap, (-score(m), position[m], m))
+                heapq.heappush(heap, priority(m))
     return schedule
+
+
+def _recompute_demand(graph: Graph, order: Sequence[int]) -> dict[int, int]:
+    """For each recomputed copy, the id of the first other node that needs it (through other
+    copies). Ids follow creation order, and reverse mode creates the backward in the order it
+    runs, so a lower id is needed sooner (topological positions are no guide: the copies were
+    added last)."""
+    needed = set(order)
+    demand: dict[int, int] = {}
+    for n in reversed(order):
+        if graph.nx.nodes[n]["role"] == "recompute":
+            users = set(graph.nx.successors(n)) & needed
+            demand[n] = min((demand.get(u, u) for u in users), default=n)
+    return demand
 
 
 def _inplace_input(graph: Graph, facts: _Values, node_id: int, step: int, last: dict, kept: set) -> Value | None:

@@ -5,22 +5,40 @@ and emit the gradient with the builder API, so gradients of gradients work and e
 backend and exporter handles them unchanged. Each op's rule lives in `VJP_RULES` (see
 `vjp_rules` for the conventions at ties and kinks); ops without a gradient are listed in
 `NON_DIFFERENTIABLE`; `register_vjp(op)` adds the rule of a custom op. Forward mode (`jvp`,
-`JVP_RULES`, `register_jvp`) walks the graph once forward. `custom_vjp`, `stop_gradient` and
-`checkpoint` shape what reverse mode does. `vmap` (`BATCH_RULES`, `register_batch`) batches a
-subgraph, which `jacobian` and `hessian` use; `check_grad` checks gradients numerically.
+`JVP_RULES`, `register_jvp`) walks the graph once forward. `custom_vjp`, `custom_jvp`,
+`stop_gradient`, `straight_through` and `checkpoint` shape what the derivatives do. `vmap`
+(`BATCH_RULES`, `register_batch`) batches a subgraph, which `jacobian` and `hessian` use;
+`check_grad` checks gradients numerically. `fixed_point` and `root` differentiate solvers
+implicitly; `gradkiln.symbolic.utilities` clips, accumulates and loss-scales gradients.
 docs/autodiff.md describes them all.
 """
 
 from ..graph.builder import stop_gradient
-from . import nn_rules  # registers the nn ops' vjp, jvp and batching rules
+from . import (
+    fused_rules,  # the fused elementwise op's rules, derived with sympy
+    linalg_rules,  # registers the linear algebra ops' vjp, jvp and batching rules
+    nn_rules,  # registers the nn ops' vjp, jvp and batching rules
+    select_rules,  # the selection ops' and dropout's rules
+)
 from .batching import BATCH_RULES, BatchRule, register_batch, vmap
 from .check import GradCheckReport, InputCheck, check_grad
 from .checkpoint import checkpoint
-from .custom import custom_vjp
+from .custom import custom_vjp, straight_through
+from .custom_jvp import custom_jvp
 from .forward import jvp
 from .higher import hessian, hessian_vector_product, jacobian
+from .implicit import fixed_point, root
 from .jvp_rules import JVP_RULES, JVPRule, register_jvp
 from .reverse import grad, value_and_grad, vjp
+from .utilities import (
+    LossScaler,
+    ScalerState,
+    accumulate_gradients,
+    clip_by_global_norm,
+    clip_by_value,
+    global_norm,
+    split_micro_batches,
+)
 from .vjp_rules import NON_DIFFERENTIABLE, VJP_RULES, VJPRule, register_vjp, unbroadcast, zeros_like
 
 __all__ = [
@@ -32,10 +50,18 @@ __all__ = [
     "GradCheckReport",
     "InputCheck",
     "JVPRule",
+    "LossScaler",
+    "ScalerState",
     "VJPRule",
+    "accumulate_gradients",
     "check_grad",
     "checkpoint",
+    "clip_by_global_norm",
+    "clip_by_value",
+    "custom_jvp",
     "custom_vjp",
+    "fixed_point",
+    "global_norm",
     "grad",
     "hessian",
     "hessian_vector_product",
@@ -44,7 +70,10 @@ __all__ = [
     "register_batch",
     "register_jvp",
     "register_vjp",
+    "root",
+    "split_micro_batches",
     "stop_gradient",
+    "straight_through",
     "unbroadcast",
     "value_and_grad",
     "vjp",

@@ -9,9 +9,10 @@ B. Nodes that no input reaches are shared, not batched. One batched graph replac
 A rule is called as `rule(inputs, batched, output, batch, **attrs)`: `inputs` are the node's
 operands, the batched ones (`batched[i]` true) carrying the batch axis first; `output` is the
 original (unbatched) output, for its type; `batch` the batch size. It returns the output with
-the batch axis first. The batch axis is always axis 0, so rules shift axis attributes by one;
-elementwise ops only need their batched operands' ranks padded to the output's rank, so that
-numpy broadcasting lines up the unbatched ones.
+the batch axis first (a multi-output op's rule gets and returns a tuple of outputs). The batch
+axis is always axis 0, so rules shift axis attributes by one; elementwise ops only need their
+batched operands' ranks padded to the output's rank, so that numpy broadcasting lines up the
+unbatched ones.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def vmap(
             if any(v in env for v in node.outputs) or not any(v in env for v in node.inputs):
                 continue
             with graph.building_as(node.role):
-                env[node.outputs[0]] = _apply_rule(node, env, size)
+                env.update(zip(node.outputs, _apply_rule(node, env, size)))
         results = [env[out.value] if out.value in env else gb.broadcast_to(out, (size, *out.shape)) for out in outs]
     remove_unneeded(graph, first_new, results)
     return results
@@ -79,28 +80,28 @@ def _batch_size(xs: list[Tensor], batches: list[Tensor]) -> Dim:
     return sizes[0]
 
 
-def _apply_rule(node: Node, env: dict[Value, Tensor], size: Dim) -> Tensor:
+def _apply_rule(node: Node, env: dict[Value, Tensor], size: Dim) -> tuple[Tensor, ...]:
+    """The node's batched outputs (a multi-output op's rule gets and returns tuples)."""
     rule = BATCH_RULES.get(node.op)
     if rule is None:
         raise UnsupportedOpError(
             f"no batching rule for op '{node.op}' (node {node.label}); register one with "
             f"@gradkiln.symbolic.register_batch('{node.op}')"
         )
-    if len(node.types) != 1:
-        raise UnsupportedOpError(
-            f"multi-output op '{node.op}' (node {node.label}): vmap batches single-output ops only"
-        )
     graph = node.graph
     inputs = tuple(env[v] if v in env else Tensor(graph, v) for v in node.inputs)
     batched = tuple(v in env for v in node.inputs)
-    out = rule(inputs, batched, Tensor(graph, node.outputs[0]), size, **node.attrs)
-    want = TensorType(node.types[0].dtype, (size, *node.types[0].shape))
-    if not same_type(out.type, want):
-        raise GradientError(
-            f"the batching rule of '{node.op}' ({node.label}) returned {out.type}, expected {want}: the "
-            "output's type with the batch axis first"
-        )
-    return out
+    outputs = tuple(Tensor(graph, v) for v in node.outputs)
+    result = rule(inputs, batched, outputs[0] if len(outputs) == 1 else outputs, size, **node.attrs)
+    results = (result,) if len(outputs) == 1 else tuple(result)
+    for out, ty in zip(results, node.types):
+        want = TensorType(ty.dtype, (size, *ty.shape))
+        if not same_type(out.type, want):
+            raise GradientError(
+                f"the batching rule of '{node.op}' ({node.label}) returned {out.type}, expected {want}: the "
+                "output's type with the batch axis first"
+            )
+    return results
 
 
 # -- rules ----------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ API like any rule. The cotangent of `out` itself is not propagated, so the nodes
 no gradient from this path: the user's rule replaces them. Forward mode (`jvp`) differentiates
 the nodes `fwd` built, as written. Since the residuals are node inputs, graph copies and passes
 keep them, and they stay alive until the backward pass that reads them.
+
+`straight_through(x, fn)` is the straight-through estimator built on `stop_gradient`;
+forward-mode rules are in `custom_jvp.py`.
 """
 
 from __future__ import annotations
@@ -44,17 +47,29 @@ class custom_vjp:  # noqa: N801 - a decorator, named like JAX's
     def __call__(self, *args: Tensor) -> Tensor:
         if self.fwd is None:
             raise GradientError(f"custom_vjp {self.fn.__name__}: call .defvjp(fwd, bwd) before using it")
-        for i, a in enumerate(args):
-            if not isinstance(a, Tensor):
-                raise GradientError(
-                    f"custom_vjp {self.fn.__name__}: argument {i} is a {type(a).__name__}; arguments must be "
-                    "Tensors (pass other values by closure)"
-                )
+        check_tensor_arguments(self, args)
         out, residuals = self.fwd(*args)
         return gb.emit("custom_vjp", *args, *residuals, out, rule=self, num_args=len(args))
 
     def __repr__(self) -> str:
         return f"custom_vjp({self.fn.__name__})"
+
+
+def check_tensor_arguments(rule: Any, args: tuple[Any, ...]) -> None:
+    """Custom rules take Tensors only: other values are passed by closure."""
+    for i, a in enumerate(args):
+        if not isinstance(a, Tensor):
+            raise GradientError(
+                f"{rule!r}: argument {i} is a {type(a).__name__}; arguments must be Tensors "
+                "(pass other values by closure)"
+            )
+
+
+def straight_through(x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """`fn(x)` in the forward pass with the identity's gradient (a straight-through estimator):
+    `x + stop_gradient(fn(x) - x)`, for rounding, quantization or sampling steps that have no
+    useful derivative. `fn(x)` must have the type of `x`."""
+    return x + gb.stop_gradient(fn(x) - x)
 
 
 @register_vjp("custom_vjp")

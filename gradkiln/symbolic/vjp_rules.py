@@ -8,7 +8,7 @@ per input. Rules are written with the builder API, so they emit ordinary graph n
 gradients of gradients come for free. `register_vjp(op)` adds a rule for a custom op.
 
 Ops in `NON_DIFFERENTIABLE` pass no gradient to their inputs: comparisons, `one_hot`, `size`,
-`sign`, `floor`, `ceil`, `round`, `floordiv`, `argmax` and `argmin` (piecewise constant or
+`sign`, `floor`, `ceil`, `round`, `floordiv`, `argmax`, `argmin` and `argsort` (piecewise constant or
 integer-valued: their gradient is 0 where it exists), and the sources `input`, `param` and
 `constant`, which have no inputs to pass a gradient to, and `stop_gradient` by definition.
 
@@ -69,6 +69,7 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
         "floordiv",
         "argmax",
         "argmin",
+        "argsort",
         "stop_gradient",
         "input",
         "param",

@@ -1,5 +1,43 @@
-"""Rendering graphs with Graphviz."""
+"""Rendering graphs with Graphviz, the pass-by-pass HTML report, and inline display in notebooks."""
 
-from .render import ROLE_COLOURS, SOURCE_COLOURS, render, to_dot, write_dot
+from ..graph import Graph, VizError
+from ..graph.ir import set_svg_renderer
+from .render import EDGE_LABEL_LIMIT, ROLE_COLOURS, SOURCE_COLOURS, drawn_units, render, to_dot, to_svg, write_dot
+from .report import report
+from .scopes import assign_scopes, name_scope
+from .timeline import live_bytes, timeline_svg
 
-__all__ = ["ROLE_COLOURS", "SOURCE_COLOURS", "render", "to_dot", "write_dot"]
+NOTEBOOK_MAX_NODES = 150  # graphs shown inline in a notebook are summarised beyond this many nodes
+
+
+def notebook_svg(graph: Graph) -> str | None:
+    """The SVG a notebook shows for `graph`, summarised to NOTEBOOK_MAX_NODES; None (the notebook
+    shows text) without Graphviz, or when the graph has too few name scopes to summarise that far
+    (draw it with `render(graph, "g.svg", max_nodes=...)`: Graphviz takes seconds per hundred nodes)."""
+    if drawn_units(graph, max_nodes=NOTEBOOK_MAX_NODES) > NOTEBOOK_MAX_NODES:
+        return None
+    try:
+        return to_svg(graph, max_nodes=NOTEBOOK_MAX_NODES)
+    except VizError:
+        return None
+
+
+set_svg_renderer(notebook_svg)
+
+__all__ = [
+    "EDGE_LABEL_LIMIT",
+    "NOTEBOOK_MAX_NODES",
+    "ROLE_COLOURS",
+    "SOURCE_COLOURS",
+    "assign_scopes",
+    "drawn_units",
+    "live_bytes",
+    "name_scope",
+    "notebook_svg",
+    "render",
+    "report",
+    "timeline_svg",
+    "to_dot",
+    "to_svg",
+    "write_dot",
+]

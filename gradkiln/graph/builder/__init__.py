@@ -4,7 +4,8 @@ Every function adds nodes to the graph of its tensor operands (or the open graph
 `Tensor` handles. Python scalars are weakly typed: they take the dtype of the tensor they meet.
 The functions live in `core` (sources, emitting, elementwise ops, reductions), `shapes` (shape
 ops and indexing) and `composite` (matmul, argmax/argmin, one_hot, cross entropy), `nn` (convolution, pooling,
-indexing) and `layers` (normalisations, losses, attention); this package is their one namespace.
+indexing) and `layers` (normalisations, losses, attention), `select` (sort, topk, gather, flip, dropout, stack, split,
+tile, repeat); this package is their one namespace.
 """
 
 from .composite import (
@@ -40,6 +41,7 @@ from .core import (
     expm1,
     floor,
     floordiv,
+    fused,
     gelu,
     greater,
     greater_equal,
@@ -97,6 +99,16 @@ from .layers import (
     rms_norm,
     scaled_dot_product_attention,
 )
+from .linalg import (
+    cholesky,
+    det,
+    einsum,
+    inv,
+    norm,
+    slogdet,
+    solve,
+    triangular_solve,
+)
 from .nn import (
     avg_pool2d,
     conv1d,
@@ -107,6 +119,19 @@ from .nn import (
     max_pool2d,
     scatter_add,
     take,
+)
+from .select import (
+    argsort,
+    dropout,
+    flip,
+    gather_elements,
+    repeat,
+    scatter_elements_add,
+    sort,
+    split,
+    stack,
+    tile,
+    topk,
 )
 from .shapes import (
     broadcast_to,

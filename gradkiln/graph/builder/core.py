@@ -61,6 +61,18 @@ def emit(op: str, *operands: TensorLike, name: str | None = None, **attrs: Any) 
     return outs[0] if len(outs) == 1 else outs
 
 
+def fused(exprs: Any, *inputs: Tensor) -> Any:
+    """One fused elementwise node computing sympy expression(s) over the symbols x0, x1, ...
+    standing for `inputs` (broadcast together): `gk.fused(sympy.tanh(x0) * x1, a, b)`. Returns a
+    Tensor, or a tuple for a sequence of expressions. The heads allowed are listed in
+    `gradkiln.graph.ops.fused`; the optimizer's fusion pass makes such nodes from elementwise ops."""
+    from ..ops.fused import Expressions
+
+    many = isinstance(exprs, (list, tuple))
+    out = emit("fused", *inputs, exprs=Expressions(tuple(exprs) if many else (exprs,)))
+    return out if many or not isinstance(out, tuple) else out[0]
+
+
 def _graph_of(operands: Sequence[TensorLike]) -> Graph:
     graphs = {id(x.graph): x.graph for x in operands if isinstance(x, Tensor)}
     if len(graphs) > 1:

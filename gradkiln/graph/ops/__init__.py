@@ -1,3 +1,3 @@
 """Op definitions; importing this package fills the op table."""
 
-from . import autodiff, elementwise, nn, nn_ops, reduce, shape, sources
+from . import autodiff, dropout, elementwise, fused, linalg, nn, nn_ops, reduce, select, shape, sources

@@ -1,0 +1,205 @@
+"""A compile cache for TVM executables, so a process that compiles a graph it compiled before loads
+the library instead of running TVM again (a cache hit costs milliseconds, a compile seconds).
+
+An entry is a folder named by the key: the library TVM's `export_library` wrote, the compiled
+kernel module as TVM JSON (for `.kernels`, `.source()` and profiling) and `manifest.json`, written
+last, holding the sha256 of both. Data files carry their hash in their name, so writers racing on
+one key never mix halves of two builds: whichever manifest lands last names complete files. Every
+file is written atomically; a reader that finds a hash mismatch, a truncated file or an unreadable
+manifest warns and rebuilds.
+
+The key is the sha256 of a canonical form of what decides the compiled code: the needed nodes (op,
+name, attrs, output types, inputs by position), the selected outputs, the target with all its
+options, the compile options, the emitters used, and the gradkiln, TVM and cache-format versions.
+Param values are left out (the executable takes them at run time); constants' bytes are hashed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import uuid
+import warnings
+from functools import cache
+from pathlib import Path
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
+
+import numpy as np
+import sympy
+import tvm
+import tvm_ffi
+
+from ..atomic import write_atomic, write_atomic_with
+from ..graph import Graph, LoweringError, Value
+
+CACHE_FORMAT = 1
+CACHE_DIR_VARIABLE = "GRADKILN_CACHE_DIR"
+MANIFEST = "manifest.json"
+_EXPORT_LOCK = threading.Lock()  # TVM's export_library aborts the process when two threads run it at once
+
+
+class CacheWarning(RuntimeWarning):
+    """A cache entry was unusable (corrupted, truncated, unreadable) and is being rebuilt."""
+
+
+def cache_root(option: bool | str | os.PathLike[str]) -> Path | None:
+    """The cache folder `compile(..., cache=option)` uses: None for False; for True,
+    $GRADKILN_CACHE_DIR or ~/.cache/gradkiln; a path is used as given."""
+    if option is False:
+        return None
+    if option is True:
+        return Path(os.environ.get(CACHE_DIR_VARIABLE) or Path.home() / ".cache" / "gradkiln")
+    if isinstance(option, (str, os.PathLike)):
+        return Path(option)
+    raise LoweringError(f"cache must be True, False or a folder path, got {option!r}")
+
+
+def cache_key(
+    graph: Graph,
+    node_ids: Sequence[int],
+    outputs: Sequence[Value],
+    target: str,
+    options: dict[str, Any],
+    emitters: Iterable[Callable[..., Any]],
+) -> str:
+    """The sha256 (hex) naming the cache entry of these nodes compiled for `target` with `options`."""
+    from .. import __version__  # imported here: gradkiln's __init__ imports this package
+
+    position = {node_id: i for i, node_id in enumerate(node_ids)}
+    nodes = [_canonical_node(graph, node_id, position) for node_id in node_ids]
+    document = {
+        "format": CACHE_FORMAT,
+        "versions": [__version__, tvm.__version__, tvm_ffi.__version__, _lowering_sources_digest()],
+        "target": target,
+        "options": {name: _canonical(value) for name, value in sorted(options.items())},
+        "emitters": sorted({_code_digest(fn) for fn in emitters}),
+        "nodes": nodes,
+        "outputs": [[position[v.node], v.index] for v in outputs],
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def _canonical_node(graph: Graph, node_id: int, position: dict[int, int]) -> list[Any]:
+    node = graph.node(node_id)
+    attrs = {k: v for k, v in node.attrs.items() if not (node.op == "param" and k == "value")}
+    types = [[ty.dtype, [str(d) for d in ty.shape]] for ty in node.types]
+    inputs = [[position[v.node], v.index] for v in node.inputs]
+    return [node.op, node.name, _canonical(attrs), types, inputs]
+
+
+def _canonical(value: Any) -> Any:
+    """A JSON form of an attribute value that is equal exactly when the values are."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        array = np.ascontiguousarray(value)
+        return ["array", array.dtype.str, list(array.shape), hashlib.sha256(array.tobytes()).hexdigest()]
+    if isinstance(value, sympy.Basic):
+        return ["sympy", sympy.srepr(value)]
+    if isinstance(value, dict):
+        return ["dict", [[str(k), _canonical(v)] for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))]]
+    if isinstance(value, (list, tuple)):
+        return [type(value).__name__, [_canonical(v) for v in value]]
+    if isinstance(value, float):
+        return ["float", repr(value)]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return [type(value).__qualname__, repr(value)]
+
+
+def _code_digest(fn: Callable[..., Any]) -> str:
+    """Names and bytecode of an emitter, so editing a user-registered emitter changes the key."""
+    code = getattr(fn, "__code__", None)
+    body = hashlib.sha256(code.co_code).hexdigest()[:16] if code is not None else ""
+    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}:{body}"
+
+
+@cache
+def _lowering_sources_digest() -> str:
+    """The sha256 of this package's sources: a development checkout that edits the lowering (same
+    version number, different code) must not load libraries compiled by the old code."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()
+
+
+class CacheHit(NamedTuple):
+    """What a cache entry restores: the loaded library, the kernel module, the schedule rule of
+    each kernel, and the library file (for exporting without recompiling)."""
+
+    library: Any
+    kernels: tvm.IRModule
+    scheduled: dict[str, str]
+    library_path: Path
+
+
+class CompileCache:
+    """The cache entries under one folder, one subfolder per key."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def entry(self, key: str) -> Path:
+        return self.root / key
+
+    def load(self, key: str) -> CacheHit | None:
+        """The entry of `key`, or None when there is none or it is unusable (then with a CacheWarning)."""
+        folder = self.entry(key)
+        if not (folder / MANIFEST).exists():
+            return None
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text())
+            library = _verified(folder, manifest["library"])
+            kernels = tvm.ir.load_json(_verified(folder, manifest["kernels"]).read_text())
+            return CacheHit(tvm.runtime.load_module(str(library)), kernels, manifest["scheduled"], library)
+        except Exception as err:
+            warnings.warn(f"compile cache entry {folder} is unusable ({err}); rebuilding it", CacheWarning, 3)
+            return None
+
+    def store(
+        self, key: str, compiled: Any, kernels: tvm.IRModule, scheduled: dict[str, str], target: str
+    ) -> Path | None:
+        """Write the entry of `key`: the library of `compiled`, the kernel module, then the manifest.
+        A failed write (disk full, no linker) warns and leaves no entry: the compile itself stands."""
+        try:
+            return self._store(key, compiled, kernels, scheduled, target)
+        except Exception as err:
+            warnings.warn(f"cannot store compile cache entry {self.entry(key)}: {err}", CacheWarning, 3)
+            return None
+
+    def _store(self, key: str, compiled: Any, kernels: tvm.IRModule, scheduled: dict[str, str], target: str) -> Path:
+        folder = self.entry(key)
+        with _EXPORT_LOCK:
+            library = _write_content_named(folder / "library.so", lambda tmp: compiled.export_library(str(tmp)))
+        kernels_json = tvm.ir.save_json(kernels).encode()
+        manifest = {
+            "format": CACHE_FORMAT,
+            "target": target,
+            "library": library,
+            "kernels": _write_content_named(folder / "kernels.json", lambda tmp: tmp.write_bytes(kernels_json)),
+            "scheduled": scheduled,
+        }
+        return write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode())
+
+
+def _write_content_named(path: Path, write: Callable[[Path], object]) -> dict[str, str]:
+    """Let `write` fill a file private to this writer, then rename it to `path` with its sha256 in
+    the name; returns the manifest record. Racing writers thus never rename over each other's halves."""
+    private = write_atomic_with(path.with_name(f".{path.stem}-{uuid.uuid4().hex}{path.suffix}"), write)
+    digest = _sha256(private)
+    named = path.with_name(f"{path.stem}-{digest[:16]}{path.suffix}")
+    os.replace(private, named)
+    return {"file": named.name, "sha256": digest}
+
+
+def _verified(folder: Path, record: dict[str, str]) -> Path:
+    path = folder / record["file"]
+    digest = _sha256(path)
+    if digest != record["sha256"]:
+        raise LoweringError(f"{path.name} has sha256 {digest[:16]}..., the manifest says {record['sha256'][:16]}...")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
