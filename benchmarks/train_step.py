@@ -9,7 +9,8 @@ W3: transformer block batch 8, seq 128, d_model 256, 4 heads, FFN 1024, layer no
 W4: 50 chained elementwise ops (tanh, x*0.9, x+0.1, sin, cycled) on 1024x1024, sum loss, gradient
     w.r.t. x.
 
-Runners: gradkiln on TVM with our CPU schedules and without them (TVM's default loop nests),
+Runners: gradkiln on TVM with our CPU schedules, also after the O3 pipeline (elementwise fusion
+into sympy-expression kernels), and without our schedules (TVM's default loop nests),
 gradkiln's numpy executor, the hand-written numpy W1 step of mlp_step.py, PyTorch eager and JAX
 jit(grad) when installed. float32, all cores. Columns: median step time, compile time (first
 call included for JAX), and the scheduled gradkiln time divided by the runner's (< 1: gradkiln
@@ -65,6 +66,7 @@ def w1_runners(params: dict[str, np.ndarray], x: np.ndarray, labels: np.ndarray)
 
     return {
         REFERENCE: gradkiln("llvm"),
+        "gradkiln tvm O3 (fused)": gradkiln("llvm", optimize="O3"),
         "gradkiln tvm unscheduled": gradkiln("llvm", schedule=False),
         "gradkiln numpy executor": gradkiln("numpy"),
         "hand-written numpy": lambda: (partial(numpy_step, params, x, labels), None),
@@ -122,6 +124,7 @@ def model_runners(model: str, rng: np.random.Generator) -> dict[str, Runner]:
 
     return {
         REFERENCE: gradkiln("llvm"),
+        "gradkiln tvm O3 (fused)": gradkiln("llvm", optimize="O3"),
         "gradkiln tvm unscheduled": gradkiln("llvm", schedule=False),
         "gradkiln numpy executor": gradkiln("numpy"),
         "torch eager": torch_eager,
@@ -154,6 +157,7 @@ def w4_runners(x: np.ndarray) -> dict[str, Runner]:
 
     return {
         REFERENCE: gradkiln("llvm"),
+        "gradkiln tvm O3 (fused)": gradkiln("llvm", optimize="O3"),
         "gradkiln tvm unscheduled": gradkiln("llvm", schedule=False),
         "gradkiln numpy executor": gradkiln("numpy"),
         "torch eager": lambda: torch_w4(x),

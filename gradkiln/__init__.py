@@ -146,6 +146,7 @@ from .graph.builder import (
 )
 from .lowering import compile
 from .lowering.anomaly import detect_anomaly
+from .lowering.profile import KernelTime, Profile
 from .passes import optimize
 from .passes.cost import cost
 from .symbolic import (

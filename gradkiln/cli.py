@@ -50,24 +50,64 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _grad(args: argparse.Namespace) -> int:
-    from . import onnx_io
+def _with_gradients(graph: Graph, outputs: dict[str, Tensor], wrt_names: str) -> dict[str, Tensor]:
+    """The outputs plus grad_<param>: the gradients of <seed_<output>, output> summed over the float
+    outputs (one seed input per output) with respect to the float params named (default: all)."""
     from .symbolic import vjp
 
-    graph, outputs = _load(args.model)
     params = [Tensor(graph, n.outputs[0]) for n in graph.params() if is_float(n.types[0].dtype)]
-    wrt = [p for p in params if not args.wrt or p.name in args.wrt.split(",")]
+    wrt = [p for p in params if not wrt_names or p.name in wrt_names.split(",")]
     if not wrt:
-        raise GradientError(f"no float parameters to differentiate (asked for {args.wrt or 'all'})")
+        raise GradientError(f"no float parameters to differentiate (asked for {wrt_names or 'all'})")
     differentiable = {name: t for name, t in outputs.items() if is_float(t.dtype)}
     with graph:
         seeds = [gb.input(f"seed_{name}", t.shape, t.dtype) for name, t in differentiable.items()]
     grads = vjp(list(differentiable.values()), wrt, seeds)
-    onnx_io.export(graph, outputs | {f"grad_{p.name}": g for p, g in zip(wrt, grads)}, path=args.output)
+    return outputs | {f"grad_{p.name}": g for p, g in zip(wrt, grads)}
+
+
+def _grad(args: argparse.Namespace) -> int:
+    from . import onnx_io
+
+    graph, outputs = _load(args.model)
+    everything = _with_gradients(graph, outputs, args.wrt)
+    onnx_io.export(graph, everything, path=args.output)
+    wrt = [name.removeprefix("grad_") for name in everything if name not in outputs]
     print(
         f"wrote {args.output}: outputs {', '.join(outputs)} and the gradients of <seed_*, outputs> "
-        f"with respect to {', '.join(p.name for p in wrt)}"
+        f"with respect to {', '.join(wrt)}"
     )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    import numpy as np
+
+    from . import compile as compile_graph
+    from .progress import Progress
+
+    graph, outputs = _load(args.model)
+    values = _with_gradients(graph, outputs, "") if args.grad else outputs
+    target = json.loads(args.target) if args.target.startswith("{") else args.target
+    with Progress(f"compiling for {args.target}"):
+        start = time.perf_counter()
+        executable = compile_graph(graph, values, target=target, optimize=args.level)
+        compiled = time.perf_counter() - start
+    feeds = executable.random_feeds(dict(args.bind or []))
+    executable(feeds)  # warm-up
+    seconds = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        executable(feeds)
+        seconds.append(time.perf_counter() - start)
+    what = "forward and parameter gradients" if args.grad else "forward"
+    print(f"{args.model}: {what} on {executable.target} after {args.level}, {len(executable.node_ids)} nodes")
+    sizes = dict(args.bind or []) or "all 1"
+    print(f"compile {compiled:.2f} s; random inputs, symbolic dims {sizes}")
+    print(f"{args.repeats} runs: median {1e3 * float(np.median(seconds)):.3f} ms, fastest {1e3 * min(seconds):.3f} ms")
     return 0
 
 
@@ -161,6 +201,12 @@ def _viz(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive count, got {text!r}")
+    return int(text)
+
+
 def _binding(text: str) -> tuple[str, int]:
     """`N=64` -> ("N", 64), for --bind."""
     name, _, size = text.partition("=")
@@ -200,6 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
     grad.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     grad.add_argument("--wrt", default="", help="comma-separated parameter names (default: every float one)")
     grad.set_defaults(run=_grad)
+    bench = commands.add_parser(
+        "bench",
+        help="time a model (or its training step) on a target",
+        description="Import an ONNX model, compile it for a target after a pass pipeline, and time it on "
+        "random inputs: the median and the fastest of --repeats runs after a warm-up, and the compile time. "
+        "With --grad, the parameter gradients are computed too (as `gradkiln grad` builds them).",
+        epilog="example: gradkiln bench resnet18.onnx --target llvm --level O3 --grad --bind N=8",
+    )
+    bench.add_argument("model", help="an .onnx file")
+    bench.add_argument("--target", default="llvm", help="a target name (llvm, numpy, ...) or a JSON dict")
+    bench.add_argument("--level", default="O2", choices=sorted(PIPELINES), help="the pass pipeline run first")
+    bench.add_argument("--grad", action="store_true", help="also compute every float parameter's gradient")
+    bench.add_argument("--repeats", type=_positive, default=20, help="timed runs (default 20)")
+    bench.add_argument(
+        "--bind", metavar="NAME=SIZE", type=_binding, action="append", help="a size for a symbolic dim (repeatable)"
+    )
+    bench.set_defaults(run=_bench)
     opt = commands.add_parser("optimize", help="run a pass pipeline over an ONNX model")
     opt.add_argument("model", help="an .onnx file")
     opt.add_argument("-o", "--output", required=True, help="the .onnx file to write")

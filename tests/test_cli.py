@@ -1,4 +1,4 @@
-"""The `gradkiln` command: info, grad, optimize and viz on ONNX models; exit codes 0, 1, 2."""
+"""The `gradkiln` command: info, grad, optimize, viz, train-graph and bench on ONNX models; exit codes 0, 1, 2."""
 
 import json
 import subprocess
@@ -168,3 +168,17 @@ def test_an_unwritable_output_is_one_line_on_stderr_and_exit_1(mlp_onnx, tmp_pat
     assert main(["viz", str(path), "-o", str(blocker / "g.svg")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("gradkiln viz: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("target", ["numpy", "llvm"])
+def test_bench_times_the_training_step_on_a_target(mlp_onnx, capsys, target):
+    argv = ["bench", str(mlp_onnx[0]), "--target", target, "--grad", "--repeats", "3", "--bind", "N=4", "--level", "O3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "forward and parameter gradients" in out and "3 runs: median" in out and "{'N': 4}" in out
+
+
+def test_bench_rejects_a_bad_repeat_count_as_a_usage_error(mlp_onnx):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", str(mlp_onnx[0]), "--repeats", "0"])
+    assert exit_info.value.code == 2

@@ -25,15 +25,17 @@ BACKENDS: dict[str, Callable[..., Executable]] = {
 
 # why an option some backend takes is missing from another (added to the error message)
 OPTION_NOTES: dict[str, str] = {
-    "detect_anomaly": "anomaly detection runs in the numpy executor only for now: compile with target='numpy'",
+    "memory_plan": "the memory plan drives the numpy executor; TVM plans its own memory",
 }
 
 # the keyword options each backend's executable takes (checked so a misspelt one is a clear error)
 BACKEND_OPTIONS: dict[str, frozenset[str]] = {
     "numpy": frozenset({"memory_plan", "detect_anomaly"}),
-    "llvm": frozenset({"schedule", "cache"}),
-    "cpu": frozenset({"schedule", "cache"}),
-    **dict.fromkeys(("cuda", "metal", "webgpu", "opencl"), frozenset({"cache"})),  # dlight schedules GPU kernels
+    "llvm": frozenset({"schedule", "cache", "detect_anomaly"}),
+    "cpu": frozenset({"schedule", "cache", "detect_anomaly"}),
+    **dict.fromkeys(
+        ("cuda", "metal", "webgpu", "opencl"), frozenset({"cache", "detect_anomaly"})
+    ),  # dlight schedules GPU kernels
 }
 
 

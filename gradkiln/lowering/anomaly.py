@@ -4,17 +4,19 @@ Like `torch.autograd.detect_anomaly`: turned on per thread with `with gk.detect_
 executable with `gk.compile(..., detect_anomaly=True)`. The numpy executor then checks every
 floating output right after computing it and raises `AnomalyError` naming the node, the user's
 source line that built it and statistics of its inputs. Runs without it pay one flag check per node.
+TVM executables run an instrumented build instead (every value an output of the module, built on
+first use) and check the values in the same order (`check_in_order`).
 """
 
 from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..graph import AnomalyError, Node
+from ..graph import AnomalyError, Node, Value
 
 _mode = threading.local()
 
@@ -40,6 +42,13 @@ def check_finite(node: Node, args: Sequence[np.ndarray], results: Sequence[np.nd
     for index, result in enumerate(results):
         if result.dtype.kind == "f" and not np.isfinite(result).all():
             raise AnomalyError(_describe(node, index, args, result))
+
+
+def check_in_order(nodes: Sequence[Node], values: Mapping[Value, np.ndarray]) -> None:
+    """`check_finite` over `nodes` in order, their inputs and outputs read from `values` (what an
+    instrumented TVM build returns): the first node with a NaN or Inf output is reported."""
+    for node in nodes:
+        check_finite(node, [values[v] for v in node.inputs], [values[v] for v in node.outputs])
 
 
 def _describe(node: Node, index: int, args: Sequence[np.ndarray], result: np.ndarray) -> str:

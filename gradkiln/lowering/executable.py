@@ -8,7 +8,8 @@ import numpy as np
 import sympy
 
 from ..graph import DTypeError, Graph, GraphError, ShapeError, Tensor, Value
-from ..graph.types import dims_equal
+from ..graph.dtypes import is_float
+from ..graph.types import dims_equal, symbol
 
 
 def normalize_outputs(graph: Graph, outputs: Any) -> tuple[list[Value], Any]:
@@ -68,6 +69,20 @@ class Executable:
     def __call__(self, feeds: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         arrays, bindings = self.check_feeds(dict(feeds or {}) | kwargs)
         return restructure(self.run(arrays, bindings), self._structure)
+
+    def random_feeds(self, sizes: Mapping[str, int] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+        """Inputs to time or profile with: floats standard normal, integers and bools zero (valid
+        indices and labels); a symbolic dim takes its size from `sizes` ({"N": 64}), else 1."""
+        rng = np.random.default_rng(seed)
+        bound = {s: 1 for node in self.input_nodes for s in node.types[0].symbols}
+        bound.update({symbol(name): size for name, size in (sizes or {}).items()})
+        feeds = {}
+        for node in self.input_nodes:
+            ty = node.types[0]
+            shape = tuple(int(sympy.sympify(d).subs(bound)) for d in ty.shape)
+            random = is_float(ty.dtype)
+            feeds[node.name] = rng.standard_normal(shape).astype(ty.dtype) if random else np.zeros(shape, ty.dtype)
+        return feeds
 
     def run(self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int]) -> Sequence[np.ndarray]:
         """Compute the outputs from checked feeds (every input and param, by name), given the

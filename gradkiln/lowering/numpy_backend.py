@@ -20,6 +20,7 @@ from ..graph.types import is_symbolic
 from ..passes.memory import MemoryPlan, plan_memory
 from .anomaly import anomaly_enabled, check_finite
 from .executable import Executable, resolve
+from .profile import KernelTotal, Profile, check_repeat
 
 
 def _ufunc_kernel(fn: np.ufunc) -> Callable[..., Any]:
@@ -81,13 +82,24 @@ class NumpyExecutable(Executable):
             return self._run_planned(feeds, bindings, check)
         return self._run_unplanned(feeds, bindings, check)
 
-    def time_nodes(self, feeds: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[int, float]:
-        """Run once (without the memory plan) and return each computed node's wall time in
-        seconds, by node id: the measured per-node profile gk.viz.report shows."""
+    def profile(self, feeds: Mapping[str, Any] | None = None, repeat: int = 10, **kwargs: Any) -> Profile:
+        """Run the graph once untimed, then `repeat` times timing each node's numpy call, and
+        report one row per computed node (label, op, time, share), the hottest first: the
+        `Profile` TVM executables give. Runs the plain interpreter: no memory plan, no anomaly checks."""
+        check_repeat(repeat)
         arrays, bindings = self.check_feeds(dict(feeds or {}) | kwargs)
+        self._run_unplanned(arrays, bindings, False)
         timings: dict[int, float] = {}
-        self._run_unplanned(arrays, bindings, False, timings)
-        return timings
+        started = time.perf_counter()
+        for _ in range(repeat):
+            self._run_unplanned(arrays, bindings, False, timings)
+        wall_seconds = time.perf_counter() - started
+        measured = [
+            KernelTotal(node.label, repeat, timings[node_id], (node.label,), node.op)
+            for node_id, node, _ in self.steps
+            if node_id in timings
+        ]
+        return Profile.of(f"'{self.graph.name}' on numpy", measured, wall_seconds, repeat, unit="node")
 
     def _run_unplanned(
         self, feeds: dict[str, np.ndarray], bindings: dict, check: bool, timings: dict[int, float] | None = None
@@ -106,8 +118,8 @@ class NumpyExecutable(Executable):
                 args = [env[v.node][v.index] for v in inputs]
                 start = time.perf_counter()
                 env[node_id] = self._compute(node, attrs, args)
-                if timings is not None:
-                    timings[node_id] = time.perf_counter() - start
+                if timings is not None:  # summed over the runs of a profile
+                    timings[node_id] = timings.get(node_id, 0.0) + time.perf_counter() - start
                 if check:
                     check_finite(node, args, env[node_id])
             for dead in free_at.get(step, ()):

@@ -19,12 +19,14 @@ from tvm import relax
 
 from ..atomic import write_atomic_with
 from ..graph import GradkilnError, Graph, LoweringError, Node, TensorType, UnsupportedOpError, Value
+from .anomaly import anomaly_enabled, check_in_order
 from .cache import CompileCache, cache_key, cache_root
 from .executable import Executable
 from .gpu_launch import Launch, kernel_launches, webgpu_manifest, write_webgpu_bundle
-from .profile import Profile, kernel_nodes, profile_vm
+from .profile import Profile
 from .tvm_dims import DimConverter
 from .tvm_emitters import EMITTERS, EmitContext, Emitter, emit_constant
+from .tvm_profile import kernel_nodes, profile_vm
 from .tvm_schedules import build_pipeline, fuse_kernels, schedule_kernels
 from .tvm_targets import device_module, fusion_passes, gpu_kernels, resolve_target
 
@@ -138,7 +140,8 @@ class TVMExecutable(Executable):
     `cache=True` (or a folder) keeps the compiled library in the compile cache (`cache.py`) and
     loads it on the next compile of the same graph, target and options; `.cache_hit` says whether
     this one was loaded. Off by default: storing costs a link (~0.5 s) that one-off compiles never
-    win back. `.profile(feeds)` times each kernel.
+    win back. `.profile(feeds)` times each kernel. `detect_anomaly=True` (or `gk.detect_anomaly()`)
+    runs an instrumented build that returns every value and names the first node with a NaN or Inf.
     """
 
     def __init__(
@@ -148,8 +151,11 @@ class TVMExecutable(Executable):
         target: Any = "llvm",
         schedule: bool = True,
         cache: bool | str | os.PathLike[str] = False,
+        detect_anomaly: bool = False,
     ) -> None:
         super().__init__(graph, outputs)
+        self.detect_anomaly = detect_anomaly
+        self._instrumented: tuple[list[Value], Any] | None = None  # (every value, its VM), built when needed
         self.spec = resolve_target(target)
         self.target = self.spec.kind
         self.target_options = self.spec.options
@@ -212,16 +218,34 @@ class TVMExecutable(Executable):
             raise LoweringError(f"reading the kernel launches for {self.spec.label} failed: {condense(err)}") from err
 
     def run(self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int]) -> Sequence[np.ndarray]:
+        if self.detect_anomaly or anomaly_enabled():
+            return self._run_checked(feeds)
+        return self._call(self.vm, feeds)
+
+    def _call(self, vm: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         device = self.spec.require_device()
         # tvm.runtime.tensor copies into 64-byte-aligned memory; TVM kernels crash on unaligned numpy data
         args = [tvm.runtime.tensor(feeds[name], device) for name in self.argument_names]
         try:
             with self._vm_lock:
-                return [r.numpy() for r in self.vm["main"](*args)]
+                return [r.numpy() for r in vm["main"](*args)]
         except Exception as err:  # a failed run-time check of the VM, e.g. a shape it could not bind
             raise LoweringError(
                 f"running graph '{self.graph.name}' on {self.spec.label} failed: {condense(err)}"
             ) from err
+
+    def _run_checked(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Anomaly detection on TVM: an instrumented build returns every value, which is checked
+        node by node in order (`anomaly.check_in_order`); built on first use."""
+        if self._instrumented is None:
+            every = [v for node in self.nodes for v in node.outputs]
+            module = build_module(self.graph, self._params, self.nodes, every, self.spec.label)
+            self._instrumented = every, relax.VirtualMachine(self._build(module)[0], self.spec.require_device())
+        every, vm = self._instrumented
+        values = dict(zip(every, self._call(vm, feeds)))
+        values.update({n.outputs[0]: feeds[n.name] for n in self.input_nodes + self.param_nodes})
+        check_in_order(self.nodes, values)
+        return [values[v] for v in self.output_values]
 
     def profile(self, feeds: dict[str, Any] | None = None, repeat: int = 10, **kwargs: Any) -> Profile:
         """Run the graph `repeat` times (after one warm-up run) on a VM that times every kernel call,

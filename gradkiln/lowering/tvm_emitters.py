@@ -61,7 +61,6 @@ DIRECT: dict[str, Callable[..., relax.Expr]] = {
     "exp": R.exp,
     "log": R.log,
     "sqrt": R.sqrt,
-    "tanh": R.tanh,
     "sigmoid": R.sigmoid,
     "sin": R.sin,
     "cos": R.cos,
@@ -89,10 +88,18 @@ DIRECT: dict[str, Callable[..., relax.Expr]] = {
     "mod": R.floor_mod,
     "floordiv": R.floor_divide,
     "where": R.where,
-    "matmul": R.matmul,
 }
 for _name, _fn in DIRECT.items():
     register_emitter(_name)(_call(_fn))
+
+
+@register_emitter("matmul")
+def _matmul(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """float16 products accumulate in float32 (as numpy's float16 matmul does), then round once."""
+    dtype = node.types[0].dtype
+    if dtype != "float16":
+        return R.matmul(*args)
+    return R.astype(R.matmul(*args, out_dtype="float32"), dtype)
 
 
 def _scalar(node: Node, value: float) -> relax.Expr:
@@ -100,8 +107,17 @@ def _scalar(node: Node, value: float) -> relax.Expr:
     return relax.const(value, node.types[0].dtype)
 
 
+def tanh(x: relax.Expr, dtype: str) -> relax.Expr:
+    """1 - 2 / (e**2x + 1): one exp per element. TVM's own tanh evaluates both branches of a
+    select, four exps; this form is as accurate (both lose relative precision below |x| ~ 1e-4)
+    and saturates to +-1 without overflow trouble."""
+    one, two = relax.const(1.0, dtype), relax.const(2.0, dtype)
+    return R.subtract(one, R.divide(two, R.add(R.exp(R.multiply(x, two)), one)))
+
+
 # op -> f(node, x) for unary ops composed from Relax ops (with the node for its dtype and attrs).
 COMPOSED: dict[str, Callable[[Node, relax.Expr], relax.Expr]] = {
+    "tanh": lambda node, x: tanh(x, node.types[0].dtype),
     "exp2": lambda node, x: R.power(_scalar(node, 2.0), x),
     "log1p": lambda node, x: R.log(R.add(x, _scalar(node, 1.0))),
     "expm1": lambda node, x: R.subtract(R.exp(x), _scalar(node, 1.0)),
@@ -182,7 +198,6 @@ def _logsumexp(x: relax.Expr, axes: list[int], keepdims: bool) -> relax.Expr:
 
 REDUCTIONS: dict[str, Callable[..., relax.Expr]] = {
     "sum": R.sum,
-    "mean": R.mean,
     "max": R.max,
     "min": R.min,
     "prod": R.prod,
@@ -190,6 +205,16 @@ REDUCTIONS: dict[str, Callable[..., relax.Expr]] = {
 }
 for _name, _fn in REDUCTIONS.items():
     register_emitter(_name)(_over_axes(_fn, "keepdims"))
+
+
+@register_emitter("mean")
+def _mean(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """R.mean; over zero elements NaN, as numpy gives (Relax would fold a division by 0 and fail)."""
+    shape = args[0].ty.shape
+    counts = [shape.values[a] for a in node.attrs["axes"]] if isinstance(shape, relax.ShapeExpr) else []
+    if any(isinstance(n, tirx.IntImm) and n.value == 0 for n in counts):  # the sum of nothing, times NaN
+        return R.multiply(_over_axes(R.sum, "keepdims")(ctx, node, args), _scalar(node, np.nan))
+    return _over_axes(R.mean, "keepdims")(ctx, node, args)
 
 
 def _moment(fn: Callable[..., relax.Expr], power: float) -> Emitter:

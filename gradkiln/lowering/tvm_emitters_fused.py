@@ -1,126 +1,57 @@
-"""The Relax emitter of the fused elementwise op: one kernel computing every output expression.
+"""The Relax emitter of the fused elementwise op: its expressions as Relax operations, one binding
+per subexpression (so a subexpression shared by several outputs is computed once), which TVM's
+FuseOps then puts in one kernel with the neighbouring ops.
 
-Each input is read with numpy broadcasting (a static size-1 axis reads index 0; missing leading
-axes are skipped). Output k is one stage of the kernel that reads the earlier outputs it contains
-rather than recomputing them; a subexpression used twice, or the compound argument of a head
-whose TIR repeats it, is one more stage (`_stage_points`). log1p and expm1 follow the
-unfused emitters (log(1 + x), e**x - 1); softplus is the overflow-free max(x, 0) + log1p(e**-|x|).
+Why Relax operations and not one TE kernel written from the expressions: a hand-written TE
+kernel hides the elementwise producers and epilogues of matmuls and convolutions from TVM's
+fusion and from our CPU schedules (`tvm_schedules`), which then fail to match (the W1 MLP
+step ran 6x slower in one measurement, on a busy machine); and TVM inlines let-bound values, so
+one TE expression nesting heads whose lowering repeats the argument (tanh, sign, softplus, x**2)
+grows exponentially. Relax bindings have neither problem, and FuseOps makes the single kernel
+all the same.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any, Callable
 
-import sympy
-from tvm import relax, te, tirx
+from tvm import relax
+from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
-from ..graph.ops.fused import FUNCTIONS, fold, subexpressions, substitute, symbols
-from .tvm_emitters import EmitContext, register_emitter
+from ..graph.ops.fused import FUNCTIONS, fold, symbols
+from .tvm_emitters import DIRECT, EmitContext, register_emitter, tanh
 
 
-def tir_ops(dtype: str) -> dict[str, Callable[..., tirx.PrimExpr]]:
-    """fold's operations as TIR over values of `dtype`."""
-    zero, one, two = tirx.const(0, dtype), tirx.const(1, dtype), tirx.const(2, dtype)
+def relax_ops(dtype: str) -> dict[str, Callable[..., relax.Expr]]:
+    """fold's operations as Relax operations over values of `dtype`."""
+    one = relax.const(1.0, dtype)
     return {
-        "add": lambda a, b: a + b,
-        "mul": lambda a, b: a * b,
-        "div": lambda a, b: a / b,
-        "pow": tirx.pow,
-        "sqrt": tirx.sqrt,
-        "rsqrt": tirx.rsqrt,
-        "reciprocal": lambda a: one / a,
-        "square": lambda a: a * a,
-        "exp": tirx.exp,
-        "log": tirx.log,
-        "tanh": lambda a: one - two / (tirx.exp(a * two) + one),
-        "sin": tirx.sin,
-        "cos": tirx.cos,
-        "tan": tirx.tan,
-        "asin": tirx.asin,
-        "acos": tirx.acos,
-        "atan": tirx.atan,
-        "sinh": tirx.sinh,
-        "cosh": tirx.cosh,
-        "erf": tirx.erf,
-        "sigmoid": tirx.sigmoid,
-        "relu": lambda a: tirx.max(a, zero),
-        "abs": tirx.abs,
-        "sign": lambda a: tirx.if_then_else(a > zero, one, tirx.if_then_else(a < zero, -one, zero)),
-        "log1p": lambda a: tirx.log(one + a),
-        "expm1": lambda a: tirx.exp(a) - one,
-        "softplus": lambda a: tirx.max(a, zero) + tirx.log(one + tirx.exp(-tirx.abs(a))),
+        "add": R.add,
+        "mul": R.multiply,
+        "div": R.divide,
+        "pow": R.power,
+        "sqrt": R.sqrt,
+        "rsqrt": R.rsqrt,
+        "reciprocal": lambda a: R.divide(one, a),
+        "square": lambda a: R.multiply(a, a),
+        "log1p": lambda a: R.log(R.add(a, one)),
+        "expm1": lambda a: R.subtract(R.exp(a), one),
+        "tanh": lambda a: tanh(a, dtype),
+        **{op: DIRECT[op] for op in FUNCTIONS if op in DIRECT},
     }
-
-
-def _broadcast_read(x: te.Tensor, index: tuple[Any, ...]) -> tirx.PrimExpr:
-    """x at the output position `index`, under numpy broadcasting."""
-    lead = len(index) - len(x.shape)
-    at = [0 if isinstance(d, tirx.IntImm) and int(d) == 1 else i for d, i in zip(x.shape, index[lead:])]
-    return x(*at)
-
-
-# Heads whose TIR uses the argument more than once (tanh's own lowering does too, so tanh is
-# written with one exp instead): a compound argument of theirs is computed in a stage of its own,
-# else nesting them grows the kernel exponentially (TVM inlines let-bound values).
-REPEATS_ARGUMENT = (FUNCTIONS["sign"], FUNCTIONS["softplus"], FUNCTIONS["tan"])
-
-
-def _stage_points(expr: sympy.Expr) -> list[sympy.Expr]:
-    """The compound subexpressions of `expr` to compute in stages of their own, innermost first:
-    those used more than once, and the arguments of heads that repeat them (x**2 included)."""
-    order = subexpressions([expr])
-    uses = Counter(a for e in order for a in e.args)
-    repeats = {
-        e.args[0] for e in order if isinstance(e, REPEATS_ARGUMENT) or (isinstance(e, sympy.Pow) and e.args[1] == 2)
-    }
-    return [e for e in order if e is not expr and e.args and not e.is_number and (uses[e] > 1 or e in repeats)]
-
-
-def _stage(
-    expr: sympy.Expr, by_symbol: dict[sympy.Symbol, te.Tensor], shape: list[Any], dtype: str, name: str
-) -> te.Tensor:
-    """`expr` as one TE computation reading the tensors of its symbols (broadcast)."""
-    ops = tir_ops(dtype)
-
-    def element(*index: tirx.PrimExpr) -> tirx.PrimExpr:
-        def read(symbol: sympy.Symbol) -> tirx.PrimExpr:
-            return _broadcast_read(by_symbol[symbol], index)
-
-        (value,) = fold([expr], read, lambda v: tirx.const(v, dtype), lambda op, args: ops[op](*args))
-        return value.astype(dtype)
-
-    return te.compute(shape, element, name=name)
-
-
-def _staged(
-    expr: sympy.Expr, by_symbol: dict[sympy.Symbol, te.Tensor], shape: list[Any], dtype: str, name: str
-) -> te.Tensor:
-    """`expr` as a chain of stages: its stage points first (each reading the earlier ones), then itself."""
-    points = _stage_points(expr)
-    names = {e: sympy.Symbol(f"_{name}_{i}") for i, e in enumerate(points)}
-    for i, point in enumerate(points):
-        inner = {e: n for e, n in names.items() if e is not point}
-        by_symbol[names[point]] = _stage(substitute(point, inner), by_symbol, shape, dtype, f"{name}_{i}")
-    return _stage(substitute(expr, names), by_symbol, shape, dtype, name)
 
 
 @register_emitter("fused")
 def _fused(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    """One stage per output, in one kernel; a later output reads what an earlier one computed."""
-    exprs = list(node.attrs["exprs"])
-    shape = ctx.dim.shape(node.types[0].shape)
     dtype = node.types[0].dtype
-    names = [sympy.Symbol(f"_o{k}") for k in range(len(exprs))]
+    shape = ctx.dim.shape(node.types[0].shape)
+    ops = relax_ops(dtype)
 
-    def compute(*tensors: te.Tensor) -> te.Tensor | list[te.Tensor]:
-        by_symbol: dict[sympy.Symbol, te.Tensor] = dict(zip(symbols(len(tensors)), tensors))
-        stages: list[te.Tensor] = []
-        for k, expr in enumerate(exprs):
-            earlier = dict(zip(exprs[:k], names[:k]))
-            stages.append(_staged(substitute(expr, earlier), by_symbol, shape, dtype, f"fused{k}"))
-            by_symbol[names[k]] = stages[-1]
-        return stages if len(stages) > 1 else stages[0]
+    def apply(op: str, operands: list[Any]) -> relax.Expr:
+        return ctx.bb.emit(ops[op](*operands))
 
-    return ctx.bb.emit_te(compute, *args, primfunc_name_hint="fused")
+    by_symbol = dict(zip(symbols(len(args)), args))
+    values = fold(node.attrs["exprs"], by_symbol.__getitem__, lambda v: relax.const(v, dtype), apply)
+    outputs = [R.broadcast_to(v, shape) for v in values]
+    return outputs[0] if len(outputs) == 1 else relax.Tuple(outputs)

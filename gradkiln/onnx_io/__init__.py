@@ -2,8 +2,9 @@
 
 - `export(graph, outputs, path=None, opset=OPSET, name=None) -> onnx.ModelProto` writes the part
   of `graph` that `outputs` needs (opset 18 by default), checked with `full_check`.
-- `import_model(model_or_path) -> (Graph, {onnx output name: Tensor})` reads a ModelProto, a
-  path or serialized bytes; `gk.compile(graph, outputs)` then runs it.
+- `import_model(model_or_path, rules=None) -> (Graph, {onnx output name: Tensor})` reads a
+  ModelProto, a path (with external data files) or serialized bytes; `gk.compile(graph,
+  outputs)` then runs it. `rules` overrides import rules for one call.
 - `training_graph(model, loss, trainable, optimizer) -> TrainingGraph` imports a model as a
   training step: loss, parameter gradients, optimizer and batch-norm state updates.
 

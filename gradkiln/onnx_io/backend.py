@@ -16,6 +16,7 @@ from onnx import helper, numpy_helper
 from onnx.backend.base import Backend, BackendRep
 
 from ..lowering import Executable, compile
+from .dtypes import to_onnx_array
 from .importer import RunTimeValueError, import_model, tensor_value
 
 
@@ -33,6 +34,7 @@ class GradkilnRep(BackendRep):
         self.target = target
         self.input_names = [i.name for i in model.graph.input if i.name not in self.defaults]
         self.output_names = [o.name for o in model.graph.output]
+        self.output_types = [o.type.tensor_type.elem_type for o in model.graph.output]
         self.specialized = list(specialized)
         self._compiled: dict[Any, Executable] = {}
         if not self.specialized:
@@ -47,7 +49,8 @@ class GradkilnRep(BackendRep):
             feeds = {k: np.asarray(v) for k, v in zip(self.input_names, arrays)}
         executable = self._executable(feeds)
         results = executable({k: v for k, v in feeds.items() if k not in self.specialized})
-        return tuple(np.asarray(results[name]) for name in self.output_names)
+        outputs = (np.asarray(results[name]) for name in self.output_names)
+        return tuple(to_onnx_array(y, code) for y, code in zip(outputs, self.output_types))  # narrow types
 
     def _executable(self, feeds: dict[str, np.ndarray]) -> Executable:
         """The executable for these values of the specialized inputs, compiled on first use;

@@ -121,6 +121,9 @@ for _op_type, _fn2 in LOGICAL.items():
 
 @register_importer("CastLike")
 def _cast_like(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    narrow = ctx.narrow_type(args[1])
+    if narrow is not None:  # a narrow type's values, as Cast to it gives
+        return ctx.cast_narrow(args[0], narrow, bool(n.attrs.get("saturate", 1)))
     dtype = args[1].dtype
     if foldable(args[:1]):
         return eval_elementwise("Cast", args[:1], dtype)

@@ -24,7 +24,7 @@ from . import (  # noqa: F401  (each module registers its family of rules into I
     import_select,
     import_sequences,
 )
-from .dtypes import from_onnx
+from .dtypes import NARROW, from_onnx
 from .importer import IMPORTERS, ImportContext, ImportRule, OnnxNode, Operand, register_importer
 from .shape_rules import KNOWN_ELEMENTWISE, KNOWN_NUMERIC, eval_elementwise, foldable, folding, reduction, tidy
 
@@ -114,6 +114,8 @@ def _identity(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 @register_importer("Cast")
 def _cast(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     dtype = from_onnx(n.attrs["to"], n.label)
+    if n.attrs["to"] in NARROW:
+        return ctx.cast_narrow(args[0], n.attrs["to"], bool(n.attrs.get("saturate", 1)))
     if foldable(args):
         return eval_elementwise("Cast", args, dtype)
     return gb.cast(ctx.tensor(args[0]), dtype)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 from collections import ChainMap
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, MutableMapping, Sequence, Union
+from typing import Any, Callable, Mapping, MutableMapping, Sequence, Union
 
 import numpy as np
 import onnx
 import sympy
-from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from ..graph import GradkilnError, Graph, ONNXError, Tensor, UnsupportedOpError, symbol
@@ -24,7 +23,8 @@ from ..graph import builder as gb
 from ..graph.types import Dim, as_dim
 from ..lowering.numpy_backend import NumpyExecutable
 from . import functions
-from .dtypes import TO_ONNX, from_onnx
+from .dtypes import NARROW, TO_ONNX, from_onnx, narrow_known, narrow_tensor, stand_in, widen
+from .model_file import default_opset, load
 
 
 @dataclass
@@ -90,6 +90,7 @@ class ImportContext:
         self.env: MutableMapping[str, Any] = {"": None}
         self.sources: dict[sympy.Symbol, tuple[Tensor, int]] = {}
         self._constants: dict[int, tuple[Known, Tensor]] = {}
+        self._narrow: dict[int, tuple[Operand, int]] = {}  # by id; holding the operand keeps its id
 
     def subgraph(self, body: onnx.GraphProto, inputs: Sequence[Operand]) -> list[Operand]:
         """Import a control-flow body once with its inputs bound to `inputs` (the names of the
@@ -98,13 +99,30 @@ class ImportContext:
         try:
             self.env.update(zip((i.name for i in body.input), inputs))
             for t in body.initializer:
-                array = tensor_value(t)
-                self.env[t.name] = Known(array, from_onnx(helper.np_dtype_to_tensor_dtype(array.dtype), t.name))
+                known = Known(tensor_value(t), from_onnx(t.data_type, f"initializer {t.name!r}"))
+                self.env[t.name] = self.mark_narrow(known, t.data_type)
             for proto in body.node:
                 _import_node(self, proto, self.opset, self.env, self.rules)
             return [self.env[o.name] for o in body.output]
         finally:
             self.env = outer
+
+    def narrow_type(self, operand: Operand) -> int | None:
+        """The narrow ONNX element type (bfloat16, float8, int4) that `operand` stands in for, if any."""
+        return self._narrow.get(id(operand), (None, None))[1]
+
+    def mark_narrow(self, operand: Operand, code: int) -> Operand:
+        """Record that `operand` holds values of narrow ONNX type `code` (in its stand-in dtype)."""
+        if code in NARROW:
+            self._narrow[id(operand)] = (operand, code)
+        return operand
+
+    def cast_narrow(self, operand: Operand, code: int, saturate: bool = True) -> Operand:
+        """ONNX Cast of `operand` to narrow type `code`: rounded (or wrapped) to that type's values,
+        in its stand-in dtype; evaluated now for a known value."""
+        if isinstance(operand, Known) and operand.array.dtype != object:
+            return self.mark_narrow(Known(narrow_known(operand.array, code, saturate), stand_in(code)), code)
+        return self.mark_narrow(narrow_tensor(self.tensor(operand), code, saturate), code)
 
     def add_source(self, tensor: Tensor) -> None:
         """Remember the first tensor carrying each symbol as a dim (to compute it at run time)."""
@@ -189,114 +207,57 @@ def _as_int_or_expr(value: Any) -> Dim:
     return int(value)
 
 
-def load(model_or_path: onnx.ModelProto | str | os.PathLike | bytes, rules: dict | None) -> onnx.ModelProto:
-    """Read and check a model: every way it can be malformed surfaces as an `ONNXError`, and ops
-    without a rule in `rules` as one `UnsupportedOpError` (before the checker validates them;
-    `rules=None` skips that check, to describe a model gradkiln cannot import)."""
-    if isinstance(model_or_path, onnx.ModelProto):
-        model, where = model_or_path, "the model"
-    else:
-        data, where = _read(model_or_path)
-        try:
-            model = onnx.load_model_from_string(data)
-        except (DecodeError, RuntimeError, ValueError) as err:
-            raise ONNXError(f"{where} is not an ONNX model (it does not parse as a ModelProto: {err})") from None
-    if not model.HasField("graph"):
-        raise ONNXError(f"{where} is not an ONNX model: it has no graph (an empty, truncated or foreign file?)")
-    if rules is not None:
-        _check_supported(model, rules)
-    try:
-        onnx.checker.check_model(model)
-    except (onnx.checker.ValidationError, UnicodeDecodeError) as err:  # names that are not UTF-8
-        first = str(err).strip().splitlines()[0]
-        raise ONNXError(f"{where} is not a valid ONNX model: {first}") from None
-    return model
-
-
-def _read(source: str | os.PathLike | bytes) -> tuple[bytes, str]:
-    if isinstance(source, bytes):
-        return source, "the bytes given"
-    try:
-        with open(source, "rb") as f:
-            return f.read(), f"'{os.fspath(source)}'"
-    except OSError as err:
-        raise ONNXError(f"cannot read ONNX model '{os.fspath(source)}': {err.strerror}") from None
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
-
-
-def import_model(model_or_path: onnx.ModelProto | str | os.PathLike | bytes) -> tuple[Graph, dict[str, Tensor]]:
+def import_model(
+    model_or_path: onnx.ModelProto | str | os.PathLike | bytes, rules: Mapping[str, ImportRule] | None = None
+) -> tuple[Graph, dict[str, Tensor]]:
     """Import an ONNX model (a ModelProto, a path or serialized bytes).
 
     Returns the graph and its outputs by ONNX output name, ready for `gk.compile(graph, outputs)`.
     Initializers that are also graph inputs become params, other initializers constants, and
-    `dim_param` dims become symbols.
+    `dim_param` dims become symbols. A path may keep tensors in external data files next to it.
+    Narrow element types import as their stand-ins (see `dtypes.py`): bfloat16 and float8 as
+    float32, int4 and uint4 as int32. `rules` maps ONNX op types to import rules used for this
+    import in place of (or besides) the registered `IMPORTERS`, e.g. training-mode BatchNorm.
     """
     from . import import_rules  # noqa: F401  (fills IMPORTERS)
 
-    model = load(model_or_path, IMPORTERS)
+    table = IMPORTERS | dict(rules or {})
+    model = load(model_or_path, table)
     opset = default_opset(model)
     graph = Graph(model.graph.name or "onnx")
-    ctx = ImportContext(graph, opset, IMPORTERS)
+    ctx = ImportContext(graph, opset, table)
     with graph:
         env = ctx.env = _sources(ctx, model.graph)
         for proto in model.graph.node:
-            _import_node(ctx, proto, opset, env, IMPORTERS)
+            _import_node(ctx, proto, opset, env, table)
         outputs = {o.name: ctx.tensor(env[o.name], f"output {o.name!r}") for o in model.graph.output}
     return graph, outputs
-
-
-def _check_supported(model: onnx.ModelProto, rules: dict) -> None:
-    """Raise one error listing every (op type, opset) of the model that has no import rule,
-    looking into the ONNX functions that stand in for ops without one."""
-    versions = {o.domain or "ai.onnx": o.version for o in model.opset_import}
-    missing: set[tuple[str, int | None]] = set()
-    _collect_missing(model.graph.node, versions, rules, missing)
-    if missing:
-        listed = ", ".join(f"{op} (opset {version})" for op, version in sorted(missing, key=str))
-        raise UnsupportedOpError(f"the model uses ops gradkiln cannot import: {listed}")
-
-
-def _collect_missing(nodes: Iterable[onnx.NodeProto], versions: dict, rules: dict, missing: set) -> None:
-    for n in nodes:
-        domain = n.domain or "ai.onnx"
-        version = versions.get(domain)
-        if domain == "ai.onnx" and n.op_type in rules:
-            continue
-        body = functions.static_body(n.op_type, version or 1, n.domain) if version else None
-        if body is not None:
-            inner = {o.domain or "ai.onnx": o.version for o in body.opset_import}
-            _collect_missing(body.node, versions | inner, rules, missing)
-        elif version is None or not functions.has_function(n.op_type, version, n.domain):
-            missing.add((n.op_type if domain == "ai.onnx" else f"{n.domain}.{n.op_type}", version))
-    for n in nodes:  # the bodies of control flow
-        for attr in n.attribute:
-            for body in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                _collect_missing(body.node, versions, rules, missing)
 
 
 def _sources(ctx: ImportContext, onnx_graph: onnx.GraphProto) -> dict[str, Operand]:
     """Graph inputs become inputs (or params, when they have an initializer); other initializers
     become known values."""
-    inits = {t.name: tensor_value(t) for t in onnx_graph.initializer}
+    inits = {t.name: t for t in onnx_graph.initializer}
     env: dict[str, Operand] = {"": None}
     for info in onnx_graph.input:
         if info.name in inits:
-            env[info.name] = gb.param(info.name, inits.pop(info.name))
+            env[info.name] = gb.param(info.name, tensor_value(inits.pop(info.name)))
         else:
             env[info.name] = gb.input(info.name, _shape(info), _elem_dtype(info))
             ctx.add_source(env[info.name])
-    for name, array in inits.items():
-        env[name] = Known(array, from_onnx(helper.np_dtype_to_tensor_dtype(array.dtype), f"initializer {name!r}"))
+        ctx.mark_narrow(env[info.name], info.type.tensor_type.elem_type)
+    for name, t in inits.items():
+        env[name] = ctx.mark_narrow(
+            Known(tensor_value(t), from_onnx(t.data_type, f"initializer {name!r}")), t.data_type
+        )
     return env
 
 
 def tensor_value(proto: onnx.TensorProto) -> np.ndarray:
-    """The array a TensorProto holds; an `ONNXError` when its type or data is malformed."""
+    """The array a TensorProto holds (a narrow type widened to its stand-in); an `ONNXError` when
+    its type or data is malformed."""
     try:
-        return numpy_helper.to_array(proto)
+        return widen(numpy_helper.to_array(proto))
     except (KeyError, ValueError, TypeError) as err:
         raise ONNXError(f"initializer {proto.name!r} is malformed: {err}") from None
 
@@ -362,5 +323,5 @@ def _attr(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, onnx.TensorProto):
-        return numpy_helper.to_array(value)
+        return tensor_value(value)
     return value

@@ -130,7 +130,7 @@ def _import_for_training(
     params = _select_trainable(weights, declared or weights, trainable)
     recorder = _Recorder(train_batch_norm, dropout_masks)
     state_inputs = running if train_batch_norm else []
-    graph, outputs = _import(_with_inputs(proto, [*params, *state_inputs]), recorder.rules())
+    graph, outputs = importer.import_model(_with_inputs(proto, [*params, *state_inputs]), recorder.rules())
     return graph, outputs, params, recorder.running
 
 
@@ -163,20 +163,6 @@ def _hyperparameters(optimizer: str | None, given: Mapping[str, float]) -> dict[
 
 
 # -- import -------------------------------------------------------------------------------------
-def _import(proto: onnx.ModelProto, rules: dict) -> tuple[Graph, dict[str, Tensor]]:
-    """`import_model` with training rules in place of the inference ones for BN and Dropout."""
-    model = importer.load(proto, rules)
-    opset = importer.default_opset(model)
-    graph = Graph(model.graph.name or "onnx")
-    ctx = ImportContext(graph, opset, rules)
-    with graph:
-        env = ctx.env = importer._sources(ctx, model.graph)
-        for node in model.graph.node:
-            importer._import_node(ctx, node, opset, env, rules)
-        outputs = {o.name: ctx.tensor(env[o.name], f"output {o.name!r}") for o in model.graph.output}
-    return graph, outputs
-
-
 def _with_inputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """A copy whose graph inputs are the data inputs plus the initializers `names` (which the
     importer then makes params); every other initializer becomes a constant."""
@@ -201,7 +187,8 @@ class _Recorder:
         self.running: dict[str, Tensor] = {}
 
     def rules(self) -> dict:
-        return IMPORTERS | {"BatchNormalization": self._batch_norm, "Dropout": self._dropout}
+        """The rules `import_model` uses in place of the inference ones for BN and Dropout."""
+        return {"BatchNormalization": self._batch_norm, "Dropout": self._dropout}
 
     def _batch_norm(self, ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Any:
         """Training mode records the updated running statistics; eval mode keeps them as they are."""

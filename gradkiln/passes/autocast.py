@@ -14,9 +14,9 @@ cast(cast(x32, f16), f32) is not, and is never removed).
 Accumulation: numpy's float16 matmul accumulates in float32 and rounds the sum once (so the
 numpy executor computes what "float16 inputs, float32 accumulation" means; a test checks it);
 conv2d contracts im2col windows with one einsum, the same; conv_transpose2d adds its kh*kw
-per-offset products into a float16 output, so those few sums round in float16. TVM's Relax
-`matmul` takes an `out_dtype`; the gradkiln emitter does not pass one, so TVM kernels
-accumulate in float16.
+per-offset products into a float16 output, so those few sums round in float16. The TVM emitter
+gives float16 matmuls a float32 accumulator too (Relax's `out_dtype`); TVM's float16
+convolutions accumulate in float16.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from ..graph.types import Dim, dims_equal
 from .walk import as_list, common_graph, next_node_id, nodes_between, remove_unneeded, same_type
 
 BatchRule = Callable[..., Tensor]
+Outputs = Tensor | tuple[Tensor, ...]  # a multi-output op's rule gets and returns a tuple
 BATCH_RULES: dict[str, BatchRule] = {}
 
 
@@ -105,17 +106,31 @@ def _apply_rule(node: Node, env: dict[Value, Tensor], size: Dim) -> tuple[Tensor
 
 
 # -- rules ----------------------------------------------------------------------------------------------
-def _lifted(x: Tensor, rank: int) -> Tensor:
+def lift_batched(x: Tensor, rank: int) -> Tensor:
     """A batched x (B, *s) as (B, 1, ..., 1, *s) of rank `rank` + 1, so that it broadcasts
     against unbatched operands of rank <= `rank` as x did."""
     missing = rank - (x.ndim - 1)
     return gb.expand_dims(x, tuple(range(1, 1 + missing))) if missing else x
 
 
-def _elementwise(op: str) -> BatchRule:
-    def rule(inputs: tuple[Tensor, ...], batched: tuple[bool, ...], out: Tensor, size: Dim, **attrs: object) -> Tensor:
-        operands = [_lifted(x, out.ndim) if b else x for x, b in zip(inputs, batched)]
-        return gb.broadcast_to(gb.emit(op, *operands, **attrs), (size, *out.shape))
+def broadcasting_rule(op: str) -> BatchRule:
+    """The batching rule of an op that broadcasts its operands (elementwise ops, fused nodes,
+    matrix ops batched over leading dims): batched operands get their rank padded, and each
+    output is broadcast to carry the batch axis."""
+
+    def rule(
+        inputs: tuple[Tensor, ...],
+        batched: tuple[bool, ...],
+        out: Tensor | tuple[Tensor, ...],
+        size: Dim,
+        **attrs: object,
+    ) -> Tensor | tuple[Tensor, ...]:
+        outs = out if isinstance(out, tuple) else (out,)
+        operands = [lift_batched(x, outs[0].ndim) if b else x for x, b in zip(inputs, batched)]
+        results = gb.emit(op, *operands, **attrs)
+        results = results if isinstance(results, tuple) else (results,)
+        lifted = tuple(gb.broadcast_to(r, (size, *o.shape)) for r, o in zip(results, outs))
+        return lifted if isinstance(out, tuple) else lifted[0]
 
     return rule
 
@@ -140,7 +155,7 @@ def _over_axis(op: str) -> BatchRule:
 
 for _name, _op in OPS.items():
     if _op.elementwise:
-        register_batch(_name)(_elementwise(_name))
+        register_batch(_name)(broadcasting_rule(_name))
 for _name in ("sum", "mean", "max", "min", "prod", "logsumexp", "var", "std", "expand_dims", "squeeze"):
     register_batch(_name)(_over_axes(_name))
 for _name in ("softmax", "log_softmax", "argmax", "argmin", "cumsum", "cumprod"):
@@ -166,7 +181,7 @@ def _transpose(inputs: tuple[Tensor, ...], batched: tuple[bool, ...], out: Tenso
 def _broadcast_to(
     inputs: tuple[Tensor, ...], batched: tuple[bool, ...], out: Tensor, size: Dim, shape: tuple
 ) -> Tensor:
-    return gb.emit("broadcast_to", _lifted(inputs[0], len(shape)), shape=(size, *shape))
+    return gb.emit("broadcast_to", lift_batched(inputs[0], len(shape)), shape=(size, *shape))
 
 
 @register_batch("concat")
@@ -205,7 +220,7 @@ def _pad(
 def _matmul(inputs: tuple[Tensor, ...], batched: tuple[bool, ...], out: Tensor, size: Dim) -> Tensor:
     """Batched operands get their rank padded like elementwise ones: matmul broadcasts its
     leading axes as numpy does."""
-    a, b = (_lifted(x, out.ndim) if flag else x for x, flag in zip(inputs, batched))
+    a, b = (lift_batched(x, out.ndim) if flag else x for x, flag in zip(inputs, batched))
     return gb.broadcast_to(gb.emit("matmul", a, b), (size, *out.shape))
 
 

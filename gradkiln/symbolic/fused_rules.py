@@ -16,8 +16,7 @@ import sympy
 from ..graph import Tensor
 from ..graph import builder as gb
 from ..graph.ops.fused import Expressions, symbols
-from ..graph.types import Dim
-from .batching import _lifted, register_batch
+from .batching import broadcasting_rule, register_batch
 from .jvp_rules import Tangents, register_jvp
 from .sympy_bridge import jvp_exprs, share, vjp_exprs
 from .vjp_rules import register_vjp, unbroadcast
@@ -34,7 +33,7 @@ def emit_fused(exprs: Sequence[sympy.Expr], operands: Sequence[Tensor]) -> list[
             target = kept.setdefault(operand.value, sympy.Symbol(f"x{len(kept)}"))
             renamed[symbol] = target
     by_value = {t.value: t for t in operands}
-    live = [i for i, e in enumerate(exprs) if e != 0]
+    live = [i for i, e in enumerate(exprs) if not _is_zero(e)]
     results: list[Tensor | None] = [None] * len(exprs)
     if live:
         outs = gb.emit(
@@ -43,6 +42,11 @@ def emit_fused(exprs: Sequence[sympy.Expr], operands: Sequence[Tensor]) -> list[
         for i, out in zip(live, outs if isinstance(outs, tuple) else (outs,)):
             results[i] = out
     return results
+
+
+def _is_zero(expr: sympy.Expr) -> bool:
+    """0, also unevaluated (`0 + 0` from differentiating sign): a constant has no operand to read."""
+    return expr == 0 or (not expr.free_symbols and float(expr) == 0)
 
 
 def _extra_symbols(start: int, count: int) -> list[sympy.Symbol]:
@@ -76,17 +80,4 @@ def _fused_jvp(
     return emitted[0] if len(emitted) == 1 else emitted
 
 
-@register_batch("fused")
-def _fused_batch(
-    inputs: tuple[Tensor, ...],
-    batched: tuple[bool, ...],
-    out: Tensor | tuple[Tensor, ...],
-    size: Dim,
-    exprs: Expressions,
-) -> Tensor | tuple[Tensor, ...]:
-    outs = out if isinstance(out, tuple) else (out,)
-    operands = [_lifted(x, outs[0].ndim) if b else x for x, b in zip(inputs, batched)]
-    results = gb.emit("fused", *operands, exprs=exprs)
-    results = results if isinstance(results, tuple) else (results,)
-    lifted = tuple(gb.broadcast_to(r, (size, *o.shape)) for r, o in zip(results, outs))
-    return lifted if isinstance(out, tuple) else lifted[0]
+register_batch("fused")(broadcasting_rule("fused"))

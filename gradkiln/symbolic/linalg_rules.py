@@ -27,7 +27,7 @@ from ..graph import builder as gb
 from ..graph.builder.linalg import matrix_transpose as mT  # noqa: N812 (numpy's name)
 from ..graph.ops.linalg import letter_dims, parse_subscripts
 from ..graph.types import Dim
-from .batching import register_batch
+from .batching import broadcasting_rule, register_batch
 from .jvp_rules import Tangents, register_jvp
 from .vjp_rules import register_vjp, unbroadcast, zeros_like
 
@@ -50,25 +50,8 @@ def _triangle(x: Tensor, lower: bool, diagonal: float = 1.0) -> Tensor:
     return x * gb.constant(mask.astype(x.dtype), graph=x.graph)
 
 
-def _lifted(x: Tensor, flag: bool, rank: int) -> Tensor:
-    """A batched operand (B, *s) as (B, 1, ..., *s) of rank `rank` + 1, so that its batch dims
-    broadcast against unbatched operands as before."""
-    missing = rank - (x.ndim - 1)
-    return gb.expand_dims(x, tuple(range(1, 1 + missing))) if flag and missing else x
-
-
-def _batched_matrix_op(op: str):
-    """Batching for ops batched over leading dims: the vmap axis is one more leading dim."""
-
-    def rule(inputs: tuple[Tensor, ...], batched: tuple[bool, ...], out: Tensor, size: Dim, **attrs) -> Tensor:
-        operands = [_lifted(x, flag, out.ndim) for x, flag in zip(inputs, batched)]
-        return gb.broadcast_to(gb.emit(op, *operands, **attrs), (size, *out.shape))
-
-    return rule
-
-
 for _op in ("inverse", "det", "solve", "cholesky", "triangular_solve", "trace"):
-    register_batch(_op)(_batched_matrix_op(_op))
+    register_batch(_op)(broadcasting_rule(_op))
 
 
 # -- einsum -------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ SOURCE_COLOURS = {"input": "#d9ead3", "param": "#fff2cc", "constant": "#eeeeee"}
 FORMATS = ("svg", "png", "pdf")
 # drawings with more nodes carry edge types as tooltips: dot spends minutes placing labels on them
 EDGE_LABEL_LIMIT = 150
+EXPRESSION_CHARS = 400  # of each fused expression in a tooltip
 _ATTR_LIMIT = 3  # attributes (and collapsed sources) shown in a node label; the rest go to the tooltip
 
 
@@ -207,9 +208,20 @@ def _source_line(source: Node) -> str:
     return f"const {source.types[0]}"
 
 
+def _fused_lines(node: Node) -> tuple[list[str], list[str]]:
+    """A fused node's label line (its size) and tooltip lines (each output's sympy expression)."""
+    exprs = list(node.attrs["exprs"])
+    shown = f"{len(exprs)} output{'s' * (len(exprs) != 1)}, sympy expressions in the tooltip"
+    return [shown], [f"out{k} = {str(e)[:EXPRESSION_CHARS]}" for k, e in enumerate(exprs)]
+
+
 def _node_style(node: Node, is_output: bool, folded: Sequence[Node] = ()) -> dict[str, str]:
-    attrs = {k: format_attr(v) for k, v in node.attrs.items() if k not in ("value", "type")}
+    attrs = {k: format_attr(v) for k, v in node.attrs.items() if k not in ("value", "type", "exprs")}
     lines = [f"{k}={v}" for k, v in attrs.items()] + [_source_line(s) for s in folded]
+    expressions: list[str] = []
+    if node.op == "fused":
+        head, expressions = _fused_lines(node)
+        lines = head + lines
     shown = "\n".join(
         lines[:_ATTR_LIMIT] + ([f"(+{len(lines) - _ATTR_LIMIT} more)"] if len(lines) > _ATTR_LIMIT else [])
     )
@@ -218,7 +230,7 @@ def _node_style(node: Node, is_output: bool, folded: Sequence[Node] = ()) -> dic
     tooltip = f"{node.label} = {node.op} : {', '.join(map(str, node.types))} ({node.role})"
     return {
         "label": f"{title}\n{shown}".strip(),
-        "tooltip": "\n".join([tooltip, *lines]),
+        "tooltip": "\n".join([tooltip, *lines, *expressions]),
         "shape": "box" if node.op not in SOURCES else "ellipse",
         "style": "filled,rounded",
         "fillcolor": colour,

@@ -4,8 +4,8 @@
 the pass timings and node/edge counts, the graph after every pass that changed it (inline SVG,
 summarised with `max_nodes`), the memory plan of the result as a timeline (live bytes per
 schedule step, peak marked), and a per-kernel profile: the cost model's FLOPs and bytes per
-node and, with `profile=True`, each node's measured time in the numpy executor on random
-feeds. No JavaScript, stylesheet or network: snapshots fold with `<details>`.
+node and, with `profile=True`, the numpy executor's `.profile` of random feeds (each node's time
+and share). No JavaScript, stylesheet or network: snapshots fold with `<details>`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ..graph.dtypes import is_float
 from ..graph.types import symbol
 from ..lowering import compile as compile_graph
 from ..lowering.executable import normalize_outputs
+from ..lowering.profile import KernelTime, Profile
 from ..passes import PIPELINES, optimize, plan_memory
 from ..passes.cost import cost
 from ..passes.manager import PassRecord
@@ -33,8 +34,8 @@ from .render import to_svg
 from .timeline import live_bytes, mib, timeline_svg
 
 PROFILE_ROWS = 40  # nodes listed in the profile table, hottest first
-PROFILE_RUNS = 3  # measured runs at most; each node's time is its best
-PROFILE_SECONDS = 2.0  # no further run starts after this long
+PROFILE_RUNS = 3  # timed runs of the profile, unless one run takes over a third of PROFILE_SECONDS
+PROFILE_SECONDS = 2.0  # budget for the timed runs
 
 _STYLE = """
 body { font-family: Helvetica, Arial, sans-serif; margin: 2em; color: #222; max-width: 1200px; }
@@ -87,10 +88,10 @@ def report(
         plan = plan_memory(final.graph, final.outputs, bindings=sizes)
         progress.step("profile")
         costs = cost(final.graph, final.outputs, bindings=sizes)
-        timings, note = _measure(final.graph, final.outputs, sizes, seed) if profile else ({}, "not measured")
+        measured, note = _measure(final.graph, final.outputs, sizes, seed) if profile else (None, "not measured")
     page = _page(graph, pipeline, sizes, bindings, snapshots, drawings, records, seconds)
     page += _memory_section(final.graph, plan)
-    page += _profile_section(final.graph, final.outputs, costs, timings, note)
+    page += _profile_section(final.graph, final.outputs, costs, measured, note)
     return write_atomic(path, (page + "</body></html>\n").encode())
 
 
@@ -132,8 +133,9 @@ def _run_passes(
     return snapshots, records, time.perf_counter() - started
 
 
-def _measure(graph: Graph, outputs: list[Value], sizes: Mapping[str, int], seed: int) -> tuple[dict[int, float], str]:
-    """Per-node wall time of numpy runs on random feeds (floats normal, others zero)."""
+def _measure(graph: Graph, outputs: list[Value], sizes: Mapping[str, int], seed: int) -> tuple[Profile | None, str]:
+    """The numpy executor's per-node profile on random feeds (floats normal, others zero): one
+    timed run, then PROFILE_RUNS if they fit in PROFILE_SECONDS."""
     rng = np.random.default_rng(seed)
     bound = {symbol(k): v for k, v in sizes.items()}
     feeds = {}
@@ -143,13 +145,12 @@ def _measure(graph: Graph, outputs: list[Value], sizes: Mapping[str, int], seed:
         feeds[node.name] = rng.standard_normal(shape).astype(t.dtype) if is_float(t.dtype) else np.zeros(shape, t.dtype)
     try:
         executable = compile_graph(graph, outputs, target="numpy")
-        started, runs = time.perf_counter(), []
-        while len(runs) < PROFILE_RUNS and (not runs or time.perf_counter() - started < PROFILE_SECONDS):
-            runs.append(executable.time_nodes(feeds))
+        measured = executable.profile(feeds, repeat=1)
+        if measured.run_seconds * PROFILE_RUNS < PROFILE_SECONDS:
+            measured = executable.profile(feeds, repeat=PROFILE_RUNS)
     except GradkilnError as err:
-        return {}, f"not measured: the numpy run on random feeds failed ({type(err).__name__}: {err})"
-    best = {node_id: min(run[node_id] for run in runs) for node_id in runs[0]}
-    return best, f"numpy executor, random feeds, best of {len(runs)} run(s)"
+        return None, f"not measured: the numpy run on random feeds failed ({type(err).__name__}: {err})"
+    return measured, f"numpy executor's .profile, random feeds, mean of {measured.repeat} run(s) after a warm-up"
 
 
 def _page(
@@ -214,26 +215,26 @@ def _memory_section(graph: Graph, plan: Any) -> str:
     )
 
 
-def _profile_section(graph: Graph, outputs: list[Value], costs: Any, timings: dict[int, float], note: str) -> str:
+def _profile_section(graph: Graph, outputs: list[Value], costs: Any, measured: Profile | None, note: str) -> str:
+    """The cost model's FLOPs and bytes per node beside the node's row of the measured profile."""
     nodes = [graph.node(i) for i in graph.needed_nodes(outputs)]
-    rows = [(node, c) for node, c in zip(nodes, costs.nodes) if not node.opdef.source]
-    total_time = sum(timings.values()) or 1.0
-    rows.sort(key=lambda row: (-timings.get(row[0].id, 0.0), -row[1].flops, -row[1].bytes))
+    timed = {row.kernel: row for row in measured.rows} if measured is not None else {}
+    untimed = KernelTime("", 0, 0.0, 0.0, ())
+    rows = [(c, timed.get(node.label, untimed)) for node, c in zip(nodes, costs.nodes) if not node.opdef.source]
+    rows.sort(key=lambda row: (-row[1].seconds, -row[0].flops, -row[0].bytes))
     body = [
         [c.label, c.op, c.role, f"{c.flops:,}", f"{c.bytes:,}"]
-        + (
-            [f"{timings.get(node.id, 0.0) * 1e6:.1f}", f"{timings.get(node.id, 0.0) / total_time:.1%}"]
-            if timings
-            else []
-        )
-        for node, c in rows[:PROFILE_ROWS]
+        + ([f"{t.seconds * 1e6:.1f}", f"{t.share:.1%}"] if measured is not None else [])
+        for c, t in rows[:PROFILE_ROWS]
     ]
-    header = ["node", "op", "role", "FLOPs", "bytes"] + (["µs", "time share"] if timings else [])
-    measured = f"; measured total {sum(timings.values()) * 1e3:.2f} ms" if timings else ""
+    header = ["node", "op", "role", "FLOPs", "bytes"] + (["µs", "time share"] if measured is not None else [])
+    measured_total = (
+        f"; measured {measured.kernel_seconds * 1e3:.2f} ms per run in nodes" if measured is not None else ""
+    )
     return "\n".join(
         [
             "<h2>Per-kernel profile</h2>",
-            f"<p>Cost model: {costs.flops:,} FLOPs, {costs.bytes:,} bytes moved{measured}. "
+            f"<p>Cost model: {costs.flops:,} FLOPs, {costs.bytes:,} bytes moved{measured_total}. "
             f"Measured: {escape(note)}. The {min(len(rows), PROFILE_ROWS)} hottest of {len(rows)} nodes:</p>",
             _table(header, body),
             "<h3>By op</h3>",

@@ -1,5 +1,5 @@
 """Anomaly detection: the first NaN/Inf is reported with its node, role, source line and inputs,
-in plain and memory-planned numpy runs; runs without it are unchanged."""
+in plain and memory-planned numpy runs and in TVM's instrumented build; runs without it are unchanged."""
 
 import re
 from pathlib import Path
@@ -11,7 +11,9 @@ import gradkiln as gk
 
 HERE = Path(__file__).resolve()
 DOC = HERE.parents[2] / "docs" / "troubleshooting.md"
-PLANNED = pytest.mark.parametrize("memory_plan", [False, True], ids=["plain", "planned"])
+RUNS = pytest.mark.parametrize(
+    "options", [{}, {"memory_plan": True}, {"target": "llvm"}], ids=["numpy", "numpy-planned", "tvm-llvm"]
+)
 
 
 def line_of(marker):
@@ -44,37 +46,37 @@ def test_nodes_record_the_user_source_line_that_built_them_and_copies_keep_it():
     assert g.copy().node(log.id).source == log.source
 
 
-@PLANNED
-def test_a_nan_in_a_forward_node_names_the_node_its_source_and_its_inputs(memory_plan):
+@RUNS
+def test_a_nan_in_a_forward_node_names_the_node_its_source_and_its_inputs(options):
     g, loss = log_graph()
-    fn = gk.compile(g, loss, memory_plan=memory_plan, detect_anomaly=True)
+    fn = gk.compile(g, loss, detect_anomaly=True, **options)
     with pytest.raises(gk.AnomalyError) as info:
         fn(x=np.array([1.0, -1.0, 2.0], np.float32))
     message = str(info.value)
     assert message.startswith("%1 = log(...) (forward) produced 1 NaN and 0 Inf in its output float32[3]")
     assert f"{HERE}:{line_of('# forward-log')} in log_graph" in message
-    if not memory_plan:  # a planned run may reuse the input's buffer in place for the output
+    if not options.get("memory_plan"):  # a planned run may reuse the input's buffer in place for the output
         assert "input 0 %x: float32[3], min -1, max 2, mean 0.666667, 0 NaN and 0 Inf" in message
 
 
-@PLANNED
-def test_an_inf_in_a_gradient_node_is_reported_with_the_grad_role(memory_plan):
+@RUNS
+def test_an_inf_in_a_gradient_node_is_reported_with_the_grad_role(options):
     g, outputs = sqrt_graph()
     with gk.detect_anomaly(), pytest.raises(gk.AnomalyError) as info:
-        gk.compile(g, outputs, memory_plan=memory_plan)(x=np.array([0.0, 1.0, 4.0], np.float32))
+        gk.compile(g, outputs, **options)(x=np.array([0.0, 1.0, 4.0], np.float32))
     message = str(info.value)
     assert re.match(r"%\d+ = \w+\(\.\.\.\) \(grad\) produced 0 NaN and 1 Inf", message), message
     assert f"{HERE}:{line_of('# grad-sqrt')} in sqrt_graph" in message
 
 
-@PLANNED
-def test_clean_graphs_raise_nothing_and_give_the_same_results_as_unchecked_runs(memory_plan):
+@RUNS
+def test_clean_graphs_raise_nothing_and_give_the_same_results_as_unchecked_runs(options):
     g, outputs = sqrt_graph()
     feeds = {"x": np.array([0.5, 1.0, 4.0], np.float32)}
-    plain = gk.compile(g, outputs, memory_plan=memory_plan)(**feeds)
-    checked = gk.compile(g, outputs, memory_plan=memory_plan, detect_anomaly=True)(**feeds)
+    plain = gk.compile(g, outputs, **options)(**feeds)
+    checked = gk.compile(g, outputs, detect_anomaly=True, **options)(**feeds)
     with gk.detect_anomaly():
-        in_mode = gk.compile(g, outputs, memory_plan=memory_plan)(**feeds)
+        in_mode = gk.compile(g, outputs, **options)(**feeds)
     for a, b, c in zip(plain, checked, in_mode):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
@@ -89,10 +91,10 @@ def test_without_detection_nans_flow_through_and_the_mode_ends_with_its_block():
     assert np.isnan(fn(x=np.array([-1.0, 1.0, 1.0], np.float32)))
 
 
-def test_detect_anomaly_on_a_tvm_target_is_a_clear_error():
+def test_an_option_only_the_numpy_executor_takes_is_a_clear_error_on_tvm():
     g, loss = log_graph()
-    with pytest.raises(gk.LoweringError, match="numpy executor only for now: compile with target='numpy'"):
-        gk.compile(g, loss, target="llvm", detect_anomaly=True)
+    with pytest.raises(gk.LoweringError, match="the memory plan drives the numpy executor; TVM plans its own"):
+        gk.compile(g, loss, target="llvm", memory_plan=True)
 
 
 def test_the_debugging_example_in_troubleshooting_runs():

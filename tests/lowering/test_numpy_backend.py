@@ -58,5 +58,7 @@ def test_the_measured_peak_of_a_planned_run_is_the_planned_peak():
 def test_an_option_the_target_does_not_take_is_a_clear_error():
     with gk.Graph() as g:
         out = gk.input("x", (2,)) + 1.0
-    with pytest.raises(gk.LoweringError, match=r"'llvm' takes no option memory_plan; its options: cache, schedule"):
+    with pytest.raises(
+        gk.LoweringError, match=r"'llvm' takes no option memory_plan; its options: cache, detect_anomaly, schedule"
+    ):
         gk.compile(g, out, target="llvm", memory_plan=True)

@@ -1,5 +1,8 @@
-"""`.profile()` on TVM executables: time per kernel, the hottest first, each kernel mapped back to
-the gradkiln nodes it computes, with shares and call counts that add up."""
+"""`.profile()` on every backend: time per kernel (TVM) or per node (numpy), the hottest first, each
+row mapped back to the gradkiln nodes it computes, with shares and call counts that add up; the
+times checked against a stopwatch and against numpy's own matmul."""
+
+import time
 
 import numpy as np
 import pytest
@@ -101,3 +104,89 @@ def test_the_report_type_is_plain_data():
     profile = Profile("'g' on llvm", (row,), 0.002, 1)
     assert str(profile).splitlines()[-1].split() == ["k", "2", "1.000", "ms", "100.0%", "%3"]
     assert "2.000 ms per run, 1.000 ms in 1 kernels" in str(profile)
+
+
+def slow_matmul_among_tiny_ops():
+    """A 384x384x384 matmul (~113 MFLOP) among elementwise ops and sums on 8 numbers."""
+    with gk.Graph("hot_numpy") as g:
+        a = gk.input("a", (384, 384))
+        v = gk.input("v", (8,))
+        tiny = gk.sum(gk.exp(gk.tanh(v) * 2.0 + 1.0))
+        y = gk.sum(a @ a) + tiny
+    feeds = {"a": np.ones((384, 384), "float32"), "v": np.linspace(-1, 1, 8, dtype="float32")}
+    return g, y, feeds
+
+
+@pytest.fixture(scope="module")
+def numpy_profile():
+    graph, y, feeds = slow_matmul_among_tiny_ops()
+    compiled = gk.compile(graph, y, target="numpy")
+    started = time.perf_counter()
+    profile = compiled.profile(feeds, repeat=3)
+    return graph, compiled, profile, time.perf_counter() - started
+
+
+def test_numpy_profile_puts_the_slow_matmul_first(numpy_profile):
+    graph, _, profile, _ = numpy_profile
+    seconds = [row.seconds for row in profile.rows]
+    assert seconds == sorted(seconds, reverse=True)
+    (matmul,) = graph.nodes_of("matmul")
+    hottest = profile.rows[0]
+    assert (hottest.kernel, hottest.op, hottest.nodes) == (matmul.label, "matmul", (matmul.label,)), str(profile)
+    assert hottest.share > 0.5, str(profile)
+
+
+def test_numpy_profile_has_every_computed_node_once(numpy_profile):
+    graph, compiled, profile, _ = numpy_profile
+    computed = [graph.node(i) for i in compiled.node_ids if graph.node(i).op not in ("input", "param")]
+    assert sorted(row.kernel for row in profile.rows) == sorted(node.label for node in computed)
+    assert {row.kernel: row.op for row in profile.rows} == {node.label: node.op for node in computed}
+    assert all(row.calls == 1 and row.seconds > 0 for row in profile.rows)
+    assert sum(row.share for row in profile.rows) == pytest.approx(1.0)
+
+
+def test_numpy_profile_times_agree_with_a_stopwatch_and_with_numpy(numpy_profile):
+    graph, _, profile, wall = numpy_profile
+    assert 0 < profile.kernel_seconds <= profile.run_seconds and profile.repeat == 3
+    assert profile.repeat * profile.run_seconds <= wall  # the timed runs lie inside the stopwatch's
+    a = np.ones((384, 384), "float32")
+    direct = []
+    for _ in range(3):
+        started = time.perf_counter()
+        np.matmul(a, a)
+        direct.append(time.perf_counter() - started)
+    (matmul,) = graph.nodes_of("matmul")
+    assert profile[matmul.label].seconds >= 0.5 * min(direct), (profile[matmul.label], direct)
+
+
+def test_numpy_and_tvm_profiles_are_one_type():
+    graph, y = matmul_then_cheap_ops()
+    feeds = {"a": np.ones((256, 256), "float32")}
+    numpy_profile = gk.compile(graph, y, target="numpy").profile(feeds, repeat=1)
+    tvm_profile = gk.compile(graph, y, target="llvm").profile(feeds, repeat=1)
+    assert type(numpy_profile) is type(tvm_profile) is Profile is gk.Profile
+    assert {type(row) for row in numpy_profile.rows + tvm_profile.rows} == {KernelTime}
+    (matmul,) = graph.nodes_of("matmul")
+    assert numpy_profile.rows[0].nodes == (matmul.label,) and matmul.label in tvm_profile.rows[0].nodes
+    assert (numpy_profile.unit, tvm_profile.unit) == ("node", "kernel")
+
+
+def test_the_numpy_report_prints_one_line_per_node_with_its_op(numpy_profile):
+    _, _, profile, _ = numpy_profile
+    text = str(profile).splitlines()
+    assert text[0].startswith("profile of 'hot_numpy' on numpy: 3 runs") and f"in {len(profile.rows)} nodes" in text[0]
+    assert text[1].split() == ["node", "calls", "time", "share", "op"]
+    assert [(line.split()[0], line.split()[-1]) for line in text[2:]] == [(r.kernel, r.op) for r in profile.rows]
+    with pytest.raises(KeyError, match="no node 'nope'"):
+        profile["nope"]
+
+
+def test_numpy_profile_rejects_a_bad_repeat_and_bad_feeds():
+    graph, y, feeds = slow_matmul_among_tiny_ops()
+    compiled = gk.compile(graph, y, target="numpy", memory_plan=True)
+    for repeat in (0, 1.5):
+        with pytest.raises(gk.LoweringError, match="repeat must be at least 1"):
+            compiled.profile(feeds, repeat=repeat)
+    with pytest.raises(gk.GradkilnError, match="'a'"):
+        compiled.profile(feeds | {"a": np.ones((3, 3), "float32")}, repeat=1)
+    assert len(compiled.profile(feeds, repeat=1).rows) == len(compiled.node_ids) - 2  # memory_plan: still per node

@@ -245,3 +245,14 @@ def test_vm_run_time_check_failure_is_a_condensed_lowering_error():
     with pytest.raises(gk.LoweringError, match="running graph") as err:
         compiled(x=np.zeros(8, "float32"), y=np.zeros(3, "float32"))  # x binds N before y does
     assert len(str(err.value).splitlines()) == 1
+
+
+def test_float16_matmul_accumulates_in_float32_like_numpy():
+    """4096 ones summed in float16 would stop at 2048; autocast relies on float32 accumulation."""
+    with gk.Graph() as g:
+        a = gk.input("a", (2, 4096), "float16")
+        b = gk.input("b", (4096, 3), "float16")
+        out = a @ b
+    feeds = {"a": np.ones((2, 4096), np.float16), "b": np.ones((4096, 3), np.float16)}
+    np.testing.assert_array_equal(gk.compile(g, out, target="llvm")(**feeds), np.full((2, 3), 4096, np.float16))
+    np.testing.assert_array_equal(gk.compile(g, out)(**feeds), np.full((2, 3), 4096, np.float16))

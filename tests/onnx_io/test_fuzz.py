@@ -1,5 +1,8 @@
 """Fuzzing the importer: mutated and truncated models either import or raise a GradkilnError,
-never another exception (bounded here; longer runs are a matter of max_examples)."""
+never another exception. Bounded here; `python benchmarks/fuzz_onnx.py --examples N` runs longer
+(it sets GRADKILN_FUZZ_EXAMPLES)."""
+
+import os
 
 import onnx
 import pytest
@@ -10,6 +13,7 @@ from gradkiln import GradkilnError
 from gradkiln.onnx_io import export, import_model
 from gradkiln.testing import op_samples
 
+EXAMPLES = int(os.environ.get("GRADKILN_FUZZ_EXAMPLES", "300"))
 SEEDS = [export(*sample.graph()[::2]).SerializeToString() for sample in op_samples("float32")[::4]]
 
 
@@ -32,7 +36,7 @@ def mutated_models(draw):
     return bytes(data)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_models())
 def test_mutated_bytes_import_or_raise_a_gradkiln_error(data):
     try:
@@ -62,7 +66,7 @@ def mutated_protos(draw):
     return model
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES * 2 // 3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_protos())
 def test_structurally_broken_models_import_or_raise_a_gradkiln_error(model):
     try:

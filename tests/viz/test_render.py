@@ -55,3 +55,15 @@ def test_unknown_format_is_a_clear_error(tmp_path):
     g, _, _ = small_graph()
     with pytest.raises(gk.VizError, match=r"\.svg"):
         render(g, tmp_path / "g.jpeg")
+
+
+def test_a_fused_node_shows_its_size_and_carries_its_sympy_expressions_in_the_tooltip():
+    from gradkiln.passes import optimize
+
+    with gk.Graph() as g:
+        x = gk.input("x", (4, 4))
+        loss = gk.sum((gk.tanh(x) * 0.9 + 0.1) ** 2)
+    fused, outputs, _ = optimize(g, [loss.value], "O3")
+    dot = gk.viz.to_dot(fused, outputs=outputs).source
+    assert "1 output, sympy expressions in the tooltip" in dot
+    assert "out0 = (tanh(x0)*0.899999976158142 + 0.100000001490116)**2" in dot

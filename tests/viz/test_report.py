@@ -3,7 +3,6 @@ against the plan and by hand, the measured profile, and the page rendered in hea
 
 import shutil
 import subprocess
-import time
 from html.parser import HTMLParser
 
 import numpy as np
@@ -94,6 +93,9 @@ def test_profile_lists_measured_nodes_hottest_first(small_report):
     times = [float(r[-2]) for r in rows]
     assert times == sorted(times, reverse=True) and times[0] > 0
     assert "matmul" in {r[1] for r in rows}
+    shares = [float(r[-1].rstrip("%")) for r in rows]  # the Profile's shares, less the constants' (not listed)
+    assert len(rows) < 40 and 50 < sum(shares) <= 100 + 0.05 * len(rows)
+    assert "numpy executor's .profile, random feeds, mean of 3 run(s)" in "".join(page.text)
 
 
 def test_live_bytes_by_hand():
@@ -118,18 +120,6 @@ def test_timeline_peak_is_the_plans_lower_bound(deep_mlp):
     assert timeline.peak == plan.lower_bound_bytes <= plan.peak_bytes
     svg = timeline_svg(timeline, plan.peak_bytes)
     assert svg.count("<polyline") == 1 and timeline.peak_label in svg
-
-
-def test_numpy_executor_times_every_computed_node():
-    with gk.Graph("p") as g:
-        x = gk.input("x", (64, 64))
-        out = gk.sum(gk.tanh(x @ x))
-    executable = gk.compile(g, out)
-    start = time.perf_counter()
-    timings = executable.time_nodes(x=np.ones((64, 64), np.float32))
-    assert sum(timings.values()) <= time.perf_counter() - start
-    computed = [n.id for n in g.nodes() if n.op != "input"]
-    assert set(timings) == set(computed) and all(t > 0 for t in timings.values())
 
 
 def test_unbound_symbols_are_taken_as_one_and_said(tmp_path):

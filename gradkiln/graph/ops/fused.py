@@ -281,7 +281,8 @@ def _compute(*arrays: Any, exprs: Expressions) -> tuple[Any, ...]:
     dtype = arrays[0].dtype
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
     by_symbol = dict(zip(symbols(len(arrays)), arrays))
-    results = fold(exprs, by_symbol.__getitem__, float, lambda op, args: NUMPY_OPS[op](*args))
+    number = functools.partial(np.asarray, dtype=dtype)  # 0-d arrays: a head may apply to a constant
+    results = fold(exprs, by_symbol.__getitem__, number, lambda op, args: NUMPY_OPS[op](*args))
     return tuple(np.broadcast_to(np.asarray(r, dtype), shape).astype(dtype, copy=False) for r in results)
 
 

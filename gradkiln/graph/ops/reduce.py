@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from ..dtypes import as_dtype
+from ..errors import ShapeError
 from ..opdef import OpDef, register_op
 from ..types import TensorType, normalize_axis
 from .common import check_axes, require_float, require_numeric
@@ -24,6 +25,14 @@ def _reduce_infer(floats_only: bool) -> Callable:
         return (x.with_shape(shape),)
 
     return infer
+
+
+def _extreme_infer(x: TensorType, axes: tuple[int, ...], keepdims: bool) -> tuple[TensorType]:
+    """max/min: as any reduction, but a reduced axis of size 0 has no extreme (numpy raises)."""
+    empty = [a for a in check_axes(axes, x.rank) if x.shape[a] == 0]
+    if empty:
+        raise ShapeError(f"axes {tuple(empty)} have size 0 and have no extreme; slice or pad them, or use sum")
+    return _reduce_infer(False)(x, axes, keepdims)
 
 
 def _reduce(fn: Callable) -> Callable:
@@ -106,8 +115,8 @@ def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
 
 register_op(OpDef("sum", _reduce_infer(False), _reduce(np.sum), 1, doc="attrs: axes, keepdims."))
 register_op(OpDef("mean", _reduce_infer(True), _reduce(np.mean), 1, doc="attrs: axes, keepdims."))
-register_op(OpDef("max", _reduce_infer(False), _reduce(np.max), 1, doc="attrs: axes, keepdims."))
-register_op(OpDef("min", _reduce_infer(False), _reduce(np.min), 1, doc="attrs: axes, keepdims."))
+register_op(OpDef("max", _extreme_infer, _reduce(np.max), 1, doc="attrs: axes, keepdims."))
+register_op(OpDef("min", _extreme_infer, _reduce(np.min), 1, doc="attrs: axes, keepdims."))
 register_op(OpDef("prod", _reduce_infer(False), _reduce(np.prod), 1, doc="attrs: axes, keepdims."))
 register_op(OpDef("logsumexp", _reduce_infer(True), _logsumexp, 1, doc="attrs: axes, keepdims."))
 for _name, _fn in {"var": np.var, "std": np.std}.items():

@@ -1,0 +1,103 @@
+"""`op_samples()`: one or more sample graphs for every op of the table."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .. import graph as _graph
+from ..graph import builder as gb
+from .families import custom_jvp_samples, fused_samples, linalg_samples, math_samples, nn_samples, select_samples
+from .sample import OpSample, away_from_zero, rand
+
+
+def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
+    """One or more sample graphs per op of the table, in floating dtype `dtype`."""
+    rng = np.random.default_rng(seed)
+
+    def r(*shape: int, low: float = -2.0, high: float = 2.0) -> np.ndarray:
+        return rand(rng, shape, dtype, low, high)
+
+    def nz(*shape: int) -> np.ndarray:
+        return away_from_zero(rng, shape, dtype)
+
+    distinct = (rng.permutation(12).reshape(3, 4) * 0.37 - 2).astype(dtype)  # no ties for max
+    samples = [
+        OpSample("neg", {"x": r(3, 4)}, lambda x: -x),
+        OpSample("abs", {"x": nz(3, 4)}, lambda x: gb.abs(x)),
+        OpSample("sign", {"x": nz(3, 4)}, lambda x: gb.sign(x) * x),
+        OpSample("relu", {"x": nz(3, 4)}, gb.relu),
+        OpSample("exp", {"x": r(3, 4)}, gb.exp),
+        OpSample("log", {"x": r(3, 4, low=0.2)}, gb.log),
+        OpSample("sqrt", {"x": r(3, 4, low=0.2)}, gb.sqrt),
+        OpSample("tanh", {"x": r(3, 4)}, gb.tanh),
+        OpSample("sigmoid", {"x": r(3, 4)}, gb.sigmoid),
+        OpSample("add", {"a": r(3, 4), "b": r(4)}, lambda a, b: a + b),
+        OpSample("sub", {"a": r(3, 1), "b": r(1, 4)}, lambda a, b: a - b),
+        OpSample("mul", {"a": r(2, 3, 4), "b": r(3, 1)}, lambda a, b: a * b),
+        OpSample("div", {"a": r(3, 4), "b": r(3, 4, low=0.5)}, lambda a, b: a / b),
+        OpSample("pow", {"a": r(3, 4, low=0.3), "b": r(4, low=-1.5, high=1.5)}, lambda a, b: a**b),
+        OpSample("maximum", {"a": r(3, 4), "b": r(3, 4) + 5 * np.sign(r(3, 4))}, gb.maximum),
+        OpSample("minimum", {"a": r(3, 4), "b": r(4) + 5 * np.sign(r(4))}, gb.minimum),
+        OpSample("where", {"a": r(3, 4), "b": r(4), "c": r(3, 1)}, lambda a, b, c: gb.where(c > 0, a, b)),
+        OpSample("cast", {"x": r(3, 4)}, lambda x: gb.cast(gb.cast(x, "float32"), dtype) * x),
+        OpSample("sum", {"x": r(2, 3, 4)}, lambda x: gb.sum(x, (0, 2))),
+        OpSample("sum", {"x": r(2, 3, 4)}, lambda x: gb.sum(x, 1, keepdims=True), name="sum_keepdims"),
+        OpSample("mean", {"x": r(2, 3, 4)}, lambda x: gb.mean(x, -1)),
+        OpSample("max", {"x": distinct}, lambda x: gb.max(x, 1)),
+        OpSample("max", {"x": distinct}, lambda x: gb.max(x, 0, keepdims=True), name="max_keepdims"),
+        OpSample("size", {"x": r(3, 4)}, lambda x: gb.sum(x) / gb.size(x, 0), shapes={"x": ("N", 4)}),
+        OpSample("softmax", {"x": r(3, 5)}, lambda x: gb.softmax(x) * x),
+        OpSample("log_softmax", {"x": r(3, 5)}, lambda x: gb.log_softmax(x, 0) * x),
+        OpSample("reshape", {"x": r(2, 3, 4)}, lambda x: gb.reshape(x, (4, -1)) * gb.reshape(x, (4, 6))),
+        OpSample("transpose", {"x": r(2, 3, 4)}, lambda x: gb.transpose(x, (2, 0, 1))),
+        OpSample("broadcast_to", {"x": r(3, 1)}, lambda x: gb.broadcast_to(x, (2, 3, 4))),
+        OpSample("expand_dims", {"x": r(3, 4)}, lambda x: gb.expand_dims(x, (0, 2))),
+        OpSample("squeeze", {"x": r(3, 1, 4)}, lambda x: gb.squeeze(x, 1)),
+        OpSample("concat", {"a": r(2, 3), "b": r(4, 3)}, lambda a, b: gb.concat([a, b, a], 0)),
+        OpSample("slice", {"x": r(5, 6)}, lambda x: x[1:4, ::2]),
+        OpSample("slice", {"x": r(3, 6)}, lambda x: x[:, 2:], shapes={"x": ("N", 6)}, name="slice_symbolic"),
+        OpSample("pad", {"x": r(3, 4)}, lambda x: gb.pad(x, (1, 0), (2, 1), (0, 2))),
+        OpSample("matmul", {"a": r(3, 4), "b": r(4, 5)}, lambda a, b: a @ b),
+        OpSample("matmul", {"a": r(2, 3, 4), "b": r(4, 5)}, lambda a, b: a @ b, name="matmul_batched"),
+        OpSample(
+            "one_hot",
+            {"x": r(4, 3), "i": np.array([0, 2, 1, 5])},
+            lambda x, i: x * gb.one_hot(i, 3, dtype),
+        ),
+        OpSample("constant", {"x": r(3)}, lambda x: x * gb.constant(np.arange(3, dtype=dtype))),
+        OpSample("param", {"x": r(3)}, lambda x: x * gb.param("p", np.linspace(-1, 1, 3).astype(dtype))),
+        OpSample("input", {"x": r(3)}, lambda x: x * 1.0),
+        OpSample("stop_gradient", {"x": nz(3, 4)}, lambda x: gb.stop_gradient(gb.sign(x)) * x),
+        OpSample("custom_vjp", {"x": r(3, 4)}, lambda x: _softplus_with_rule()(x) * x),
+        OpSample(
+            "cross_entropy",
+            {"z": r(4, 5), "y": np.array([0, 3, 4, 1])},
+            lambda z, y: gb.cross_entropy(z, y),
+            shapes={"z": ("N", 5), "y": ("N",)},
+        ),
+    ]
+    samples += [
+        OpSample(op, {"a": r(3, 4), "b": r(4)}, lambda a, b, op=op: gb.where(gb.emit(op, a, b), a, b), name=op)
+        for op in ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
+    ]
+    return (
+        samples
+        + math_samples(dtype, rng)
+        + nn_samples(dtype, rng)
+        + custom_jvp_samples(dtype, rng)
+        + linalg_samples(dtype, rng)
+        + select_samples(dtype, rng)
+        + fused_samples(dtype, rng)
+    )
+
+
+def _softplus_with_rule() -> Callable[[_graph.Tensor], _graph.Tensor]:
+    """log(1 + e**x) whose gradient comes from a custom_vjp rule: g * sigmoid(x)."""
+    from ..symbolic import custom_vjp
+
+    def softplus(x: _graph.Tensor) -> _graph.Tensor:
+        return gb.log(1.0 + gb.exp(x))
+
+    return custom_vjp(softplus).defvjp(lambda x: (softplus(x), [x]), lambda res, g: [g * gb.sigmoid(res[0])])
