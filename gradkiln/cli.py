@@ -196,7 +196,15 @@ def _viz(args: argparse.Namespace) -> int:
     print(f"wrote {drawing}")
     if args.report:
         bindings = dict(args.bind or [])
-        path = viz.report(graph, values, args.level, args.report, bindings=bindings, max_nodes=args.max_nodes or 120)
+        path = viz.report(
+            graph,
+            values,
+            args.level,
+            args.report,
+            bindings=bindings,
+            max_nodes=args.max_nodes or 120,
+            target=args.target,
+        )
         print(f"wrote {path}: passes, graph after each pass, memory timeline, per-node profile")
     return 0
 
@@ -295,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     viz.add_argument("-o", "--output", required=True, help="a .svg, .png, .pdf or .dot file")
     viz.add_argument("--report", metavar="HTML", help="also write the pass-by-pass report to this .html file")
     viz.add_argument("--level", default="O2", choices=sorted(PIPELINES), help="the report's pass pipeline")
+    viz.add_argument(
+        "--target",
+        default="numpy",
+        help="where the report's profile is measured: numpy (per node) or llvm (per kernel)",
+    )
     viz.add_argument(
         "--bind",
         metavar="NAME=SIZE",

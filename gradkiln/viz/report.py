@@ -21,8 +21,6 @@ import sympy
 
 from ..atomic import write_atomic
 from ..graph import GradkilnError, Graph, Value, VizError
-from ..graph.dtypes import is_float
-from ..graph.types import symbol
 from ..lowering import compile as compile_graph
 from ..lowering.executable import normalize_outputs
 from ..lowering.profile import KernelTime, Profile
@@ -33,6 +31,7 @@ from ..progress import Progress
 from .render import to_svg
 from .timeline import live_bytes, mib, timeline_svg
 
+KERNEL_NAME_CHARS = 80  # fused kernel names list every op they fuse
 PROFILE_ROWS = 40  # nodes listed in the profile table, hottest first
 PROFILE_RUNS = 3  # timed runs of the profile, unless one run takes over a third of PROFILE_SECONDS
 PROFILE_SECONDS = 2.0  # budget for the timed runs
@@ -69,11 +68,13 @@ def report(
     max_nodes: int = 120,
     profile: bool = True,
     seed: int = 0,
+    target: Any = "numpy",
 ) -> Path:
     """Optimize `graph` for `outputs` (what gk.compile takes) pass by pass and write the HTML
     report to `path` (atomically). Symbolic dims take their sizes from `bindings`; unbound ones
     are taken as 1, and the report says so. Graphs drawn with more than `max_nodes` nodes are
-    summarised by name scope. Returns the path."""
+    summarised by name scope. The profile is measured on `target`: per node on "numpy", per
+    kernel on a TVM target ("llvm"). Returns the path."""
     values, _ = normalize_outputs(graph, outputs)
     sizes = _sizes(graph, values, bindings)
     with Progress(f"report {graph.name}") as progress:
@@ -88,7 +89,7 @@ def report(
         plan = plan_memory(final.graph, final.outputs, bindings=sizes)
         progress.step("profile")
         costs = cost(final.graph, final.outputs, bindings=sizes)
-        measured, note = _measure(final.graph, final.outputs, sizes, seed) if profile else (None, "not measured")
+        measured, note = _measure(final, sizes, seed, target) if profile else (None, "not measured")
     page = _page(graph, pipeline, sizes, bindings, snapshots, drawings, records, seconds)
     page += _memory_section(final.graph, plan)
     page += _profile_section(final.graph, final.outputs, costs, measured, note)
@@ -133,24 +134,19 @@ def _run_passes(
     return snapshots, records, time.perf_counter() - started
 
 
-def _measure(graph: Graph, outputs: list[Value], sizes: Mapping[str, int], seed: int) -> tuple[Profile | None, str]:
-    """The numpy executor's per-node profile on random feeds (floats normal, others zero): one
-    timed run, then PROFILE_RUNS if they fit in PROFILE_SECONDS."""
-    rng = np.random.default_rng(seed)
-    bound = {symbol(k): v for k, v in sizes.items()}
-    feeds = {}
-    for node in graph.inputs():
-        t = node.types[0]
-        shape = tuple(int(sympy.sympify(d).subs(bound)) for d in t.shape)
-        feeds[node.name] = rng.standard_normal(shape).astype(t.dtype) if is_float(t.dtype) else np.zeros(shape, t.dtype)
+def _measure(final: Snapshot, sizes: Mapping[str, int], seed: int, target: Any) -> tuple[Profile | None, str]:
+    """The profile on `target` of random feeds (`Executable.random_feeds`): one timed run, then
+    PROFILE_RUNS if they fit in PROFILE_SECONDS."""
     try:
-        executable = compile_graph(graph, outputs, target="numpy")
+        executable = compile_graph(final.graph, final.outputs, target=target)
+        feeds = executable.random_feeds(sizes, seed)
         measured = executable.profile(feeds, repeat=1)
         if measured.run_seconds * PROFILE_RUNS < PROFILE_SECONDS:
             measured = executable.profile(feeds, repeat=PROFILE_RUNS)
     except GradkilnError as err:
-        return None, f"not measured: the numpy run on random feeds failed ({type(err).__name__}: {err})"
-    return measured, f"numpy executor's .profile, random feeds, mean of {measured.repeat} run(s) after a warm-up"
+        return None, f"not measured: the {target} run on random feeds failed ({type(err).__name__}: {err})"
+    who = "numpy executor" if executable.target == "numpy" else f"TVM {executable.target}"
+    return measured, f"{who}'s .profile, random feeds, mean of {measured.repeat} run(s) after a warm-up"
 
 
 def _page(
@@ -216,26 +212,27 @@ def _memory_section(graph: Graph, plan: Any) -> str:
 
 
 def _profile_section(graph: Graph, outputs: list[Value], costs: Any, measured: Profile | None, note: str) -> str:
-    """The cost model's FLOPs and bytes per node beside the node's row of the measured profile."""
+    """The measured kernels (a TVM target), then the cost model's FLOPs and bytes per node beside
+    the node's measured time (the numpy executor times nodes), then the costs by op."""
+    per_node = measured if measured is not None and measured.unit == "node" else None
     nodes = [graph.node(i) for i in graph.needed_nodes(outputs)]
-    timed = {row.kernel: row for row in measured.rows} if measured is not None else {}
+    timed = {row.kernel: row for row in per_node.rows} if per_node is not None else {}
     untimed = KernelTime("", 0, 0.0, 0.0, ())
     rows = [(c, timed.get(node.label, untimed)) for node, c in zip(nodes, costs.nodes) if not node.opdef.source]
     rows.sort(key=lambda row: (-row[1].seconds, -row[0].flops, -row[0].bytes))
     body = [
         [c.label, c.op, c.role, f"{c.flops:,}", f"{c.bytes:,}"]
-        + ([f"{t.seconds * 1e6:.1f}", f"{t.share:.1%}"] if measured is not None else [])
+        + ([f"{t.seconds * 1e6:.1f}", f"{t.share:.1%}"] if per_node is not None else [])
         for c, t in rows[:PROFILE_ROWS]
     ]
-    header = ["node", "op", "role", "FLOPs", "bytes"] + (["µs", "time share"] if measured is not None else [])
-    measured_total = (
-        f"; measured {measured.kernel_seconds * 1e3:.2f} ms per run in nodes" if measured is not None else ""
-    )
+    header = ["node", "op", "role", "FLOPs", "bytes"] + (["µs", "time share"] if per_node is not None else [])
+    total = f"; measured {measured.kernel_seconds * 1e3:.2f} ms per run" if measured is not None else ""
     return "\n".join(
         [
             "<h2>Per-kernel profile</h2>",
-            f"<p>Cost model: {costs.flops:,} FLOPs, {costs.bytes:,} bytes moved{measured_total}. "
-            f"Measured: {escape(note)}. The {min(len(rows), PROFILE_ROWS)} hottest of {len(rows)} nodes:</p>",
+            f"<p>Cost model: {costs.flops:,} FLOPs, {costs.bytes:,} bytes moved{total}. Measured: {escape(note)}.</p>",
+            _kernel_table(measured) if measured is not None and per_node is None else "",
+            f"<p>The {min(len(rows), PROFILE_ROWS)} hottest of {len(rows)} nodes:</p>",
             _table(header, body),
             "<h3>By op</h3>",
             _table(
@@ -244,6 +241,15 @@ def _profile_section(graph: Graph, outputs: list[Value], costs: Any, measured: P
             ),
         ]
     )
+
+
+def _kernel_table(measured: Profile) -> str:
+    """A TVM target's kernels, hottest first, with the nodes each computes."""
+    rows = [
+        [t.kernel[:KERNEL_NAME_CHARS], t.calls, f"{t.seconds * 1e6:.1f}", f"{t.share:.1%}", " ".join(t.nodes)]
+        for t in measured.rows[:PROFILE_ROWS]
+    ]
+    return "<h3>Kernels, hottest first</h3>\n" + _table(["kernel", "calls", "µs", "time share", "nodes"], rows)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:

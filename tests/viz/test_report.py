@@ -154,3 +154,19 @@ def test_chromium_renders_the_report_without_errors(small_report, tmp_path):
         [*command, "--window-size=1200,1600", f"--screenshot={shot}", path.as_uri()], capture_output=True, timeout=120
     )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_a_tvm_target_profiles_kernels_with_the_nodes_they_compute(tmp_path):
+    with gk.Graph("mlp") as g:
+        x = gk.input("x", ("N", 6))
+        w = gk.param("w", np.ones((6, 3), np.float32))
+        loss = gk.sum(gk.tanh(x @ w) * 2.0)
+        (dw,) = gk.grad(loss, [w])
+    page = Page(report(g, [loss, dw], "O3", tmp_path / "r.html", bindings={"N": 8}, target="llvm").read_text())
+    header = next(r for r in page.cells if r[:2] == ["kernel", "calls"])
+    following = page.cells[page.cells.index(header) + 1 :]
+    rows = following[: next(i for i, r in enumerate(following) if r[:2] == ["node", "op"])]
+    times = [float(r[2]) for r in rows]
+    assert times and times == sorted(times, reverse=True)
+    assert any("%" in r[4] for r in rows)  # the nodes each kernel computes
+    assert "TVM llvm's .profile, random feeds" in "".join(page.text)
