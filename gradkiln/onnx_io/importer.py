@@ -284,7 +284,7 @@ def _import_node(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dic
     if proto.op_type not in rules or proto.domain not in ("", "ai.onnx"):
         _inline_function(ctx, proto, opset, env, rules)
         return
-    attrs = {a.name: _attr(helper.get_attribute_value(a)) for a in proto.attribute}
+    attrs = {a.name: _attr(proto, a.name, helper.get_attribute_value(a)) for a in proto.attribute}
     node = OnnxNode(proto.op_type, proto.name, attrs, opset, len(proto.output))
     try:
         args = [env[name] for name in proto.input]
@@ -319,9 +319,15 @@ def _type_of(operand: Operand) -> onnx.TypeProto:
     return onnx.TypeProto()
 
 
-def _attr(value: Any) -> Any:
+def _attr(proto: onnx.NodeProto, name: str, value: Any) -> Any:
     if isinstance(value, bytes):
-        return value.decode()
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise ONNXError(
+                f"{proto.op_type} node {proto.name!r}: attribute {name!r} is not UTF-8 text ({value[:16]!r}...); "
+                "the model file is damaged"
+            ) from None
     if isinstance(value, onnx.TensorProto):
         return tensor_value(value)
     return value

@@ -8,6 +8,7 @@ import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from onnx import helper
 
 from gradkiln import GradkilnError
 from gradkiln.onnx_io import export, import_model
@@ -81,3 +82,17 @@ def test_truncated_files_raise_a_gradkiln_error(tmp_path, fraction):
     path.write_bytes(SEEDS[-1][: int(fraction * len(SEEDS[-1]))])
     with pytest.raises(GradkilnError):
         import_model(path)
+
+
+def test_a_string_attribute_that_is_not_utf8_is_an_onnx_error():
+    """Found by `benchmarks/fuzz_onnx.py`: a bit flip inside Einsum's equation."""
+    model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Einsum", ["x"], ["y"], equation=b"\xe2ii->bi")],
+            "g",
+            [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3, 3])],
+            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])],
+        )
+    )
+    with pytest.raises(GradkilnError, match="attribute 'equation' is not UTF-8 text"):
+        import_model(model.SerializeToString())
