@@ -110,8 +110,9 @@ def training_graph(
         grads = _grad(loss_value, [_tensor_named(graph, p) for p in params])
         updates = dict(running)
         if optimizer is not None:
-            h = {k: gb.param(k, np.float32(v)) for k, v in hyper.items()}
-            updates |= OPTIMIZERS[optimizer](graph, params, grads, h)
+            with graph.building_as("optimizer"):  # viz colours the update apart from forward and backward
+                h = {k: gb.param(k, np.float32(v)) for k, v in hyper.items()}
+                updates |= OPTIMIZERS[optimizer](graph, params, grads, h)
     state = {name: f"{name}.new" for name in updates}
     result = {"loss": loss_value} | {f"grad.{p}": g for p, g in zip(params, grads)}
     result |= {state[name]: tensor for name, tensor in updates.items()}

@@ -26,8 +26,8 @@ from ..graph import Graph, Node, Value, VizError
 from ..graph.printer import format_attr
 from .scopes import SOURCES, Scope, assign_scopes
 
-# fill colour per node role ("forward", "grad") and per source op
-ROLE_COLOURS = {"forward": "#cfe2f3", "grad": "#f4cccc", "recompute": "#fce5cd"}
+# fill colour per node role ("forward", "grad", "recompute", "optimizer": training-graph updates) and per source op
+ROLE_COLOURS = {"forward": "#cfe2f3", "grad": "#f4cccc", "recompute": "#fce5cd", "optimizer": "#d9d2e9"}
 SOURCE_COLOURS = {"input": "#d9ead3", "param": "#fff2cc", "constant": "#eeeeee"}
 FORMATS = ("svg", "png", "pdf")
 # drawings with more nodes carry edge types as tooltips: dot spends minutes placing labels on them

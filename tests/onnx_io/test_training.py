@@ -330,3 +330,16 @@ def test_a_model_input_named_labels_asks_for_a_callable_loss():
         y = gk.input("labels", ("N", 4)) @ gk.param("w", np.ones((4, 3), np.float32))
     with pytest.raises(ONNXError, match="already has an input named 'labels'; pass a callable loss"):
         gk.onnx_io.training_graph(gk.onnx_io.export(g, {"y": y}), "mse")
+
+
+def test_optimizer_updates_are_tagged_for_viz_apart_from_forward_and_backward(tmp_path):
+    import torch
+
+    path = tmp_path / "linear.onnx"
+    torch.onnx.export(torch.nn.Linear(3, 2), (torch.zeros(4, 3),), str(path), dynamo=False)
+    step = gk.onnx_io.training_graph(str(path), "mse", optimizer="sgd")
+    roles = {node.role for node in step.graph.nodes()}
+    assert {"forward", "grad", "optimizer"} <= roles
+    from gradkiln.viz import ROLE_COLOURS, to_dot
+
+    assert ROLE_COLOURS["optimizer"] in to_dot(step.graph).source
