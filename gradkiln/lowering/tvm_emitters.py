@@ -18,6 +18,7 @@ from tvm import relax, sym, te, tirx
 from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
+from ..graph.dtypes import is_float
 from ..graph.types import dims_equal
 from .tvm_dims import DimConverter
 
@@ -56,8 +57,6 @@ def _call(fn: Callable[..., relax.Expr]) -> Emitter:
 DIRECT: dict[str, Callable[..., relax.Expr]] = {
     "neg": R.negative,
     "abs": R.abs,
-    "sign": R.sign,
-    "relu": R.nn.relu,
     "exp": R.exp,
     "log": R.log,
     "sqrt": R.sqrt,
@@ -82,8 +81,6 @@ DIRECT: dict[str, Callable[..., relax.Expr]] = {
     "mul": R.multiply,
     "div": R.divide,
     "pow": R.power,
-    "maximum": R.maximum,
-    "minimum": R.minimum,
     "atan2": R.atan2,
     "mod": R.floor_mod,
     "floordiv": R.floor_divide,
@@ -100,6 +97,34 @@ def _matmul(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     if dtype != "float16":
         return R.matmul(*args)
     return R.astype(R.matmul(*args, out_dtype="float32"), dtype)
+
+
+def keep_nan(result: relax.Expr, *operands: relax.Expr) -> relax.Expr:
+    """`result` with a NaN wherever an operand is NaN, as numpy gives: LLVM's max and min
+    (maximum, minimum) and TVM's sign turn NaN into a number."""
+    for x in reversed(operands):
+        result = R.where(R.isnan(x), x, result)
+    return result
+
+
+def _nan_kept(fn: Callable[..., relax.Expr]) -> Emitter:
+    """The emitter of a float op whose Relax form drops NaN: `fn` with NaN put back."""
+
+    def emit(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+        return keep_nan(fn(*args), *args) if is_float(node.types[0].dtype) else fn(*args)
+
+    return emit
+
+
+def relu(x: relax.Expr, dtype: str) -> relax.Expr:
+    """0 where x <= 0, else x: a NaN fails the test and passes through (as in numpy), at the cost
+    of max (which drops it), so matmul epilogues stay as cheap."""
+    return R.where(R.less_equal(x, relax.const(0, dtype)), relax.const(0, dtype), x)
+
+
+register_emitter("relu")(lambda ctx, node, args: relu(args[0], node.types[0].dtype))
+for _name, _fn in {"sign": R.sign, "maximum": R.maximum, "minimum": R.minimum}.items():
+    register_emitter(_name)(_nan_kept(_fn))
 
 
 def _scalar(node: Node, value: float) -> relax.Expr:
@@ -137,8 +162,10 @@ COMPOSED: dict[str, Callable[[Node, relax.Expr], relax.Expr]] = {
 
 def _clip(node: Node, x: relax.Expr) -> relax.Expr:
     lo, hi = node.attrs["lo"], node.attrs["hi"]
-    x = x if lo is None else R.maximum(x, _scalar(node, lo))
-    return x if hi is None else R.minimum(x, _scalar(node, hi))
+    """x outside [lo, hi] replaced by the bound; a NaN fails both tests and passes through."""
+    if lo is not None:
+        x = R.where(R.less(x, _scalar(node, lo)), _scalar(node, lo), x)
+    return x if hi is None else R.where(R.greater(x, _scalar(node, hi)), _scalar(node, hi), x)
 
 
 def _composed(fn: Callable[[Node, relax.Expr], relax.Expr]) -> Emitter:

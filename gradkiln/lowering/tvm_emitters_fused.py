@@ -20,7 +20,7 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
 from ..graph.ops.fused import FUNCTIONS, fold, symbols
-from .tvm_emitters import DIRECT, EmitContext, register_emitter, tanh
+from .tvm_emitters import DIRECT, EmitContext, keep_nan, register_emitter, relu, tanh
 
 
 def relax_ops(dtype: str) -> dict[str, Callable[..., relax.Expr]]:
@@ -38,6 +38,8 @@ def relax_ops(dtype: str) -> dict[str, Callable[..., relax.Expr]]:
         "log1p": lambda a: R.log(R.add(a, one)),
         "expm1": lambda a: R.subtract(R.exp(a), one),
         "tanh": lambda a: tanh(a, dtype),
+        "relu": lambda a: relu(a, dtype),
+        "sign": lambda a: keep_nan(R.sign(a), a),
         **{op: DIRECT[op] for op in FUNCTIONS if op in DIRECT},
     }
 
