@@ -124,3 +124,8 @@ def normalize_axes(axes: int | Sequence[int] | None, rank: int) -> tuple[int, ..
     if len(normalized) != len(tuple(axes)):
         raise ShapeError(f"repeated axis in {tuple(axes)}")
     return tuple(normalized)
+
+
+def same_type(a: TensorType, b: TensorType) -> bool:
+    """Equal dtypes and shapes, dims compared as `dims_equal` does (symbolic dims included)."""
+    return a.dtype == b.dtype and a.rank == b.rank and all(map(dims_equal, a.shape, b.shape))

@@ -13,45 +13,25 @@ all the same.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from tvm import relax
 from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
-from ..graph.ops.fused import FUNCTIONS, fold, symbols
-from .tvm_emitters import DIRECT, EmitContext, keep_nan, register_emitter, relu, tanh
-
-
-def relax_ops(dtype: str) -> dict[str, Callable[..., relax.Expr]]:
-    """fold's operations as Relax operations over values of `dtype`."""
-    one = relax.const(1.0, dtype)
-    return {
-        "add": R.add,
-        "mul": R.multiply,
-        "div": R.divide,
-        "pow": R.power,
-        "sqrt": R.sqrt,
-        "rsqrt": R.rsqrt,
-        "reciprocal": lambda a: R.divide(one, a),
-        "square": lambda a: R.multiply(a, a),
-        "log1p": lambda a: R.log(R.add(a, one)),
-        "expm1": lambda a: R.subtract(R.exp(a), one),
-        "tanh": lambda a: tanh(a, dtype),
-        "relu": lambda a: relu(a, dtype),
-        "sign": lambda a: keep_nan(R.sign(a), a),
-        **{op: DIRECT[op] for op in FUNCTIONS if op in DIRECT},
-    }
+from ..graph.ops.fused import fold, symbols
+from .tvm_emitters import EMITTERS, EmitContext, register_emitter
 
 
 @register_emitter("fused")
 def _fused(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """Each operation of the expressions through the emitter of the gradkiln op of that name (fold
+    names them so), with the fused node standing in for its dtype."""
     dtype = node.types[0].dtype
     shape = ctx.dim.shape(node.types[0].shape)
-    ops = relax_ops(dtype)
 
     def apply(op: str, operands: list[Any]) -> relax.Expr:
-        return ctx.bb.emit(ops[op](*operands))
+        return ctx.bb.emit(EMITTERS[op](ctx, node, operands))
 
     by_symbol = dict(zip(symbols(len(args)), args))
     values = fold(node.attrs["exprs"], by_symbol.__getitem__, lambda v: relax.const(v, dtype), apply)

@@ -18,18 +18,13 @@ import sympy
 from ..graph import Graph, Node, Value
 from ..graph.dtypes import is_float
 from ..graph.ops.fused import EXPRESSIBLE, Expressions, expression_of, number, subexpressions
-from ..graph.types import dims_equal
+from ..graph.types import same_type
 from .manager import PassContext, register_pass
 
 
 def _fusable(node: Node) -> bool:
     ty = node.types[0]
     return node.op in EXPRESSIBLE and is_float(ty.dtype) and all(t == ty for t in node.types)
-
-
-def _same_type(a: Node, b: Node) -> bool:
-    ta, tb = a.types[0], b.types[0]
-    return ta.dtype == tb.dtype and len(ta.shape) == len(tb.shape) and all(map(dims_equal, ta.shape, tb.shape))
 
 
 def _operations(node: Node) -> int:
@@ -68,7 +63,7 @@ class _Clusters:
             outside = [u for u in users if self.root_of.get(u) != root]
             if (
                 self.size[root] + _operations(node) <= self.limit
-                and _same_type(node, self.graph.node(root))
+                and same_type(node.types[0], self.graph.node(root).types[0])
                 and all(self.position[u] > self.position[root] for u in outside)
             ):
                 return root

@@ -22,8 +22,8 @@ from typing import Callable, Sequence
 from ..graph import GradientError, Node, Tensor, TensorType, UnsupportedOpError, Value
 from ..graph import builder as gb
 from ..graph.opdef import OPS
-from ..graph.types import Dim, dims_equal
-from .walk import as_list, common_graph, next_node_id, nodes_between, remove_unneeded, same_type
+from ..graph.types import Dim, dims_equal, same_type
+from .walk import as_list, common_graph, next_node_id, nodes_between, remove_unneeded
 
 BatchRule = Callable[..., Tensor]
 Outputs = Tensor | tuple[Tensor, ...]  # a multi-output op's rule gets and returns a tuple

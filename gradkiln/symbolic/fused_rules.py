@@ -49,18 +49,14 @@ def _is_zero(expr: sympy.Expr) -> bool:
     return expr == 0 or (not expr.free_symbols and float(expr) == 0)
 
 
-def _extra_symbols(start: int, count: int) -> list[sympy.Symbol]:
-    return [sympy.Symbol(f"x{i}") for i in range(start, start + count)]
-
-
 @register_vjp("fused")
 def _fused_vjp(
     inputs: tuple[Tensor, ...], out: Tensor | tuple[Tensor, ...], g: Tensor | tuple[Tensor, ...], exprs: Expressions
 ) -> list[Tensor | None]:
     outs, gs = (out, g) if isinstance(out, tuple) else ((out,), (g,))
     xs = symbols(len(inputs))
-    ys = _extra_symbols(len(inputs), len(outs))
-    g_symbols = _extra_symbols(len(inputs) + len(outs), len(gs))
+    ys = symbols(len(outs), len(inputs))
+    g_symbols = symbols(len(gs), len(inputs) + len(outs))
     grads = share(vjp_exprs(exprs, g_symbols, xs), dict(zip(exprs, ys)))
     emitted = emit_fused(grads, [*inputs, *outs, *gs])
     return [None if d is None else unbroadcast(d, x) for d, x in zip(emitted, inputs)]
@@ -72,9 +68,9 @@ def _fused_jvp(
 ) -> Tensor | list[Tensor | None]:
     outs = out if isinstance(out, tuple) else (out,)
     xs = symbols(len(inputs))
-    ys = _extra_symbols(len(inputs), len(outs))
+    ys = symbols(len(outs), len(inputs))
     present = [(x, t) for x, t in zip(xs, tangents) if t is not None]
-    t_symbols = _extra_symbols(len(inputs) + len(outs), len(present))
+    t_symbols = symbols(len(present), len(inputs) + len(outs))
     derived = jvp_exprs(exprs, {x: s for (x, _), s in zip(present, t_symbols)})
     emitted = emit_fused(share(derived, dict(zip(exprs, ys))), [*inputs, *outs, *(t for _, t in present)])
     return emitted[0] if len(emitted) == 1 else emitted

@@ -7,10 +7,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..graph import GradientError, Graph, Tensor, TensorType
+from ..graph import GradientError, Graph, Tensor
 from ..graph import builder as gb
 from ..graph.dtypes import is_float
-from ..graph.types import dims_equal
+from ..graph.types import same_type
 
 
 def paired(outputs: Tensor | Sequence[Tensor], values: Any, what: str) -> tuple[list[Tensor], list[Any]]:
@@ -65,10 +65,6 @@ def remove_unneeded(graph: Graph, first_new: int, results: list[Tensor]) -> None
     keep = set(graph.needed_nodes([r.value for r in results]))
     for node_id in sorted((i for i in graph.nx if i >= first_new and i not in keep), reverse=True):
         graph.remove_node(node_id)
-
-
-def same_type(a: TensorType, b: TensorType) -> bool:
-    return a.dtype == b.dtype and a.rank == b.rank and all(map(dims_equal, a.shape, b.shape))
 
 
 def as_tensor_for(of: Tensor, value: Any, what: str) -> Tensor:

@@ -23,7 +23,7 @@ from ..errors import DTypeError, GraphError
 from ..opdef import OpDef, register_op
 from ..types import TensorType, broadcast_shapes
 from .common import require_float
-from .elementwise import UNARY
+from .elementwise import BINARY, UNARY
 
 
 class Sigmoid(sympy.Function):
@@ -120,9 +120,9 @@ class Expressions:
         return ", ".join(map(str, self.exprs))
 
 
-def symbols(count: int) -> list[sympy.Symbol]:
-    """The input symbols x0 .. x{count-1} of a fused node's expressions."""
-    return [sympy.Symbol(f"x{i}") for i in range(count)]
+def symbols(count: int, start: int = 0) -> list[sympy.Symbol]:
+    """The input symbols x{start} .. x{start+count-1} of a fused node's expressions."""
+    return [sympy.Symbol(f"x{i}") for i in range(start, start + count)]
 
 
 def fold(
@@ -267,13 +267,10 @@ def subexpressions(exprs: Sequence[sympy.Expr]) -> list[sympy.Expr]:
     return order
 
 
-# numpy semantics of fold's operations (the unary ones are the gradkiln ops' own functions)
+# numpy semantics of fold's operations: the gradkiln ops' own functions
 NUMPY_OPS: dict[str, Callable[..., Any]] = {
-    "add": lambda a, b: a + b,
-    "mul": lambda a, b: a * b,
-    "div": lambda a, b: a / b,
-    "pow": lambda a, b: a**b,
-    **{op: UNARY[op][0] for op in ("sqrt", "rsqrt", "reciprocal", "square", *FUNCTIONS)},
+    op: (UNARY | BINARY)[op][0]
+    for op in ("add", "mul", "div", "pow", "sqrt", "rsqrt", "reciprocal", "square", *FUNCTIONS)
 }
 
 
