@@ -7,7 +7,8 @@ gradkiln's numpy executor, gradkiln compiled with TVM for the CPU (llvm), and on
 prints the passes per folder side by side. A case passes when every data set's outputs match
 the reference (the suite's own comparison and tolerances).
 Cases run in a child process per backend and folder, so a case that crashes a compiler
-(segfault) counts as a failure, is reported, and the run goes on. `--failures` lists every
+(segfault) or runs past `--limit` seconds counts as a failure, is reported, and the run goes
+on; the slowest cases are listed. `--failures` lists every
 failing case with its error (to review tests/onnx_io/expected_failures.txt).
 """
 
@@ -18,18 +19,14 @@ import multiprocessing
 import time
 import warnings
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
-from onnx.backend.test.loader import load_model_tests
 from onnx.backend.test.runner import Runner
 
 from gradkiln.onnx_io.backend import GradkilnBackend, GradkilnTVMBackend
-
-FOLDERS = ("node", "simple", "pytorch-converted", "pytorch-operator")
+from gradkiln.testing.onnx_suite import SUITE_FOLDERS as FOLDERS
+from gradkiln.testing.onnx_suite import load_case, suite_cases
 
 
 def _onnxruntime() -> Any:
@@ -48,25 +45,6 @@ BACKENDS: dict[str, tuple[str, Callable[[], Any]]] = {
 }
 
 
-def _tensors(folder: Path, prefix: str) -> list[np.ndarray]:
-    files = sorted(folder.glob(f"{prefix}_*.pb"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
-    return [numpy_helper.to_array(onnx.load_tensor(str(f))) for f in files]
-
-
-def load_case(case: Any) -> tuple[onnx.ModelProto, list[tuple[list, list]]]:
-    """The model and its (inputs, expected outputs) data sets, in memory or from disk."""
-    if case.model is not None:
-        sets = [([_normalize(i) for i in ins], [_normalize(o) for o in outs]) for ins, outs in case.data_sets]
-        return case.model, sets
-    folder = Path(case.model_dir)
-    sets = [(_tensors(d, "input"), _tensors(d, "output")) for d in sorted(folder.glob("test_data_set*"))]
-    return onnx.load(str(folder / "model.onnx")), sets
-
-
-def _normalize(value: Any) -> Any:
-    return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
-
-
 def failure(backend: Any, model: onnx.ModelProto, data_sets: list, case: Any) -> str | None:
     """Why the case fails on `backend` (the first line of the error), or None when it passes."""
     try:
@@ -82,50 +60,66 @@ def _worker(name: str, folder: str, start: int, results: Connection) -> None:
     """Run the cases of `folder` from `start` on, sending (index, case name, failure, seconds)."""
     warnings.simplefilter("ignore")
     backend = BACKENDS[name][1]()
-    for index, case in enumerate(load_model_tests(kind=folder)[start:], start=start):
+    for index, case in enumerate(suite_cases(folder)[start:], start=start):
         model, data_sets = load_case(case)
         began = time.perf_counter()
         why = failure(backend, model, data_sets, case)
         results.send((index, case.name, why, time.perf_counter() - began))
 
 
-def run_folder(name: str, folder: str, total: int) -> tuple[dict[str, str | None], float]:
-    """{case: failure or None} and seconds of one backend on one folder. The cases run in a child
-    process; a case that kills it (a segfault in a compiler) fails, and a new child goes on
-    from the next case."""
+def run_folder(name: str, folder: str, total: int, limit: float) -> tuple[dict[str, str | None], dict[str, float]]:
+    """{case: failure or None} and {case: seconds} of one backend on one folder. The cases run in
+    a child process; a case that kills it (a segfault in a compiler) or runs past `limit`
+    seconds fails, and a new child goes on from the next case."""
     outcomes: dict[str, str | None] = {}
-    seconds, start = 0.0, 0
+    times: dict[str, float] = {}
+    start = 0
     while start < total:
         receive, send = multiprocessing.Pipe(duplex=False)
         child = multiprocessing.Process(target=_worker, args=(name, folder, start, send))
         child.start()
         send.close()
         while start < total:
-            try:
-                index, case, why, spent = receive.recv()
-            except EOFError:  # the child died while running case `start`
-                outcomes[f"{folder} case {start}"] = "crashed the process"
+            result = _next_result(receive, child, limit)
+            if isinstance(result, str):
+                outcomes[f"{folder} case {start}"], times[f"{folder} case {start}"] = result, limit
                 start += 1
                 break
-            outcomes[case], seconds, start = why, seconds + spent, index + 1
+            index, case, why, spent = result
+            outcomes[case], times[case], start = why, spent, index + 1
         child.join()
-    return outcomes, seconds
+    return outcomes, times
+
+
+def _next_result(receive: Connection, child: multiprocessing.Process, limit: float) -> tuple | str:
+    """The child's next (index, case, failure, seconds), or why none comes: it died, or it ran
+    past `limit` seconds on its case and is killed."""
+    if not receive.poll(limit):
+        child.kill()
+        return f"timed out after {limit:.0f} s"
+    try:
+        return receive.recv()
+    except EOFError:  # the child died while running its case
+        return "crashed the process"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated, from {', '.join(BACKENDS)}")
     parser.add_argument("--failures", action="store_true", help="also list each failing case with its error")
+    parser.add_argument("--limit", type=float, default=120.0, help="seconds a case may take before it fails")
+    parser.add_argument("--slowest", type=int, default=5, help="list this many slowest cases per backend")
     args = parser.parse_args()
     names = args.backends.split(",")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        totals = {folder: len(load_model_tests(kind=folder)) for folder in FOLDERS}
-    outcomes, seconds = {}, dict.fromkeys(names, 0.0)
+        totals = {folder: len(suite_cases(folder)) for folder in FOLDERS}
+    outcomes, times = {}, {name: {} for name in names}
     for name in names:
         for folder in FOLDERS:
-            outcomes[name, folder], spent = run_folder(name, folder, totals[folder])
-            seconds[name] += spent
+            outcomes[name, folder], spent = run_folder(name, folder, totals[folder], args.limit)
+            times[name].update({f"{folder}/{case}": t for case, t in spent.items()})
+    seconds = {name: sum(times[name].values()) for name in names}
     passed = {key: sum(why is None for why in found.values()) for key, found in outcomes.items()}
     print("| folder | cases | " + " | ".join(BACKENDS[name][0] for name in names) + " |")
     print("|---|---:|" + "---:|" * len(names))
@@ -134,9 +128,13 @@ def main() -> None:
     total = sum(totals.values())
     print(f"| all | {total} | " + " | ".join(str(sum(passed[n, f] for f in FOLDERS)) for n in names) + " |")
     print("| seconds | | " + " | ".join(f"{seconds[n]:.0f}" for n in names) + " |")
+    for name in names:
+        slowest = sorted(times[name].items(), key=lambda item: -item[1])[: args.slowest]
+        print(f"slowest on {BACKENDS[name][0]}: " + ", ".join(f"{case} {t:.1f} s" for case, t in slowest))
     for (name, folder), found in outcomes.items():
         for case, why in found.items():
-            if why == "crashed the process" or (args.failures and why is not None):
+            lost = why is not None and (why == "crashed the process" or why.startswith("timed out"))
+            if lost or (args.failures and why is not None):
                 print(f"{BACKENDS[name][0]} | {folder} | {case} | {why}")
 
 

@@ -7,10 +7,13 @@ milliseconds per pass); the memory plan of the graph before and after O2 under t
 and the greedy schedule: planned peak, the part of it that is output buffers (a run holds them
 from its start; the lower bound counts them from when they are computed), no-reuse baseline
 and lower bound; and the peak tracemalloc measures while the planned and the plain numpy
-executors run one step. Workloads that need ops gradkiln does not have yet print "not
-supported yet". With --scaling, also the O2 time on chain gradient graphs of 1k, 10k and 100k
-nodes and its growth exponent. There is no JAX column: JAX is not a dependency and is not
-installed where this was written.
+executors run one step. With --scaling, also the O2 time on chain gradient graphs of 1k, 10k
+and 100k nodes and its growth exponent.
+
+Beside gradkiln's numbers, JAX/XLA's for the same step (benchmarks/passes_jax.py; skipped when jax
+is not installed): HLO instructions before and after XLA's optimization (the entry computation,
+fusions counting one each) next to gradkiln's nodes before and after O2, and XLA's temp + output
+bytes next to gradkiln's planned peak (both leave out the arguments: inputs and parameters).
 
 The remat section: for each training graph, the planned peak before and after rematerialization
 with the "sqrt" strategy (no budget) and the "greedy" one at half the activation memory (budget =
@@ -28,6 +31,7 @@ from itertools import pairwise
 from typing import Callable
 
 import numpy as np
+from passes_jax import xla_report
 
 import gradkiln as gk
 from gradkiln.lowering.executable import normalize_outputs
@@ -83,11 +87,11 @@ def train_model(model: str) -> Workload:
     return build
 
 
-WORKLOADS: dict[str, Workload] = {
-    "MLP 784-512-512-10, batch 64": mlp,
-    "elementwise chain, 50 ops, 1024x1024": chain_workload,
-    "CNN (W2: three 3x3 convs, max pool, global average pool, linear), batch 16": train_model("w2"),
-    "transformer block (W3), batch 8, seq 128, d_model 256": train_model("w3"),
+WORKLOADS: dict[str, tuple[str, Workload]] = {  # name: (key of passes_jax.LOSSES, workload)
+    "MLP 784-512-512-10, batch 64": ("mlp", mlp),
+    "elementwise chain, 50 ops, 1024x1024": ("chain", chain_workload),
+    "CNN (W2: three 3x3 convs, max pool, global average pool, linear), batch 16": ("w2", train_model("w2")),
+    "transformer block (W3), batch 8, seq 128, d_model 256": ("w3", train_model("w3")),
 }
 
 
@@ -100,7 +104,8 @@ def median_ms(fn: Callable[..., object], feeds: dict[str, np.ndarray], repeats: 
     return statistics.median(times) * 1e3
 
 
-def report(name: str, workload: Workload) -> None:
+def report(name: str, kind: str, workload: Workload) -> str:
+    """Print the workload's section; returns its row of the gradkiln-beside-XLA table."""
     graph, outputs, feeds, bindings = workload()
     values, _ = normalize_outputs(graph, outputs)
     optimized, new_values, manager = optimize(graph, values, "O2")
@@ -122,13 +127,41 @@ def report(name: str, workload: Workload) -> None:
                 f"   (planned in {seconds * 1e3:.0f} ms)"
             )
     print(f"\n{'executor (O2 graph)':28} {'measured peak MiB':>18} {'median ms':>9}")
+    measured = {}
     for label, options in (("numpy, memory plan", {"memory_plan": True}), ("numpy, free after last use", {})):
         fn = gk.compile(optimized, new_values, **options)
-        print(f"{label:28} {measured_peak_bytes(fn, feeds) / MIB:18.2f} {median_ms(fn, feeds):8.1f}")
+        measured[label] = measured_peak_bytes(fn, feeds) / MIB
+        print(f"{label:28} {measured[label]:18.2f} {median_ms(fn, feeds):8.1f}")
     planned = gk.compile(optimized, new_values, memory_plan=True)
     want, got = gk.compile(graph, values)(**feeds), planned(**feeds)
     error = max(float(np.max(np.abs(a - b))) for a, b in zip(got, want))
     print(f"max |planned O2 - plain original| = {error:.2e}")
+    plan = plan_memory(optimized, new_values, bindings=bindings)  # the plan the executor runs from
+    ours = (
+        f"{kind:6} {len(graph):>6}->{len(optimized):<6} {plan.peak_bytes / MIB:8.2f} "
+        f"{plan.lower_bound_bytes / MIB:8.2f} {measured['numpy, memory plan']:9.2f}"
+    )
+    return ours + xla_columns(kind, graph, feeds, float(want[0]))
+
+
+def xla_columns(kind: str, graph: gk.Graph, feeds: dict[str, np.ndarray], loss: float) -> str:
+    """XLA's columns of the summary row (blank without jax); the loss must agree with gradkiln's."""
+    params = graph.param_values() if kind != "chain" else {"x": feeds["x"]}
+    xla = xla_report(kind, params, feeds if kind != "chain" else {})
+    if xla is None:
+        return "   (jax not installed)"
+    agree = "yes" if abs(xla["loss"] - loss) <= 1e-4 * max(1.0, abs(loss)) else f"NO ({xla['loss']:.6g} vs {loss:.6g})"
+    return (
+        f"   {xla['hlo_before']:>5}->{xla['hlo_after']:<5} {xla['temp_mib'] + xla['output_mib']:11.2f} "
+        f"{xla['temp_mib']:8.2f} {xla['argument_mib']:8.2f}  {agree}"
+    )
+
+
+SUMMARY_HEADER = (
+    "## gradkiln beside JAX/XLA (MiB; both peaks leave out the arguments)\n\n"
+    f"{'work':6} {'nodes O2':>13} {'planned':>8} {'bound':>8} {'measured':>9}   "
+    f"{'XLA HLO':>11} {'temp+out':>11} {'temp':>8} {'args':>8}  loss agrees"
+)
 
 
 REMAT_WORKLOADS: dict[str, Workload] = {
@@ -197,8 +230,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scaling", type=int, nargs="*", help="also time O2 on graphs of these node counts")
     args = parser.parse_args()
-    for name, workload in WORKLOADS.items():
-        report(name, workload)
+    rows = [report(name, kind, workload) for name, (kind, workload) in WORKLOADS.items()]
+    print(f"\n{SUMMARY_HEADER}\n" + "\n".join(rows))
     remat_report()
     if args.scaling is not None:
         scaling(args.scaling or [1_000, 10_000, 100_000])

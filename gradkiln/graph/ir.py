@@ -5,10 +5,12 @@ A value is (node id, output index). `Graph` hides networkx behind a small torch.
 
 from __future__ import annotations
 
+import heapq
 import os
 import sys
 import threading
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import networkx as nx
@@ -60,7 +62,7 @@ class Node:
 
     @property
     def _data(self) -> dict:
-        return self.graph.nx.nodes[self.id]
+        return self.graph.nx._node[self.id]
 
     @property
     def op(self) -> str:
@@ -217,10 +219,11 @@ class Graph:
                 f"cannot replace {self.label_of(old)}: {self.type_of(old)} with "
                 f"{self.label_of(new)}: {self.type_of(new)}"
             )
-        for _, user, key, data in list(self.nx.out_edges(old.node, keys=True, data=True)):
-            if data["out"] == old.index:
-                self.nx.remove_edge(old.node, user, key)
-                self.nx.add_edge(new.node, user, out=new.index, slot=data["slot"])
+        for user, keyed in list(self.nx._succ[old.node].items()):
+            for key, data in list(keyed.items()):
+                if data["out"] == old.index:
+                    self.nx.remove_edge(old.node, user, key)
+                    self.nx.add_edge(new.node, user, out=new.index, slot=data["slot"])
         self._order = None
 
     def replace_uses_in(self, users: Iterable[int], old: Value, new: Value) -> None:
@@ -253,24 +256,37 @@ class Graph:
     def __len__(self) -> int:
         return self.nx.number_of_nodes()
 
+    def op_of(self, node_id: int) -> str:
+        """The op name of a node (the cheap form of `graph.node(i).op` for hot loops)."""
+        return self.nx._node[node_id]["op"]
+
     def type_of(self, value: Value) -> TensorType:
-        return self.nx.nodes[value.node]["types"][value.index]
+        return self.nx._node[value.node]["types"][value.index]
 
     def label_of(self, value: Value) -> str:
         label = Node(self, value.node).label
         return label if value.index == 0 else f"{label}.{value.index}"
 
     def inputs_of(self, node_id: int) -> list[Value]:
-        edges = sorted(self.nx.in_edges(node_id, data=True), key=lambda e: e[2]["slot"])
-        return [Value(src, data["out"]) for src, _, data in edges]
+        # the adjacency dicts directly: networkx's edge views cost several times more on hot paths
+        edges = [
+            (data["slot"], src, data["out"]) for src, keyed in self.nx._pred[node_id].items() for data in keyed.values()
+        ]
+        edges.sort()
+        return [Value(src, out) for _, src, out in edges]
 
     def users_of(self, value: Value) -> list[tuple[int, int]]:
         """(consumer node id, input slot) for each use of `value`."""
         return [
             (dst, data["slot"])
-            for _, dst, data in self.nx.out_edges(value.node, data=True)
+            for dst, keyed in self.nx._succ[value.node].items()
+            for data in keyed.values()
             if data["out"] == value.index
         ]
+
+    def number_of_edges(self) -> int:
+        """How many edges (uses of values) the graph has; cheaper than networkx's own count."""
+        return sum(map(len, chain.from_iterable(map(dict.values, self.nx._succ.values()))))
 
     def by_name(self, name: str) -> Node:
         try:
@@ -283,8 +299,24 @@ class Graph:
         return (Node(self, i) for i in self.topological_order())
 
     def topological_order(self) -> list[int]:
+        """Node ids in topological order, the smallest ready id first (so the order is
+        deterministic); Kahn's algorithm over the adjacency dicts, cached until the graph changes."""
         if self._order is None:
-            self._order = list(nx.lexicographical_topological_sort(self.nx))
+            pred, succ = self.nx._pred, self.nx._succ
+            waiting = {n: len(producers) for n, producers in pred.items()}
+            ready = [n for n, count in waiting.items() if not count]
+            heapq.heapify(ready)
+            order = []
+            while ready:
+                node_id = heapq.heappop(ready)
+                order.append(node_id)
+                for user in succ[node_id]:
+                    waiting[user] -= 1
+                    if not waiting[user]:
+                        heapq.heappush(ready, user)
+            if len(order) != len(pred):
+                raise GraphError(f"graph '{self.name}' has a cycle; a computation graph must be acyclic")
+            self._order = order
         return self._order
 
     def nodes_of(self, op: str) -> list[Node]:
@@ -303,8 +335,9 @@ class Graph:
         """The nodes the given outputs depend on, in topological order."""
         stack = [v.node for v in outputs]
         needed = set(stack)
+        producers = self.nx._pred
         while stack:
-            for pred in self.nx.predecessors(stack.pop()):
+            for pred in producers[stack.pop()]:
                 if pred not in needed:
                     needed.add(pred)
                     stack.append(pred)

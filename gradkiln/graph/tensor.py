@@ -47,6 +47,17 @@ class Tensor:
     def T(self) -> Tensor:  # noqa: N802 - numpy's name
         return builder.transpose(self)
 
+    @property
+    def real(self) -> Tensor:
+        return builder.real(self)
+
+    @property
+    def imag(self) -> Tensor:
+        return builder.imag(self)
+
+    def conj(self) -> Tensor:
+        return builder.conj(self)
+
     def __repr__(self) -> str:
         return f"<Tensor {self.graph.label_of(self.value)}: {self.type}>"
 

@@ -12,7 +12,9 @@ from .numpy_backend import NumpyExecutable
 
 def _tvm_backend(graph: Graph, outputs: Any, target: Any, **options: Any) -> Executable:
     from .tvm_backend import TVMExecutable  # imported lazily: TVM takes ~0.5 s to import
+    from .tvm_emitters_complex import refuse_complex
 
+    refuse_complex(graph, outputs, target)
     return TVMExecutable(graph, outputs, target, **options)
 
 

@@ -62,9 +62,26 @@ class Executable:
     def __init__(self, graph: Graph, outputs: Any) -> None:
         self.graph = graph
         self.output_values, self._structure = normalize_outputs(graph, outputs)
-        self.node_ids = graph.needed_nodes(self.output_values)
+        self.node_ids = self._with_shape_inputs(graph.needed_nodes(self.output_values))
         self.input_nodes = [graph.node(i) for i in self.node_ids if graph.node(i).op == "input"]
         self.param_nodes = [graph.node(i) for i in self.node_ids if graph.node(i).op == "param"]
+
+    def _with_shape_inputs(self, node_ids: list[int]) -> list[int]:
+        """`node_ids` plus the graph inputs whose shapes alone bind a symbolic dim of a computed
+        value (`gk.zeros(x.shape)` needs x's size, not its data), so a call must feed them."""
+        nodes = [self.graph.node(i) for i in node_ids]
+        fed = {s for node in nodes if node.op in ("input", "param") for s in node.types[0].symbols}
+        unbound = set().union(*(t.symbols for node in nodes for t in node.types)) - fed
+        carriers = [node.id for node in self.graph.inputs() if node.types[0].symbols & unbound]
+        missing = unbound - {s for i in carriers for s in self.graph.node(i).types[0].symbols}
+        if missing:
+            user = next(node for node in nodes if set().union(*(t.symbols for t in node.types)) & missing)
+            raise ShapeError(
+                f"{user.op} node {user.label} has type {', '.join(map(str, user.types))}, but no input of "
+                f"graph '{self.graph.name}' has the dim(s) {', '.join(sorted(map(str, missing)))} in its shape, "
+                "so no call could know their size; make the dims static or add an input that has them"
+            )
+        return carriers + node_ids
 
     def __call__(self, feeds: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         arrays, bindings = self.check_feeds(dict(feeds or {}) | kwargs)

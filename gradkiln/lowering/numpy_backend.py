@@ -2,8 +2,9 @@
 
 With `memory_plan=True` it runs from a `MemoryPlan` instead (planned per set of bound sizes and
 cached): one arena per call holds the planned buffers, requested outputs get their own arrays,
-each node writes into its buffer (with `out=` where numpy has it: `OUT_KERNELS`, else the
-result is copied in) and view ops stay views, so the memory a run uses is the planned peak.
+each node writes into its buffer (`numpy_kernels`: with `out=` where numpy has it, else its own
+compute block by block, else computed whole and copied in) and view ops stay views, so the
+memory a run uses is the planned peak plus block-sized temporaries.
 """
 
 from __future__ import annotations
@@ -15,44 +16,41 @@ import numpy as np
 import sympy
 
 from ..graph import GradkilnError, Graph, LoweringError, Node, Value, get_op
-from ..graph.ops.elementwise import BINARY, COMPARE, UNARY
 from ..graph.types import is_symbolic
 from ..passes.memory import MemoryPlan, plan_memory
 from .anomaly import anomaly_enabled, check_finite
 from .executable import Executable, resolve
+from .numpy_kernels import OUT_KERNELS, blockwise_kernel
 from .profile import KernelTotal, Profile, check_repeat
 
-
-def _ufunc_kernel(fn: np.ufunc) -> Callable[..., Any]:
-    return lambda out, *args: fn(*args, out=out)
-
-
-def _reduce_kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return lambda out, x, axes, keepdims: fn(x, axis=axes, keepdims=keepdims, out=out)
-
-
-# op -> kernel(out, *arrays, **attrs) writing the result into `out` without a temporary
-OUT_KERNELS: dict[str, Callable[..., Any]] = {
-    **{name: _ufunc_kernel(fn) for name, (fn, _) in {**UNARY, **BINARY}.items() if isinstance(fn, np.ufunc)},
-    **{name: _ufunc_kernel(fn) for name, fn in COMPARE.items()},
-    "relu": lambda out, x: np.maximum(x, np.zeros((), x.dtype), out=out),
-    "cast": lambda out, x, dtype: np.copyto(out, x, casting="unsafe"),
-    "matmul": _ufunc_kernel(np.matmul),
-    "sum": _reduce_kernel(np.sum),
-    "mean": _reduce_kernel(np.mean),
-    "max": _reduce_kernel(np.max),
-}
+Slot = tuple[int, int, str, tuple[int, ...]]  # a value's place in the plan: (buffer, bytes, dtype, shape)
 
 
 class _PlannedStep(NamedTuple):
-    """One node of a planned run: attrs resolved, and per output (buffer, bytes, dtype, shape)
-    or None for a view or a source."""
+    """One node of a planned run: attrs resolved, and per output its `Slot` or None for a view
+    or a source."""
 
     node: Node
     attrs: Mapping[str, Any]
     inputs: list[Value]
-    outs: list[tuple[int, int, str, tuple[int, ...]] | None]
+    outs: list[Slot | None]
     kernel: Callable[..., Any] | None
+
+
+def _in(buffers: list[np.ndarray], slot: Slot) -> np.ndarray:
+    """The array a `Slot` describes, over its buffer's memory."""
+    buffer, size, dtype, shape = slot
+    return buffers[buffer][:size].view(dtype).reshape(shape)
+
+
+def _kernel(node: Node, attrs: Mapping[str, Any], outs: list) -> Callable[..., Any] | None:
+    """How a planned node writes its buffers: an out= kernel (one output), else its compute block
+    by block (outputs of one shape; the kernel gets them as a tuple when there are several).
+    None: a view, a source, or an op that has neither; it is computed whole and copied in."""
+    if not outs or any(o is None for o in outs) or len({o[3] for o in outs}) != 1:
+        return None
+    single = OUT_KERNELS.get(node.op) if len(outs) == 1 else None
+    return single or blockwise_kernel(node.op, attrs, len(outs[0][3]))
 
 
 class NumpyExecutable(Executable):
@@ -147,7 +145,7 @@ class NumpyExecutable(Executable):
                     else None
                     for v, t in zip(node.outputs, node.types)
                 ]
-                steps.append(_PlannedStep(node, attrs, self.graph.inputs_of(node_id), outs, OUT_KERNELS.get(node.op)))
+                steps.append(_PlannedStep(node, attrs, self.graph.inputs_of(node_id), outs, _kernel(node, attrs, outs)))
             self._plans[key] = (plan, steps)
         return self._plans[key]
 
@@ -167,9 +165,9 @@ class NumpyExecutable(Executable):
                 env[Value(node.id, 0)] = feeds[node.name]
                 continue
             args = [env[v] for v in step.inputs]
-            outs = [None if o is None else buffers[o[0]][: o[1]].view(o[2]).reshape(o[3]) for o in step.outs]
-            if len(outs) == 1 and outs[0] is not None and step.kernel is not None:
-                self._guarded(node, args, step.kernel, outs[0], *args, **step.attrs)
+            outs = [None if o is None else _in(buffers, o) for o in step.outs]
+            if step.kernel is not None:
+                self._guarded(node, args, step.kernel, outs[0] if len(outs) == 1 else tuple(outs), *args, **step.attrs)
                 results: Sequence[np.ndarray] = outs
             else:  # a source, a view, or an op without an out= form: compute, then copy into the buffer
                 results = self._compute(node, step.attrs, args)

@@ -29,6 +29,7 @@ from .tvm_emitters import EMITTERS, EmitContext, Emitter, emit_constant
 from .tvm_profile import kernel_nodes, profile_vm
 from .tvm_schedules import build_pipeline, fuse_kernels, schedule_kernels
 from .tvm_targets import device_module, fusion_passes, gpu_kernels, resolve_target
+from .tvm_vector_math import vector_math
 
 
 def condense(err: BaseException) -> str:
@@ -134,7 +135,9 @@ class TVMExecutable(Executable):
     (FuseOps/FuseTIR), then, with `schedule=True` (the default), its kernels get our CPU schedules
     (`tvm_schedules`: tiled, vectorized, parallel matmuls and convolutions); `schedule=False` keeps
     TVM's default loop nests, for comparison. `.kernels` is the module that was compiled, `.scheduled` names each
-    scheduled kernel's rule. GPU targets (`tvm_targets.GPU_KINDS`) compile with TVM's own pipeline
+    scheduled kernel's rule; the scheduled build also lowers float32 exp, log, tanh, sigmoid, sin
+    and cos to vectorizable polynomials (`tvm_vector_math`, within 3 ulp).
+    GPU targets (`tvm_targets.GPU_KINDS`) compile with TVM's own pipeline
     (fusion, then dlight schedules) and run only where the device exists.
 
     `cache=True` (or a folder) keeps the compiled library in the compile cache (`cache.py`) and
@@ -297,9 +300,11 @@ class TVMExecutable(Executable):
             kernels = gpu_kernels(module, self.spec.target)
             return tvm.compile(kernels, target=self.spec.target), kernels, {}
         kernels, scheduled = fuse_kernels(module, self.spec.target), {}
-        if self.schedule:
-            kernels, scheduled = schedule_kernels(kernels, self.spec.target)
-        return tvm.compile(kernels, target=self.spec.target, relax_pipeline=build_pipeline()), kernels, scheduled
+        if not self.schedule:
+            return tvm.compile(kernels, target=self.spec.target, relax_pipeline=build_pipeline()), kernels, scheduled
+        kernels, scheduled = schedule_kernels(kernels, self.spec.target)
+        with vector_math():
+            return tvm.compile(kernels, target=self.spec.target, relax_pipeline=build_pipeline()), kernels, scheduled
 
     def _blame(self, err: Exception) -> LoweringError:
         """Name the node that breaks compilation: bisect for the shortest prefix of the schedule

@@ -79,12 +79,23 @@ def kernel_nodes(
             func = fused[callee]
             inner = [v for v, _ in _bindings(func)] if isinstance(func, relax.Function) else [var]
             members[callee.name_hint].extend(inner)
+    _add_packing_bindings(fused, labels, members)
     placed = {v for group in members.values() for v in group} | {v for v, _ in _main_bindings(fused)}
     for leftover in (v for v in reads if v not in placed):
         group = next((g for g, vs in members.items() if reads[leftover] & set(vs)), None)
         if group is not None:
             members[group].append(leftover)
     return {kernel: tuple(dict.fromkeys(labels[v] for v in vs if v in labels)) for kernel, vs in members.items()}
+
+
+def _add_packing_bindings(fused: tvm.IRModule, labels: dict[str, str], members: dict[str, list[str]]) -> None:
+    """A multi-output node's binding is a tuple left in main (not in any kernel): it belongs to
+    the kernels whose results it packs."""
+    producer = {var: callee.name_hint for var, value in _main_bindings(fused) if (callee := _callee(value)) is not None}
+    for var, value in _main_bindings(fused):
+        if var in labels and var not in producer:
+            for kernel in dict.fromkeys(producer[a] for a in _arg_names(value) if a in producer):
+                members[kernel].append(var)
 
 
 def _bindings(func: relax.Function) -> Iterator[tuple[str, relax.Expr]]:
@@ -114,6 +125,8 @@ def _arg_names(value: relax.Expr) -> Iterator[str]:
     elif isinstance(value, relax.Tuple):
         for field in value.fields:
             yield from _arg_names(field)
+    elif isinstance(value, relax.TupleGetItem):
+        yield from _arg_names(value.tuple_value)
     elif isinstance(value, relax.Call):
         for arg in value.args:
             yield from _arg_names(arg)

@@ -9,9 +9,13 @@
   mask of the backward pass are computed per tile from the accumulators. A tile is rows x two
   vectors of accumulators in registers, vectorized along j for the host's `mcpu`, tiles in
   parallel; a symbolic batch dim is padded to whole tiles;
+- convolutions with a tiny output tile and a long innermost reduction (weight gradients): that
+  reduction split into vector lanes (rfactor), lanes summed per tile;
 - spatial reductions such as convolutions, their gradients and pooling (a reduction block with
   >= 3 spatial and >= 2 reduction iterators): a tile of the output rows accumulated in registers,
   vectorized when the row is wide, unrolled when it is a 3x3; the padding stays a parallel copy;
+- reductions over leading axes (a bias gradient): the reductions outside, strips of outputs
+  accumulated in vectors inside, strips in parallel;
 - elementwise kernels (no reduction): single-consumer blocks inlined, the outer loops of each
   loop nest in parallel when there is enough work.
 
@@ -21,6 +25,7 @@ A rule that fails on a kernel leaves it as TVM made it: slower, never wrong or u
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -31,6 +36,7 @@ from tvm.relax.backend.cpu_generic import legalize_passes, library_dispatch_pass
 SPATIAL, REDUCE = 0, 2  # tirx.IterVar kinds: data parallel, commutative reduction
 PARALLEL_MIN_ELEMENTS = 1 << 16  # below this, waking the thread pool costs more than it saves
 SCHEDULED_ATTR = "tirx.is_scheduled"
+SYMBOLIC_EXTENT = 8  # what a symbolic dim (a batch N) is taken to be when weighing parallel work
 UNROLL_MAX = 4  # a conv's loops this short (kernel windows, tile rows) are unrolled
 
 Rule = Callable[[tirx.PrimFunc, "Vector"], "tirx.PrimFunc | None"]
@@ -121,11 +127,11 @@ def iter_kinds(sch: s_tir.Schedule, block: Any) -> list[int]:
 
 
 def is_matmul(sch: s_tir.Schedule, block: Any) -> bool:
-    """A reduction over one axis of a product of two buffers: [b,] i, j spatial, k reduced, two
-    reads, loops in iterator order (as legalization produces them)."""
+    """A reduction over one axis of a product of two buffers: batch dims (any number), i, j
+    spatial, k reduced, two reads, loops in iterator order (as legalization produces them)."""
     stmt = sch.get(block)
     kinds = iter_kinds(sch, block)
-    shape_ok = kinds in ([SPATIAL, SPATIAL, REDUCE], [SPATIAL, SPATIAL, SPATIAL, REDUCE])
+    shape_ok = len(kinds) >= 3 and kinds == [SPATIAL] * (len(kinds) - 1) + [REDUCE]
     return shape_ok and stmt.init is not None and len(stmt.reads) == 2 and len(sch.get_loops(block)) == len(kinds)
 
 
@@ -199,34 +205,11 @@ def _vectorize_columns(sch: s_tir.Schedule, ji: Any, lanes: int) -> None:
         sch.vectorize(ji)
 
 
-def schedule_elementwise(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc | None:
-    """A kernel without reductions, loop nest by loop nest: the loops around the innermost one run
-    in parallel when there is enough work. The innermost loop is left to LLVM: vectorizing it by
-    hand measured slower on chains of tanh (a scalar libm call per element either way)."""
-    sch = s_tir.Schedule(func)
-    if not _inline_single_consumers(sch):
-        return None
-    nested = [parallel_outer(sch, block) for block in root_blocks(sch)]
-    return sch.mod["main"] if any(nested) else None
-
-
-def _inline_single_consumers(sch: s_tir.Schedule) -> bool:
-    """Inline each block read by exactly one other block (inlining a block that several read would
-    recompute it, exponentially so along a chain); False, changing nothing, if there are reductions."""
-    if any(REDUCE in iter_kinds(sch, block) for block in root_blocks(sch)):
-        return False
-    outputs = {sch.get(block).name_hint for block in sch.get_output_blocks(sch.get_sblock("root"))}
-    for block in root_blocks(sch):
-        if sch.get(block).name_hint not in outputs and len(sch.get_consumers(block)) == 1:
-            sch.compute_inline(block)
-    return True
-
-
 def parallel_outer(sch: s_tir.Schedule, block: Any) -> bool:
     """Run the loops around the block's innermost loop in parallel if the block has enough work
-    (symbolic dims count as 1); whether it did."""
+    (a symbolic dim counts as SYMBOLIC_EXTENT); whether it did."""
     *outer, _ = loops = sch.get_loops(block)
-    work = math.prod(static_extent(sch.get(loop).extent) or 1 for loop in loops)
+    work = math.prod(static_extent(sch.get(loop).extent) or SYMBOLIC_EXTENT for loop in loops)
     if not outer or work < PARALLEL_MIN_ELEMENTS:
         return False
     sch.parallel(sch.fuse(*outer))
@@ -291,4 +274,58 @@ def schedule_conv(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc | None:
     return sch.mod["main"]
 
 
-RULES: list[Rule] = [schedule_matmul, schedule_conv, schedule_elementwise]
+def schedule_conv_rfactor(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc | None:
+    """A convolution whose output tile is a few values (a weight gradient's 3x3) and whose
+    innermost reduction runs along the inputs' rows (the image columns): that reduction is split
+    into vector lanes (rfactor), so each of the tile's values accumulates a vector, and the lanes
+    are summed once per tile. Without it the whole reduction is scalar."""
+    sch = s_tir.Schedule(func)
+    convs = [b for b in root_blocks(sch) if is_conv(sch, b) and not is_matmul(sch, b)]
+    if len(convs) != 1 or len(sch.get_output_blocks(sch.get_sblock("root"))) != 1:
+        return None
+    conv = convs[0]
+    spatial = iter_kinds(sch, conv).count(SPATIAL)
+    loops = sch.get_loops(conv)
+    height, width, last = (static_extent(sch.get(loop).extent) for loop in (*loops[spatial - 2 : spatial], loops[-1]))
+    narrow = height is not None and width is not None and height * width <= vector.registers // 2
+    if not narrow or last is None or last % vector.lanes or not _reads_along(sch, conv, -1):
+        return None
+    producers = sch.get_producers(conv)
+    if inline_all_but(sch, [conv, *producers]) is not None:
+        return None
+    _, lanes = sch.split(loops[-1], [None, vector.lanes])
+    partial = sch.rfactor(lanes, factor_axis=spatial)  # lanes innermost in the partial sums
+    partial_loops = sch.get_loops(partial)  # the spatial loops, the reductions, then the lanes
+    *outer, row, col = partial_loops[:spatial]
+    reduce, lane = partial_loops[spatial:-1], partial_loops[-1]
+    sch.reorder(*reduce, row, col, lane)
+    tile = sch.fuse(*outer)
+    sch.reverse_compute_at(sch.cache_write(partial, 0, "local"), tile)
+    sch.reverse_compute_at(conv, tile)
+    sch.unroll(row)
+    sch.unroll(col)
+    sch.vectorize(lane)
+    sch.parallel(tile)
+    init = sch.decompose_reduction(partial, reduce[0])
+    sch.vectorize(sch.get_loops(init)[-1])
+    for block in producers:
+        parallel_outer(sch, block)
+    return sch.mod["main"]
+
+
+def _reads_along(sch: s_tir.Schedule, block: Any, iterator: int) -> bool:
+    """Whether every input of the block is indexed by its `iterator`-th iterator in the last dim."""
+    stmt = sch.get(block)
+    name = re.compile(rf"\b{re.escape(stmt.iter_vars[iterator].var.name)}\b")
+    return all(region.region and name.search(str(region.region[-1].min)) for region in stmt.reads)
+
+
+from .tvm_schedules_elementwise import schedule_column_reduction, schedule_elementwise  # noqa: E402
+
+RULES: list[Rule] = [
+    schedule_matmul,
+    schedule_conv_rfactor,
+    schedule_conv,
+    schedule_column_reduction,
+    schedule_elementwise,
+]

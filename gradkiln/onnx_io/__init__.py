@@ -13,8 +13,10 @@ op type; `register_exporter` / `register_importer` add rules for custom ops.
 """
 
 from . import (
+    import_bitwise,  # BitwiseAnd, BitwiseOr, BitwiseXor, BitwiseNot, BitShift
     import_math,  # registers native math rules over the compositions of import_rules' modules
     import_nn_native,  # registers native conv, pool and indexing rules over the compositions
+    import_quantize,  # QuantizeLinear, DequantizeLinear, QLinear* and *Integer
     import_select_native,  # TopK, GatherElements, ScatterElements as the selection ops
 )
 from .export_rules import EXPORTERS, register_exporter

@@ -1,9 +1,10 @@
 """The dtype correspondence between gradkiln and ONNX, shared by the exporter and the importer.
 
 ONNX's narrow types have no gradkiln dtype, so the importer widens them to a stand-in that holds
-every value exactly: bfloat16 and float8 (e4m3fn, e5m2) to float32, int4 and uint4 to int32 (the
-narrowest gradkiln integer). Arithmetic then runs at the stand-in's precision, and a `Cast` to a
-narrow type rounds (or wraps) to the narrow type's values while keeping the stand-in dtype.
+every value exactly: bfloat16, the float8s (e4m3fn, e4m3fnuz, e5m2, e5m2fnuz) and float4e2m1 to
+float32, int4 and int2 to int8, uint4 and uint2 to uint8. Arithmetic then runs at the
+stand-in's precision, and a `Cast` to a narrow type rounds (or wraps) to the narrow type's
+values while keeping the stand-in dtype.
 """
 
 from __future__ import annotations
@@ -22,8 +23,14 @@ TO_ONNX: dict[str, int] = {
     "float16": TensorProto.FLOAT16,
     "float32": TensorProto.FLOAT,
     "float64": TensorProto.DOUBLE,
+    "int8": TensorProto.INT8,
+    "int16": TensorProto.INT16,
     "int32": TensorProto.INT32,
     "int64": TensorProto.INT64,
+    "uint8": TensorProto.UINT8,
+    "uint16": TensorProto.UINT16,
+    "uint32": TensorProto.UINT32,
+    "uint64": TensorProto.UINT64,
     "bool": TensorProto.BOOL,
 }
 FROM_ONNX: dict[int, str] = {code: name for name, code in TO_ONNX.items()}
@@ -32,39 +39,49 @@ FROM_ONNX: dict[int, str] = {code: name for name, code in TO_ONNX.items()}
 @dataclass(frozen=True)
 class NarrowFloat:
     """A float format narrower than float32: `bits` fraction bits, smallest normal exponent
-    `emin`, largest finite value `max`; `overflow_nan` when it has no infinity (overflow is NaN)."""
+    `emin`, largest finite value `max`; `overflow` is what a value beyond it becomes without
+    saturation (inf, NaN where the format has no infinity, or `max` for float4), `nan` what NaN
+    becomes (float4 has no NaN: ml_dtypes, ONNX's reference, gives a zero)."""
 
     numpy: type
     bits: int
     emin: int
     max: float
-    overflow_nan: bool
+    overflow: float
     saturates: bool  # whether Cast's `saturate` attribute applies (float8 only)
+    nan: float = float("nan")
 
 
 @dataclass(frozen=True)
 class NarrowInt:
-    """A 4-bit integer format: a Cast to it truncates, then wraps to its `lo`..`hi` range."""
+    """A 2- or 4-bit integer format: a Cast to it truncates, then wraps to its `lo`..`hi` range."""
 
     numpy: type
     lo: int
     hi: int
 
 
+_INF, _NAN = float("inf"), float("nan")
 NARROW: dict[int, NarrowFloat | NarrowInt] = {
     TensorProto.BFLOAT16: NarrowFloat(
-        ml_dtypes.bfloat16, 7, -126, float(ml_dtypes.finfo(ml_dtypes.bfloat16).max), False, False
+        ml_dtypes.bfloat16, 7, -126, float(ml_dtypes.finfo(ml_dtypes.bfloat16).max), _INF, False
     ),
-    TensorProto.FLOAT8E4M3FN: NarrowFloat(ml_dtypes.float8_e4m3fn, 3, -6, 448.0, True, True),
-    TensorProto.FLOAT8E5M2: NarrowFloat(ml_dtypes.float8_e5m2, 2, -14, 57344.0, False, True),
+    TensorProto.FLOAT8E4M3FN: NarrowFloat(ml_dtypes.float8_e4m3fn, 3, -6, 448.0, _NAN, True),
+    TensorProto.FLOAT8E4M3FNUZ: NarrowFloat(ml_dtypes.float8_e4m3fnuz, 3, -7, 240.0, _NAN, True),
+    TensorProto.FLOAT8E5M2: NarrowFloat(ml_dtypes.float8_e5m2, 2, -14, 57344.0, _INF, True),
+    TensorProto.FLOAT8E5M2FNUZ: NarrowFloat(ml_dtypes.float8_e5m2fnuz, 2, -15, 57344.0, _NAN, True),
+    TensorProto.FLOAT4E2M1: NarrowFloat(ml_dtypes.float4_e2m1fn, 1, 0, 6.0, 6.0, False, 0.0),
     TensorProto.INT4: NarrowInt(ml_dtypes.int4, -8, 7),
     TensorProto.UINT4: NarrowInt(ml_dtypes.uint4, 0, 15),
+    TensorProto.INT2: NarrowInt(ml_dtypes.int2, -2, 1),
+    TensorProto.UINT2: NarrowInt(ml_dtypes.uint2, 0, 3),
 }
 
 
 def stand_in(code: int) -> str:
     """The gradkiln dtype holding the values of narrow ONNX type `code`."""
-    return "float32" if isinstance(NARROW[code], NarrowFloat) else "int32"
+    fmt = NARROW[code]
+    return "float32" if isinstance(fmt, NarrowFloat) else ("int8" if fmt.lo < 0 else "uint8")
 
 
 def from_onnx(code: int, where: str) -> str:
@@ -96,7 +113,7 @@ def narrow_known(array: np.ndarray, code: int, saturate: bool = True) -> np.ndar
     fmt = NARROW[code]
     with np.errstate(invalid="ignore", over="ignore"):
         if isinstance(fmt, NarrowInt):
-            return _wrap_int(array.astype(np.int64), fmt).astype("int32")
+            return _wrap_int(array.astype(np.int64), fmt).astype(stand_in(code))
         if saturate and fmt.saturates:
             array = np.clip(array, -fmt.max, fmt.max)
         return array.astype(fmt.numpy).astype("float32")
@@ -107,17 +124,15 @@ def narrow_tensor(x: Tensor, code: int, saturate: bool = True) -> Tensor:
     format's grid (its subnormals included), then saturate or overflow as ONNX's Cast does."""
     fmt = NARROW[code]
     if isinstance(fmt, NarrowInt):
-        return _wrap_int(gb.cast(x, "int32"), fmt)
+        return gb.cast(_wrap_int(gb.cast(x, "int32"), fmt), stand_in(code))
     x = gb.cast(x, "float32")
     magnitude = gb.maximum(gb.abs(x), np.float32(2.0**fmt.emin))
     exponent = gb.clip(gb.floor(gb.log(magnitude) / np.float32(np.log(2))), fmt.emin, 127)
     spacing = gb.exp2(exponent - fmt.bits)
     rounded = gb.round(x / spacing) * spacing
-    if saturate and fmt.saturates:
-        beyond = np.float32(fmt.max)
-    else:
-        beyond = np.float32("nan") if fmt.overflow_nan else np.float32("inf")
-    return gb.where(gb.abs(rounded) > np.float32(fmt.max), gb.sign(x) * beyond, rounded)
+    beyond = np.float32(fmt.max if saturate and fmt.saturates else fmt.overflow)
+    narrowed = gb.where(gb.abs(rounded) > np.float32(fmt.max), gb.sign(x) * beyond, rounded)
+    return narrowed if np.isnan(fmt.nan) else gb.where(gb.not_equal(x, x), np.float32(fmt.nan), narrowed)
 
 
 def _wrap_int(values: Any, fmt: NarrowInt) -> Any:

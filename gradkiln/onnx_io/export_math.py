@@ -77,13 +77,16 @@ def _atan2(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> N
 
 @register_exporter("mod")
 def _mod(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
-    """Integers: Mod (fmod=0 takes the divisor's sign). Floats, where ONNX Mod needs fmod=1 (the
-    dividend's sign): a - floor(a / b) * b, numpy's result up to rounding (as TVM computes it)."""
+    """Integers: Mod (fmod=0 takes the divisor's sign). Floats, where ONNX Mod needs fmod=1 (C's
+    fmod, the dividend's sign): fmod, plus b where it is non-zero with the sign opposite to b's,
+    which is numpy's mod exactly (infinities and NaN included); the importer reads it back as mod."""
     if not is_float(node.types[0].dtype):
         ctx.emit("Mod", ins, outs)
         return
-    a, b = ins
-    ctx.emit("Sub", [a, ctx.emit("Mul", [ctx.emit("Floor", [ctx.emit("Div", ins)]), b])], outs)
+    rem = ctx.emit("Mod", ins, fmod=1)
+    b = ins[1]
+    opposite = ctx.emit("Less", [ctx.emit("Mul", [rem, b]), _scalar(ctx, node, 0.0)])
+    ctx.emit("Where", [opposite, ctx.emit("Add", [rem, b]), rem], outs)
 
 
 @register_exporter("floordiv")

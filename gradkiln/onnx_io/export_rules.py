@@ -221,6 +221,9 @@ def element_count(ctx: ExportContext, node: Node, x: str, axes: tuple[int, ...],
 
 
 from . import (  # noqa: E402  (the math family's composed rules and the nn ops' rules, into EXPORTERS)
+    export_bitwise,  # noqa: F401
+    export_complex,  # noqa: F401
+    export_control,  # noqa: F401
     export_fused,  # noqa: F401
     export_linalg,  # noqa: F401
     export_math,  # noqa: F401

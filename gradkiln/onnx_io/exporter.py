@@ -163,6 +163,7 @@ def export(
     `outputs` is what `gk.compile` accepts: a tensor, a node name, a list, or a dict whose keys
     become the ONNX output names. With `path`, the model is also written there atomically.
     """
+    from .export_complex import refuse_complex
     from .export_rules import EXPORTERS
 
     if not OPSET <= opset <= onnx.defs.onnx_opset_version():
@@ -171,6 +172,7 @@ def export(
         )
     values, structure = normalize_outputs(graph, outputs)
     needed = [graph.node(i) for i in graph.needed_nodes(values)]
+    refuse_complex(needed)
     ctx = ExportContext(graph, opset)
     for node in needed:
         _export_node(ctx, node, EXPORTERS)

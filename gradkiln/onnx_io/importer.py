@@ -23,6 +23,7 @@ from ..graph import builder as gb
 from ..graph.types import Dim, as_dim
 from ..lowering.numpy_backend import NumpyExecutable
 from . import functions
+from .constant_folding import fold_as_import_would
 from .dtypes import NARROW, TO_ONNX, from_onnx, narrow_known, narrow_tensor, stand_in, widen
 from .model_file import default_opset, load
 
@@ -108,7 +109,7 @@ class ImportContext:
             self.env = outer
 
     def narrow_type(self, operand: Operand) -> int | None:
-        """The narrow ONNX element type (bfloat16, float8, int4) that `operand` stands in for, if any."""
+        """The narrow ONNX element type (bfloat16, float8, float4, int4, int2) that `operand` stands in for, if any."""
         return self._narrow.get(id(operand), (None, None))[1]
 
     def mark_narrow(self, operand: Operand, code: int) -> Operand:
@@ -215,9 +216,10 @@ def import_model(
     Returns the graph and its outputs by ONNX output name, ready for `gk.compile(graph, outputs)`.
     Initializers that are also graph inputs become params, other initializers constants, and
     `dim_param` dims become symbols. A path may keep tensors in external data files next to it.
-    Narrow element types import as their stand-ins (see `dtypes.py`): bfloat16 and float8 as
-    float32, int4 and uint4 as int32. `rules` maps ONNX op types to import rules used for this
-    import in place of (or besides) the registered `IMPORTERS`, e.g. training-mode BatchNorm.
+    Narrow element types import as their stand-ins (see `dtypes.py`): bfloat16, float8 and
+    float4 as float32, int4 and int2 as int8, uint4 and uint2 as uint8. `rules` maps ONNX op
+    types to import rules used for this import in place of (or besides) the registered
+    `IMPORTERS`, e.g. training-mode BatchNorm.
     """
     from . import import_rules  # noqa: F401  (fills IMPORTERS)
 
@@ -231,7 +233,7 @@ def import_model(
         for proto in model.graph.node:
             _import_node(ctx, proto, opset, env, table)
         outputs = {o.name: ctx.tensor(env[o.name], f"output {o.name!r}") for o in model.graph.output}
-    return graph, outputs
+    return graph, fold_as_import_would(graph, outputs)
 
 
 def _sources(ctx: ImportContext, onnx_graph: onnx.GraphProto) -> dict[str, Operand]:

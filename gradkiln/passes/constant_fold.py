@@ -13,11 +13,14 @@ from .manager import PassContext, register_pass
 @register_pass("constant_fold")
 def constant_fold(graph: Graph, ctx: PassContext) -> bool:
     folded = False
-    for node in list(graph.nodes()):
-        opdef = get_op(node.op)
-        inputs = node.inputs
-        if opdef.source or not inputs or any(graph.node(v.node).op != "constant" for v in inputs):
+    for node_id in list(graph.topological_order()):
+        opdef = get_op(graph.op_of(node_id))
+        if opdef.source:
             continue
+        inputs = graph.inputs_of(node_id)
+        if not inputs or any(graph.op_of(v.node) != "constant" for v in inputs):
+            continue
+        node = graph.node(node_id)
         if any(map(is_symbolic, node.attrs.values())) or any(not t.is_static for t in node.types):
             continue
         if sum(int(np.prod(t.shape)) for t in node.types) > ctx.fold_limit:

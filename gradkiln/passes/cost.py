@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from ..graph import OPS, Graph, GraphError, TensorType, UnsupportedOpError
+from ..graph.ops.bitwise import BINARY as BITWISE
 from ..graph.ops.dropout import ROUNDS as DROPOUT_ROUNDS
 from ..graph.ops.elementwise import BINARY, COMPARE, UNARY, UNARY_WITH_ATTRS
 from ..graph.ops.fused import fold, symbols
@@ -142,10 +143,43 @@ def _fused(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
     return math.prod(out) * sum(ELEMENTWISE_FLOPS.get(op, 1) for op in applied)
 
 
+def _fused_reduce(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+    """The expression at the inputs' broadcast shape, then one FLOP per element it reduces."""
+    mapped = tuple(np.broadcast_shapes(*ins))
+    return _fused(ins, mapped, attrs) + REDUCTION_FLOPS[attrs["reduce"]] * math.prod(mapped)
+
+
+def _fused_matmul(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+    """The matmul's FLOPs (2*M*N*K, K read past a transposed first operand's flag), then the
+    epilogue's over its output (x0 is the product)."""
+    inner = ins[0][-2] if attrs.get("transpose_a") else ins[0][-1]
+    return 2 * math.prod(out) * inner + _fused([out, *ins[2:]], out, attrs)
+
+
+def _body_flops(body: Any, shapes: Sequence[Shape]) -> int:
+    """The FLOPs of one run of a control-flow body, its symbolic dims bound from `shapes`."""
+    dims = [(d, n) for t, shape in zip(body.input_types, shapes) for d, n in zip(t.shape, shape)]
+    sizes = {d.name: n for d, n in dims if getattr(d, "is_Symbol", False)}
+    return cost(body.graph, list(body.outputs), sizes).flops
+
+
+def _scan(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+    """The body's cost times the trip count."""
+    carry, xs = attrs["num_carry"], attrs["num_xs"]
+    steps = [*ins[:carry], *(s[1:] for s in ins[carry : carry + xs]), *ins[carry + xs :]]
+    return attrs["length"] * _body_flops(attrs["body"], steps)
+
+
+def _cond(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+    """The costlier branch (the numpy executor runs one branch; TVM lowering runs both)."""
+    return max(_body_flops(attrs[side], ins[1:]) for side in ("true_body", "false_body"))
+
+
 COST_RULES: dict[str, CostRule] = {
     **{
         op: _elementwise(ELEMENTWISE_FLOPS.get(op, 1))
-        for op in [*UNARY, *UNARY_WITH_ATTRS, *BINARY, *COMPARE, "where", "cast", "stop_gradient"]
+        for op in [*UNARY, *UNARY_WITH_ATTRS, *BINARY, *COMPARE, *BITWISE, "bitwise_not", "where", "cast"]
+        + ["stop_gradient"]
     },
     **{op: _reduction(weight) for op, weight in REDUCTION_FLOPS.items()},
     **{op: _elementwise(0) for op in DATA_MOVEMENT},
@@ -161,6 +195,14 @@ COST_RULES: dict[str, CostRule] = {
     "scatter_elements_add": lambda ins, out, attrs: math.prod(ins[2]),
     "dropout": _elementwise(DROPOUT_FLOPS),
     "fused": _fused,
+    "fused_reduce": _fused_reduce,
+    "fused_matmul": _fused_matmul,
+    "scan": _scan,
+    "cond": _cond,
+    # complex parts: real, imag and complex move data, conj negates, angle is an atan2
+    **{op: _elementwise(0) for op in ("real", "imag", "complex")},
+    "conj": _elementwise(1),
+    "angle": _elementwise(TRANSCENDENTAL),
 }
 
 

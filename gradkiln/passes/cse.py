@@ -14,15 +14,16 @@ from .manager import PassContext, register_pass
 def cse(graph: Graph, ctx: PassContext) -> bool:
     seen: dict[tuple, int] = {}
     merged = []
-    for node in list(graph.nodes()):
-        if node.op in ("input", "param"):
+    for node_id in list(graph.topological_order()):
+        data = graph.nx.nodes[node_id]
+        if data["op"] in ("input", "param"):
             continue
-        key = (node.op, attrs_key(node.attrs), tuple(node.inputs), node.role == "recompute")
-        kept = seen.setdefault(key, node.id)
-        if kept != node.id:
-            for index in range(len(node.types)):
-                ctx.replace(graph, Value(node.id, index), Value(kept, index))
-            merged.append(node.id)
+        key = (data["op"], attrs_key(data["attrs"]), tuple(graph.inputs_of(node_id)), data["role"] == "recompute")
+        kept = seen.setdefault(key, node_id)
+        if kept != node_id:
+            for index in range(len(data["types"])):
+                ctx.replace(graph, Value(node_id, index), Value(kept, index))
+            merged.append(node_id)
     for node_id in merged:
         graph.remove_node(node_id)
     return bool(merged)

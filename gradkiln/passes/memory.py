@@ -195,8 +195,10 @@ def _inplace_input(graph: Graph, facts: _Values, node_id: int, step: int, last: 
     if not get_op(graph.nx.nodes[node_id]["op"]).elementwise or facts.base.get(out) != out or out in kept:
         return None
     want = graph.nx.nodes[node_id]["types"][0]
-    for v in graph.inputs_of(node_id):
-        if facts.base[v] == v and last.get(v) == step and graph.type_of(v) == want:
+    inputs = graph.inputs_of(node_id)
+    for v in inputs:
+        aliased = any(u != v and facts.base[u] == v for u in inputs)  # x + transpose(x): writing x breaks the view
+        if facts.base[v] == v and last.get(v) == step and graph.type_of(v) == want and not aliased:
             return v
     return None
 

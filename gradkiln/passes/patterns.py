@@ -26,6 +26,7 @@ from .manager import PassContext
 
 COMMUTATIVE = frozenset({"add", "mul", "maximum", "minimum", "equal", "not_equal"})
 VIEW_OPS = frozenset({"broadcast_to", "expand_dims", "squeeze", "reshape", "transpose"})  # keep every element
+CONSTANT_VIEWS = VIEW_OPS | {"constant"}  # the ops a value `source_constant` sees through can have
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,9 @@ def V(name: str | None = None, where: Callable[[Match, Value], bool] | None = No
 
 
 def C(value: float, name: str | None = None) -> Pat:  # noqa: N802
-    """A value whose every element is `value`: a constant, possibly broadcast or reshaped."""
-    return Pat(name=name, where=lambda m, v: uniform_value(m.graph, v) == value)
+    """A value whose every element is `value`: a constant, possibly broadcast or reshaped (the
+    op set lets a match fail before looking through views)."""
+    return Pat(CONSTANT_VIEWS, name=name, where=lambda m, v: m.uniform(v) == value)
 
 
 def constant_array(graph: Graph, value: Value) -> np.ndarray | None:
@@ -65,7 +67,7 @@ def constant_array(graph: Graph, value: Value) -> np.ndarray | None:
 def source_constant(graph: Graph, value: Value) -> np.ndarray | None:
     """The constant `value` is made of, seen through ops that only move or repeat elements
     (broadcast_to, reshape, ...): every element of `value` is one of its elements. Else None."""
-    while graph.nx.nodes[value.node]["op"] in VIEW_OPS:
+    while graph.op_of(value.node) in VIEW_OPS:
         value = graph.inputs_of(value.node)[0]
     return constant_array(graph, value)
 
@@ -88,12 +90,19 @@ class Match:
     ctx: PassContext
     captures: dict[str, Value]
     emitted: list[int] = field(default_factory=list)
-    known_inputs: dict[int, list[Value]] = field(default_factory=dict)  # shared by the rules tried at a node
+    # facts shared by the rules tried at one node: inputs by node id, uniform values by Value
+    memo: dict[Any, Any] = field(default_factory=dict)
 
     def inputs(self, node_id: int) -> list[Value]:
-        if node_id not in self.known_inputs:
-            self.known_inputs[node_id] = self.graph.inputs_of(node_id)
-        return self.known_inputs[node_id]
+        if node_id not in self.memo:
+            self.memo[node_id] = self.graph.inputs_of(node_id)
+        return self.memo[node_id]
+
+    def uniform(self, value: Value) -> float | None:
+        """`uniform_value` of `value`, looked up once per node visit (several rules ask)."""
+        if value not in self.memo:
+            self.memo[value] = uniform_value(self.graph, value)
+        return self.memo[value]
 
     def __getitem__(self, name: str) -> Value:
         return self.captures[name]
@@ -156,35 +165,39 @@ class Rule:
     build: Builder
 
 
-def match(graph: Graph, pattern: Pat, value: Value, ctx: PassContext, known_inputs: dict | None = None) -> Match | None:
-    """Match `pattern` at `value`; the Match holds the captures."""
-    m = Match(graph, value, ctx, {}, known_inputs=known_inputs if known_inputs is not None else {})
+def match(graph: Graph, pattern: Pat, value: Value, ctx: PassContext, memo: dict | None = None) -> Match | None:
+    """Match `pattern` at `value`; the Match holds the captures (`memo`: see `Match.memo`)."""
+    m = Match(graph, value, ctx, {}, memo=memo if memo is not None else {})
     return m if _match(pattern, value, m) else None
 
 
 def _match(pat: Pat, value: Value, m: Match) -> bool:
     if pat.name is not None and m.captures.get(pat.name, value) != value:
         return False
-    data = m.graph.nx.nodes[value.node]
+    data = m.graph.nx._node[value.node]
     if pat.op is not None and data["op"] not in pat.op:
         return False
-    if any(data["attrs"].get(k) != v for k, v in pat.attrs):
+    if pat.attrs and any(data["attrs"].get(k) != v for k, v in pat.attrs):
         return False
-    if pat.args is not None:
-        inputs = m.inputs(value.node)
-        if len(inputs) != len(pat.args):
-            return False
-        orders = [inputs, inputs[::-1]] if data["op"] in COMMUTATIVE and len(inputs) == 2 else [inputs]
-        for order in orders:
-            saved = dict(m.captures)
-            if all(_match(p, v, m) for p, v in zip(pat.args, order)):
-                break
-            m.captures = saved
-        else:
-            return False
+    if pat.args is not None and not _match_operands(pat.args, m.inputs(value.node), data["op"] in COMMUTATIVE, m):
+        return False
     if pat.name is not None:
         m.captures[pat.name] = value
     return pat.where is None or bool(pat.where(m, value))
+
+
+def _match_operands(pats: tuple[Pat, ...], inputs: list[Value], commutative: bool, m: Match) -> bool:
+    """Match the operands in order, or for a commutative binary op also swapped; a failed try
+    leaves the captures as they were."""
+    if len(inputs) != len(pats):
+        return False
+    orders = (inputs, inputs[::-1]) if commutative and len(inputs) == 2 else (inputs,)
+    for order in orders:
+        saved = m.captures.copy()
+        if all(_match(p, v, m) for p, v in zip(pats, order)):
+            return True
+        m.captures = saved
+    return False
 
 
 def _rules_by_op(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
@@ -214,7 +227,7 @@ def rewrite(graph: Graph, ctx: PassContext, rules: Iterable[Rule]) -> Counter[st
         budget -= 1
         node_id = work.popleft()
         queued.discard(node_id)
-        if node_id in graph and graph.nx.nodes[node_id]["op"] in table:
+        if node_id in graph and graph.op_of(node_id) in table:
             for touched in _rewrite_node(graph, ctx, table, Value(node_id, 0), fired):
                 if touched not in queued:
                     work.append(touched)
@@ -228,9 +241,9 @@ def _rewrite_node(graph: Graph, ctx: PassContext, table: dict, value: Value, fir
     for _ in range(8):  # a bound against rules that undo each other
         if not graph.nx.out_degree(value.node) and value not in ctx.outputs:
             break  # dead: nothing reads it (DCE removes it)
-        known_inputs: dict[int, list[Value]] = {}
-        for rule in table.get(graph.nx.nodes[value.node]["op"], ()):
-            m = match(graph, rule.pattern, value, ctx, known_inputs)
+        memo: dict[Any, Any] = {}
+        for rule in table.get(graph.op_of(value.node), ()):
+            m = match(graph, rule.pattern, value, ctx, memo)
             new = rule.build(m) if m is not None else None
             if new is not None and new != value:
                 break

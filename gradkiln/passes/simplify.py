@@ -9,8 +9,9 @@ chains, cast to the same dtype). `x*0 -> 0` and `x-x -> 0` are wrong for x = Inf
 they fire only when x is known finite (an integer or bool dtype, or a constant with finite
 elements); `exp(log x) -> x` is wrong for x < 0 (NaN), so it fires only when x is known
 non-negative. `PassContext.unsafe_math` (`optimize(..., unsafe_math=True)`) lifts both
-conditions, like -ffast-math. `log(exp x) -> x` always fires: it differs only where exp
-overflows, and there it gives the exact answer instead of Inf. Reassociating constants and
+conditions, like -ffast-math. `log(exp x) -> x` fires for every real float x: it differs only
+where exp overflows, and there it gives the exact answer instead of Inf (not for complex x,
+whose imaginary part comes back only modulo 2*pi). Reassociating constants and
 turning a sum over a broadcast into a multiply by the count change rounding, not values in
 exact arithmetic; x + 0 -> x keeps a -0.0 that the addition would have made +0.0.
 """
@@ -43,10 +44,6 @@ def _nonnegative(m: Match, value: Value) -> bool:
         return True
     array = source_constant(m.graph, value)
     return array is not None and not bool((array < 0).any())
-
-
-def _is_constant(m: Match, value: Value) -> bool:
-    return constant_array(m.graph, value) is not None
 
 
 def _exact(m: Match, value: Value) -> Value | None:
@@ -87,8 +84,8 @@ def _reassociate(op: str, fn: np.ufunc) -> Rule:
             folded = fn(c1, c2).astype(m.root_type.dtype)
         return m.emit(op, m["x"], m.constant(folded))
 
-    inner = P(op, V("x"), V("c1", _is_constant), name="inner")
-    return Rule(f"{op}_constants", P(op, inner, V("c2", _is_constant)), build)
+    inner = P(op, V("x"), P("constant", name="c1"), name="inner")
+    return Rule(f"{op}_constants", P(op, inner, P("constant", name="c2")), build)
 
 
 def _is_unit(dim: Dim) -> bool:
@@ -171,7 +168,7 @@ RULES: list[Rule] = [
     Rule("sub_self", P("sub", V("x"), V("x")), lambda m: _zeros(m) if _finite(m, m["x"]) else None),
     Rule("neg_neg", P("neg", P("neg", V("x"))), lambda m: m["x"]),
     Rule("exp_log", P("exp", P("log", V("x"))), lambda m: m["x"] if _nonnegative(m, m["x"]) else None),
-    Rule("log_exp", P("log", P("exp", V("x"))), lambda m: m["x"]),
+    Rule("log_exp", P("log", P("exp", V("x"))), lambda m: m["x"] if is_float(m.type(m["x"]).dtype) else None),
     Rule("cast_same", P("cast", V("x")), lambda m: _exact(m, m["x"])),
     Rule("transpose_transpose", P("transpose", P("transpose", V("x"), name="inner")), _compose_transposes),
     Rule("transpose_identity", P("transpose", V("x"), where=_identity_perm), lambda m: m["x"]),

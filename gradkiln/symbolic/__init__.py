@@ -13,8 +13,10 @@ implicitly; `gradkiln.symbolic.utilities` clips, accumulates and loss-scales gra
 docs/autodiff.md describes them all.
 """
 
-from ..graph.builder import stop_gradient
+from ..graph.builder import stop_gradient, zeros_like
 from . import (
+    complex_rules,  # real, imag, conj, angle, complex and abs of complex operands
+    control_rules,  # scan and cond: derivative and batched bodies
     fused_rules,  # the fused elementwise op's rules, derived with sympy
     linalg_rules,  # registers the linear algebra ops' vjp, jvp and batching rules
     nn_rules,  # registers the nn ops' vjp, jvp and batching rules
@@ -39,7 +41,7 @@ from .utilities import (
     global_norm,
     split_micro_batches,
 )
-from .vjp_rules import NON_DIFFERENTIABLE, VJP_RULES, VJPRule, register_vjp, unbroadcast, zeros_like
+from .vjp_rules import NON_DIFFERENTIABLE, VJP_RULES, VJPRule, register_vjp, unbroadcast
 
 __all__ = [
     "BATCH_RULES",

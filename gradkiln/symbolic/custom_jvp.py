@@ -22,13 +22,14 @@ from typing import Any, Callable, Sequence
 
 from ..graph import GradientError, Tensor
 from ..graph import builder as gb
+from ..graph.builder import zeros_like
 from ..graph.dtypes import is_float
 from ..graph.types import Dim, same_type
 from .batching import register_batch, vmap
 from .custom import check_tensor_arguments
 from .jvp_rules import register_jvp
 from .reverse import vjp
-from .vjp_rules import register_vjp, zeros_like
+from .vjp_rules import register_vjp
 
 JVPFunction = Callable[[tuple[Tensor, ...], tuple[Tensor, ...]], tuple[Tensor, Tensor]]
 

@@ -18,9 +18,10 @@ from typing import Any, Sequence
 
 from ..graph import GradientError, Node, ShapeError, Tensor, UnsupportedOpError, Value
 from ..graph import builder as gb
-from ..graph.dtypes import is_float
+from ..graph.builder import zeros_like
+from ..graph.dtypes import is_inexact
 from .jvp_rules import JVP_RULES
-from .vjp_rules import NON_DIFFERENTIABLE, zeros_like
+from .vjp_rules import NON_DIFFERENTIABLE
 from .walk import (
     as_list,
     as_tensor_for,
@@ -91,7 +92,7 @@ def _apply_rule(node: Node, tangents: list[Tensor | None]) -> list[Tensor | None
 
 
 def _fitted(node: Node, out: Tensor, t: Tensor | None) -> Tensor | None:
-    if t is None or not is_float(out.dtype):
+    if t is None or not is_inexact(out.dtype):
         return None
     if t.ndim <= out.ndim and not same_type(t.type, out.type):
         with contextlib.suppress(ShapeError):  # reported below, with the rule that made it

@@ -10,11 +10,11 @@ import numpy as np
 
 from ..graph import GradientError, Tensor
 from ..graph import builder as gb
+from ..graph.builder import zeros_like
 from ..graph.types import shape_size
 from .batching import vmap
 from .forward import jvp
 from .reverse import grad, vjp
-from .vjp_rules import zeros_like
 from .walk import next_node_id, remove_unneeded
 
 Mode = Literal["auto", "fwd", "rev"]

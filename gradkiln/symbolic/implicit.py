@@ -27,11 +27,11 @@ import numpy as np
 
 from ..graph import GradientError, Tensor, Value
 from ..graph import builder as gb
+from ..graph.builder import zeros_like
 from ..graph.dtypes import is_float
 from ..graph.types import same_type
 from .custom_jvp import with_jvp_rule
 from .forward import jvp
-from .vjp_rules import zeros_like
 from .walk import next_node_id, nodes_between
 
 Residual = Callable[..., Tensor]

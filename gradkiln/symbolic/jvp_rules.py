@@ -20,7 +20,8 @@ from typing import Callable, Iterable, Sequence
 
 from ..graph import Tensor
 from ..graph import builder as gb
-from ..graph.dtypes import is_float
+from ..graph.builder import zeros_like
+from ..graph.dtypes import is_inexact
 from .vjp_rules import (
     BINARY_DERIVATIVES,
     NON_DIFFERENTIABLE,
@@ -28,7 +29,6 @@ from .vjp_rules import (
     UNARY_DERIVATIVES,
     VJP_RULES,
     cumprod_zero_split,
-    zeros_like,
 )
 
 Tangents = Sequence[Tensor | None]
@@ -103,7 +103,7 @@ def _where(inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents) -> Tenso
 
 @register_jvp("cast")
 def _cast(inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents, dtype: str) -> Tensor | None:
-    return gb.cast(tangents[0], dtype) if is_float(dtype) else None
+    return gb.cast(tangents[0], dtype) if is_inexact(dtype) else None
 
 
 def _weighted_reduction(weights: Callable[..., Tensor]) -> JVPRule:

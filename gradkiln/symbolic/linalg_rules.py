@@ -24,12 +24,13 @@ import numpy as np
 
 from ..graph import GradientError, Tensor
 from ..graph import builder as gb
+from ..graph.builder import zeros_like
 from ..graph.builder.linalg import matrix_transpose as mT  # noqa: N812 (numpy's name)
 from ..graph.ops.linalg import letter_dims, parse_subscripts
 from ..graph.types import Dim
 from .batching import broadcasting_rule, register_batch
 from .jvp_rules import Tangents, register_jvp
-from .vjp_rules import register_vjp, unbroadcast, zeros_like
+from .vjp_rules import holomorphic, register_vjp, unbroadcast
 
 
 def _static(n: Dim, op: str) -> int:
@@ -76,6 +77,7 @@ def einsum_operand_grad(subscripts: str, operands: Sequence[Tensor], g: Tensor, 
 
 
 @register_vjp("einsum")
+@holomorphic  # complex operands: conjugated as matmul's
 def _einsum(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, subscripts: str) -> list[Tensor]:
     return [einsum_operand_grad(subscripts, inputs, g, k) for k in range(len(inputs))]
 

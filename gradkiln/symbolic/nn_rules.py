@@ -24,11 +24,12 @@ import numpy as np
 
 from ..graph import Tensor, UnsupportedOpError
 from ..graph import builder as gb
+from ..graph.builder import zeros_like
 from ..graph.ops.nn_ops import Padding, Pair, pool_counts, transpose_out
 from ..graph.types import Dim
 from .batching import register_batch
 from .jvp_rules import Tangents, register_jvp
-from .vjp_rules import register_vjp, zeros_like
+from .vjp_rules import register_vjp
 
 
 def conv2d_weight_grad(

@@ -21,9 +21,11 @@ import numpy as np
 
 from ..graph import GradientError, Graph, Node, Tensor, UnsupportedOpError, Value
 from ..graph import builder as gb
+from ..graph.builder import zeros_like
+from ..graph.dtypes import is_complex
 from ..graph.types import shape_size
 from .checkpoint import Recomputer
-from .vjp_rules import NON_DIFFERENTIABLE, VJP_RULES, zeros_like
+from .vjp_rules import NON_DIFFERENTIABLE, VJP_RULES
 from .walk import (
     as_list,
     as_tensor_for,
@@ -156,6 +158,11 @@ def _gradient_of(x: Tensor, grads: dict[Value, Tensor], depended_on: bool, allow
 
 
 def _default_seed(out: Tensor) -> np.ndarray:
+    if is_complex(out.dtype):
+        raise GradientError(
+            f"output {out.name} is complex ({out.type}); differentiate a real loss of it (gk.abs, gk.real), or pass "
+            "seed= (as torch, which implicitly seeds real scalar outputs only)"
+        )
     if not (out.type.is_static and shape_size(out.shape) == 1):
         raise GradientError(
             f"output {out.name} has shape {out.type}, not a scalar; reduce it (gk.sum, gk.mean) or pass "

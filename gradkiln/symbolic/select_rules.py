@@ -20,10 +20,11 @@ import numpy as np
 
 from ..graph import Tensor
 from ..graph import builder as gb
+from ..graph.builder import zeros_like
 from ..graph.types import Dim
 from .batching import register_batch
 from .jvp_rules import Tangents, register_jvp
-from .vjp_rules import register_vjp, zeros_like
+from .vjp_rules import register_vjp
 
 
 def _scatter_into_zeros(x: Tensor, indices: Tensor, g: Tensor, axis: int) -> Tensor:

@@ -8,8 +8,8 @@ per input. Rules are written with the builder API, so they emit ordinary graph n
 gradients of gradients come for free. `register_vjp(op)` adds a rule for a custom op.
 
 Ops in `NON_DIFFERENTIABLE` pass no gradient to their inputs: comparisons, `one_hot`, `size`,
-`sign`, `floor`, `ceil`, `round`, `floordiv`, `argmax`, `argmin` and `argsort` (piecewise constant or
-integer-valued: their gradient is 0 where it exists), and the sources `input`, `param` and
+`sign`, `floor`, `ceil`, `round`, `floordiv`, `argmax`, `argmin`, `argsort` and the bitwise ops
+(piecewise constant or integer-valued: their gradient is 0 where it exists), and the sources `input`, `param` and
 `constant`, which have no inputs to pass a gradient to, and `stop_gradient` by definition.
 
 Conventions at non-differentiable points and edge cases:
@@ -26,8 +26,11 @@ Conventions at non-differentiable points and edge cases:
   and elements after it get 0 (every product through them contains that zero). Derivatives of
   these gradients (second order) hold the zero pattern fixed, so they are exact only away from 0.
 - `var` and `std` divide by n - correction, like their values.
-- `cast` passes the gradient back cast to the input dtype when the input is a float; an
-  integer or bool input gets none.
+- `cast` passes the gradient back cast to the input dtype when the input is a float (its real
+  part, from a complex result) or complex; an integer or bool input gets none.
+- Complex operands (the ops listed in docs/autodiff.md) follow PyTorch's convention: the
+  gradient with respect to z is dL/d conj(z). Rules of holomorphic ops are wrapped in
+  `holomorphic`; the others (abs, real, imag, conj, angle, complex) are in `complex_rules`.
 - `pow`'s gradient with respect to the exponent is g * a**b * log(a), valid for a > 0.
 - `where` passes nothing to its bool condition; `slice`'s gradient is a zero `pad` and
   `pad`'s is a strided `slice`; `concat`'s is one slice per operand.
@@ -45,7 +48,7 @@ import sympy
 
 from ..graph import Tensor
 from ..graph import builder as gb
-from ..graph.dtypes import is_float
+from ..graph.dtypes import is_float, is_inexact
 from ..graph.types import Dim, as_dim, dims_equal
 
 VJPRule = Callable[..., Sequence[Tensor | None]]
@@ -70,6 +73,12 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
         "argmax",
         "argmin",
         "argsort",
+        "bitwise_and",
+        "bitwise_or",
+        "bitwise_xor",
+        "bitwise_not",
+        "left_shift",
+        "right_shift",
         "stop_gradient",
         "input",
         "param",
@@ -99,11 +108,6 @@ def unbroadcast(g: Tensor, x: Tensor) -> Tensor:
         lead + i for i, d in enumerate(x.shape) if dims_equal(d, 1) and not dims_equal(g.shape[lead + i], 1)
     ]
     return gb.reshape(gb.sum(g, axes), x.shape) if axes else g
-
-
-def zeros_like(x: Tensor) -> Tensor:
-    """Zeros of the type of `x`, as a broadcast zero constant (symbolic dims stay symbolic)."""
-    return gb.broadcast_to(gb.constant(np.zeros((), x.dtype), graph=x.graph), x.shape)
 
 
 def _keep_reduced_axes(t: Tensor, axes: tuple[int, ...], keepdims: bool) -> Tensor:
@@ -246,11 +250,24 @@ BINARY_DERIVATIVES: dict[str, Callable[[Tensor, Tensor, Tensor, Tensor], tuple[T
 }
 
 
+def holomorphic(rule: VJPRule) -> VJPRule:
+    """A real rule made right for complex operands too, in PyTorch's convention (docs/autodiff.md):
+    for an op holomorphic in its operands a real rule computes J^T g, so conjugating g on the way
+    in and the cotangents on the way out gives J^H g, the gradient with respect to conj(z).
+    `gb.conj` is the identity on real tensors: real graphs get no extra nodes."""
+
+    def conjugated(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, **attrs: object) -> Sequence[Tensor | None]:
+        return [None if ct is None else gb.conj(ct) for ct in rule(inputs, out, gb.conj(g), **attrs)]
+
+    return conjugated
+
+
 def _unary_rule(derivative: Callable[..., Tensor]) -> VJPRule:
-    return lambda inputs, out, g, **attrs: (derivative(inputs[0], out, g, **attrs),)
+    return holomorphic(lambda inputs, out, g, **attrs: (derivative(inputs[0], out, g, **attrs),))
 
 
 def _binary_rule(derivatives: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]) -> VJPRule:
+    @holomorphic
     def rule(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
         a, b = inputs
         da, db = derivatives(a, b, out, g)
@@ -274,7 +291,7 @@ def _where(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor) -> tuple[None, Te
 @register_vjp("cast")
 def _cast(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, dtype: str) -> tuple[Tensor | None]:
     (x,) = inputs
-    return (gb.cast(g, x.dtype) if is_float(x.dtype) else None,)
+    return (gb.cast(gb.real(g) if is_float(x.dtype) else g, x.dtype) if is_inexact(x.dtype) else None,)
 
 
 # -- reductions and normalisations ----------------------------------------------------------------
@@ -397,6 +414,7 @@ def _pad(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, low: tuple, high: t
 
 # -- linear algebra -----------------------------------------------------------------------------------
 @register_vjp("matmul")
+@holomorphic
 def _matmul(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
     a, b = inputs
     return unbroadcast(gb.matmul(g, _swap_last_two(b)), a), unbroadcast(gb.matmul(_swap_last_two(a), g), b)

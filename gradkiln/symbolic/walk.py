@@ -9,7 +9,7 @@ import numpy as np
 
 from ..graph import GradientError, Graph, Tensor
 from ..graph import builder as gb
-from ..graph.dtypes import is_float
+from ..graph.dtypes import is_inexact
 from ..graph.types import same_type
 
 
@@ -41,8 +41,10 @@ def common_graph(tensors: list[Tensor]) -> Graph:
 
 def require_float(kind: str, tensors: list[Tensor]) -> None:
     for t in tensors:
-        if not is_float(t.dtype):
-            raise GradientError(f"cannot differentiate {kind} {t.name} of type {t.type}: it must be a float tensor")
+        if not is_inexact(t.dtype):
+            raise GradientError(
+                f"cannot differentiate {kind} {t.name} of type {t.type}: it must be a float tensor (or a complex one)"
+            )
 
 
 def nodes_between(graph: Graph, inputs: list[Tensor], outputs: list[Tensor]) -> list[int]:

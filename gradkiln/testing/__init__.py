@@ -7,7 +7,7 @@ numpy reference: gradients against finite differences, TVM and ONNX against nump
 
 from .gradients import numeric_grads
 from .sample import OpSample
-from .samples import op_samples
+from .samples import complex_samples, op_samples
 from .workloads import (
     elementwise_chain,
     measured_peak_bytes,
@@ -19,6 +19,7 @@ from .workloads import (
 
 __all__ = [
     "OpSample",
+    "complex_samples",
     "elementwise_chain",
     "measured_peak_bytes",
     "mlp_feeds",

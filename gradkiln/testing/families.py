@@ -242,4 +242,32 @@ def fused_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
             name="fused_two_outputs",
         ),
         OpSample("fused", {"a": away_from_zero(rng, (2, 3), dtype) * 0.4}, lambda a: gb.fused(every_head, a)),
+        *(
+            OpSample(
+                "fused_reduce",
+                {"a": r(3, 4), "b": r(4)},
+                lambda a, b, reduce=reduce, axis=axis, keep=keep: gb.fused_reduce(
+                    one, a, b, reduce=reduce, axis=axis, keepdims=keep
+                ),
+                shapes={"a": ("N", 4)},
+                name=f"fused_reduce_{reduce}",
+            )
+            for reduce, axis, keep in (("sum", None, False), ("mean", 0, False), ("max", 1, True))
+        ),
+        OpSample(
+            "fused_matmul",
+            {"a": r(3, 4), "w": r(4, 5), "bias": r(5), "res": r(3, 5)},
+            lambda a, w, bias, res: gb.fused_matmul(sympy.tanh(x0 + x1) * x2 + x0 * x0, a, w, bias, res),
+            shapes={"a": ("N", 4), "res": ("N", 5)},
+        ),
+        OpSample(
+            "fused_matmul",
+            {"a": r(2, 4, 3), "w": r(5, 4), "bias": r(5)},
+            lambda a, w, bias: gb.mul(
+                *gb.fused_matmul(
+                    [FUNCTIONS["softplus"](x0 + x1), x0 * x1], a, w, bias, transpose_a=True, transpose_b=True
+                )
+            ),
+            name="fused_matmul_transposed_two_outputs",
+        ),
     ]

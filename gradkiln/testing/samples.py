@@ -8,6 +8,8 @@ import numpy as np
 
 from .. import graph as _graph
 from ..graph import builder as gb
+from .bitwise_samples import bitwise_samples
+from .control_samples import control_samples
 from .families import custom_jvp_samples, fused_samples, linalg_samples, math_samples, nn_samples, select_samples
 from .sample import OpSample, away_from_zero, rand
 
@@ -90,7 +92,39 @@ def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
         + linalg_samples(dtype, rng)
         + select_samples(dtype, rng)
         + fused_samples(dtype, rng)
+        + control_samples(dtype, rng)
+        + bitwise_samples(dtype, rng)
     )
+
+
+def complex_samples(dtype: str = "complex128", seed: int = 0) -> list[OpSample]:
+    """Samples of the complex ops (real, imag, conj, angle, complex, abs of a complex tensor) with
+    complex inputs and a real output. They run on the numpy executor only (TVM and ONNX have no
+    complex arithmetic), so they are kept out of `op_samples()`, whose samples every backend runs."""
+    rng = np.random.default_rng(seed)
+
+    def c(*shape: int) -> np.ndarray:
+        return (away_from_zero(rng, shape, "float64") + 1j * rand(rng, shape, "float64")).astype(dtype)
+
+    part = c(3, 4).real.dtype.name
+    return [
+        OpSample("real", {"z": c(3, 4)}, lambda z: gb.real(z * z)),
+        OpSample("imag", {"z": c(3, 4)}, lambda z: gb.imag(gb.exp(z))),
+        OpSample("conj", {"z": c(3, 4), "w": c(4)}, lambda z, w: gb.real(gb.conj(z) * w)),
+        OpSample("angle", {"z": c(3, 4)}, lambda z: gb.angle(z / (1.0 + 0.5j))),
+        OpSample("abs", {"z": c(3, 4)}, lambda z: gb.abs(gb.log(z)), name="abs_complex"),
+        OpSample(
+            "complex",
+            {"a": rand(rng, (3, 4), part), "b": rand(rng, (4,), part)},
+            lambda a, b: gb.abs(gb.reciprocal(gb.complex(a, b) + 2.0)),
+        ),
+        OpSample(
+            "matmul",
+            {"a": c(2, 3), "b": c(3, 4)},
+            lambda a, b: gb.abs(gb.mean(gb.square(a @ b), 1) - gb.sum(a, 1) / 3.0),
+            name="matmul_complex",
+        ),
+    ]
 
 
 def _softplus_with_rule() -> Callable[[_graph.Tensor], _graph.Tensor]:

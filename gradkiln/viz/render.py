@@ -209,7 +209,8 @@ def _source_line(source: Node) -> str:
 
 
 def _fused_lines(node: Node) -> tuple[list[str], list[str]]:
-    """A fused node's label line (its size) and tooltip lines (each output's sympy expression)."""
+    """A fused node's label line (its size) and tooltip lines (each output's sympy expression;
+    x0 is the product in a fused_matmul, and a fused_reduce reduces out0)."""
     exprs = list(node.attrs["exprs"])
     shown = f"{len(exprs)} output{'s' * (len(exprs) != 1)}, sympy expressions in the tooltip"
     return [shown], [f"out{k} = {str(e)[:EXPRESSION_CHARS]}" for k, e in enumerate(exprs)]
@@ -219,7 +220,7 @@ def _node_style(node: Node, is_output: bool, folded: Sequence[Node] = ()) -> dic
     attrs = {k: format_attr(v) for k, v in node.attrs.items() if k not in ("value", "type", "exprs")}
     lines = [f"{k}={v}" for k, v in attrs.items()] + [_source_line(s) for s in folded]
     expressions: list[str] = []
-    if node.op == "fused":
+    if "exprs" in node.attrs:  # fused, fused_reduce, fused_matmul
         head, expressions = _fused_lines(node)
         lines = head + lines
     shown = "\n".join(

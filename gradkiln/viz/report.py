@@ -246,7 +246,7 @@ def _profile_section(graph: Graph, outputs: list[Value], costs: Any, measured: P
 def _kernel_table(measured: Profile) -> str:
     """A TVM target's kernels, hottest first, with the nodes each computes."""
     rows = [
-        [t.kernel[:KERNEL_NAME_CHARS], t.calls, f"{t.seconds * 1e6:.1f}", f"{t.share:.1%}", " ".join(t.nodes)]
+        [t.kernel[:KERNEL_NAME_CHARS], t.calls, f"{t.seconds * 1e6:.1f}", f"{t.share:.1%}", " ".join(t.nodes) or "-"]
         for t in measured.rows[:PROFILE_ROWS]
     ]
     return "<h3>Kernels, hottest first</h3>\n" + _table(["kernel", "calls", "µs", "time share", "nodes"], rows)

@@ -145,3 +145,23 @@ def test_params_default_to_their_value_and_can_be_overridden():
     fn = gk.compile(g, y)
     assert fn() == pytest.approx(9.0)
     assert fn(w=np.array([0.0, 1.0])) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("target", ["numpy", "llvm"])
+def test_filled_tensors_match_numpy_and_bind_symbolic_dims_from_an_unused_input(target):
+    with gk.Graph() as g:
+        x = gk.input("x", ("n", 3), "float64")
+        out = gk.zeros(x.shape) + gk.ones((3,), "float64") * gk.full((1, 3), 2.5, "float64")
+        like = gk.zeros_like(x) + gk.ones_like(x) + gk.full_like(x, -1.0)
+        dtypes = gk.zeros((2,)).dtype, gk.ones((2,), "int32").dtype, gk.full((2,), 1.5).dtype
+    assert dtypes == ("float32", "int32", "float32")
+    got, got_like = gk.compile(g, [out, like], target=target)(x=np.zeros((4, 3)))
+    np.testing.assert_array_equal(got, np.full((4, 3), 2.5))
+    np.testing.assert_array_equal(got_like, np.zeros((4, 3)))
+
+
+def test_a_symbolic_dim_no_input_has_is_a_clear_error_at_compile_time():
+    with gk.Graph() as g:
+        out = gk.zeros(("m", 2))
+    with pytest.raises(gk.ShapeError, match=r"broadcast_to node .* no input of graph .* has the dim.*m"):
+        gk.compile(g, out)

@@ -35,6 +35,7 @@ MATMULS = {
     "plain, no dim a multiple of a tile": (lambda a, b: a @ b, (37, 19), (19, 53)),
     "a wide and a 10-column output": (lambda a, b: a @ b, (16, 64), (64, 10)),
     "batched": (lambda a, b: a @ b, (3, 9, 20), (3, 20, 40)),
+    "two batch dims (attention heads)": (lambda a, b: a @ b, (2, 3, 9, 20), (2, 3, 20, 40)),
     "transposed lhs": (lambda a, b: gk.transpose(a, (1, 0)) @ b, (20, 33), (20, 48)),
     "transposed rhs": (lambda a, b: a @ gk.transpose(b, (1, 0)), (33, 20), (48, 20)),
     "bias and relu epilogue": (lambda a, b: gk.relu(a @ b + 0.5), (24, 30), (30, 64)),
@@ -59,6 +60,22 @@ def test_symbolic_batch_runs_at_several_sizes(rhs_first):
     feeds = [{"x": rand(n, 20, seed=n), "w": rand(20, 48)} for n in (1, 7, 8, 64)]
     compiled = assert_builds_agree(g, out, feeds)
     assert list(compiled.scheduled.values()).count("schedule_matmul") >= 1
+
+
+@pytest.mark.parametrize("axes", [(0,), (0, 1)], ids=["one leading axis", "two leading axes"])
+def test_sums_over_leading_axes_are_strip_scheduled_and_agree(axes):
+    """A bias gradient: the reduced axes are outer in memory, the outputs accumulate in vectors."""
+    with gk.Graph() as g:
+        out = gk.sum(gk.input("x", (4, 6, 96)) * 2.0, axes)
+    compiled = assert_builds_agree(g, out, [{"x": rand(4, 6, 96)}])
+    assert "schedule_column_reduction" in compiled.scheduled.values()
+
+
+def test_sums_over_the_last_axis_are_not_strip_scheduled():
+    with gk.Graph() as g:
+        out = gk.sum(gk.input("x", (4, 96, 64)), (2,))
+    compiled = assert_builds_agree(g, out, [{"x": rand(4, 96, 64)}])
+    assert "schedule_column_reduction" not in compiled.scheduled.values()
 
 
 def test_mlp_training_step_gradients_agree_with_numpy():
@@ -135,7 +152,9 @@ def test_cnn_training_step_convs_are_scheduled_and_agree_with_numpy():
     unscheduled = gk.compile(g, outputs, target="llvm", schedule=False).kernels
     convs = [name for name in kernels_holding(unscheduled, test=is_conv) if "conv" in name]
     assert len(convs) >= 5  # 2 forward convs, 1 conv_transpose input gradient, 2 weight gradients
+    rules = [compiled.scheduled.get(name) for name in convs]
+    assert rules.count("schedule_conv_rfactor") == 2, rules  # the weight gradients: 3x3 outputs
     for name in convs:
-        assert compiled.scheduled.get(name) == "schedule_conv", name
+        assert compiled.scheduled.get(name) in ("schedule_conv", "schedule_conv_rfactor"), name
         text = compiled.kernels[name].script()
         assert "T.parallel" in text and "T.vectorized" in text and 'scope="local"' in text, name

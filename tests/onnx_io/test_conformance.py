@@ -10,7 +10,6 @@ slow reference evaluator.
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 
@@ -18,22 +17,11 @@ import onnx.backend.test
 import pytest
 
 from gradkiln.onnx_io.backend import GradkilnBackend
+from gradkiln.testing.onnx_suite import expected_failures, expected_reason
 
 EXPECTED_FAILURES = Path(__file__).with_name("expected_failures.txt")
 EXCLUDED_FOLDERS = ("OnnxBackendRealModelTest",)
-
-
-def expected_failures(path: Path = EXPECTED_FAILURES) -> dict[str, str]:
-    """{pattern: reason} from the reviewed list (comment lines start with #)."""
-    entries = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            pattern, reason = (part.strip() for part in line.split(" | ", 1))
-            entries[pattern] = reason
-    return entries
-
-
-EXPECTED = {re.compile(pattern): reason for pattern, reason in expected_failures().items()}
+EXPECTED = expected_failures(EXPECTED_FAILURES)
 with warnings.catch_warnings():  # onnx's case generators divide by zero on purpose
     warnings.simplefilter("ignore", RuntimeWarning)
     SUITE = onnx.backend.test.BackendTest(GradkilnBackend, __name__).test_cases
@@ -46,13 +34,9 @@ CASES = {
 }
 
 
-def _expected_reason(name: str) -> str | None:
-    return next((reason for pattern, reason in EXPECTED.items() if pattern.search(name)), None)
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_onnx_backend_case(name):
-    reason = _expected_reason(name)
+    reason = expected_reason(name, EXPECTED)
     run = CASES[name](name).debug
     if reason is None:
         run()

@@ -1,13 +1,21 @@
-"""The fusion pass: clusters, multi-output fused nodes, semantics, gradients through fused nodes."""
+"""The fusion pass: clusters, multi-output fused nodes, reductions fused with their producers,
+semantics, gradients through fused nodes. Matmul epilogues: test_fusion_matmul.py; sympy
+simplification: test_fusion_simplify.py."""
 
 import numpy as np
 import pytest
+import sympy
 from hypothesis import given, settings
 
 import gradkiln as gk
 from gradkiln.graph import verify
 from gradkiln.passes import optimize
-from gradkiln.testing import elementwise_chain, random_graph_feeds, random_graphs
+from gradkiln.testing import (
+    elementwise_chain,
+    numeric_grads,
+    random_graph_feeds,
+    random_graphs,
+)
 
 
 def _fused(graph):
@@ -53,7 +61,8 @@ def test_fusion_stops_at_reductions_shape_changes_and_the_size_limit():
     optimized, _, _ = optimize(g, [y.value, chain.value], ["fusion"], fuse_limit=5)
     sizes = sorted(len(n.attrs["exprs"]) for n in _fused(optimized))
     assert len(_fused(optimized)) >= 2 + 20 // 5 - 1 and sizes
-    assert len(optimized.nodes_of("sum")) == 1
+    (reduction,) = optimized.nodes_of("fused_reduce")  # the sum took the tanh cluster in
+    assert not optimized.nodes_of("sum") and reduction.attrs["reduce"] == "sum"
     verify(optimized)
 
 
@@ -109,8 +118,6 @@ def test_o3_compiles_with_tvm_and_matches_numpy():
 
 
 def test_a_bad_fused_node_is_a_clear_error():
-    import sympy
-
     x0, x1 = sympy.symbols("x0 x1")
     with gk.Graph():
         a = gk.input("a", (3,))
@@ -118,3 +125,97 @@ def test_a_bad_fused_node_is_a_clear_error():
             gk.fused(x0 + x1, a)
         with pytest.raises(gk.GraphError, match="floor is not allowed"):
             gk.fused(sympy.floor(x0), a)
+    with gk.Graph():
+        a = gk.input("a", (3,))
+        with pytest.raises(gk.GraphError, match="reduce='prod' is not one of"):
+            gk.fused_reduce(x0 * 2, a, reduce="prod")
+        with pytest.raises(gk.GraphError, match="numbers must be real"):
+            gk.fused(x0 * sympy.I, a)
+
+
+def _feeds(*shapes, low=-1.5, high=1.5):
+    rng = np.random.default_rng(0)
+    return [rng.uniform(low, high, shape).astype(np.float32) for shape in shapes]
+
+
+# -- reductions fused with their elementwise producers -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reduce", "axis", "keepdims"), [("sum", None, False), ("mean", 0, True), ("max", 1, False), ("sum", (0, 2), True)]
+)
+def test_a_reduction_of_an_elementwise_cluster_becomes_one_node(reduce, axis, keepdims):
+    with gk.Graph() as g:
+        x = gk.input("x", (2, 3, 4))
+        b = gk.input("b", (4,))
+        y = getattr(gk, reduce)(gk.tanh(x * b + 0.5) * x, axis, keepdims=keepdims)
+    optimized, (out,), _ = optimize(g, [y.value], "O3")
+    (node,) = optimized.nodes_of("fused_reduce")
+    assert out.node == node.id and node.attrs["reduce"] == reduce
+    assert not optimized.nodes_of("fused") and not optimized.nodes_of(reduce)
+    x_, b_ = _feeds((2, 3, 4), (4,))
+    want = getattr(np, reduce)(np.tanh(x_ * b_ + 0.5) * x_, axis=axis, keepdims=keepdims)
+    for target in ("numpy", "llvm"):
+        got = gk.compile(optimized, out, target=target)(x=x_, b=b_)
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+
+
+def test_a_single_elementwise_node_fuses_into_its_reduction():
+    with gk.Graph() as g:
+        x = gk.input("x", (5, 6))
+        y = gk.sum(x * x, 1)
+    optimized, (out,), _ = optimize(g, [y.value], "O3")
+    assert [n.op for n in optimized.nodes()] == ["input", "fused_reduce"]
+    (x_,) = _feeds((5, 6))
+    np.testing.assert_allclose(gk.compile(optimized, out)(x=x_), np.sum(x_ * x_, 1), rtol=1e-6)
+
+
+def test_a_reduction_input_read_elsewhere_or_requested_is_not_fused():
+    with gk.Graph() as g:
+        x = gk.input("x", (3, 4))
+        e = gk.exp(x) * 2.0
+        y = gk.max(e, 1)
+        z = gk.sum(gk.sin(x) + 1.0)
+    optimized, _, _ = optimize(g, [y.value, e.value, z.value], "O3")
+    assert len(optimized.nodes_of("max")) == 1  # e is an output too: it stays a value
+    (node,) = optimized.nodes_of("fused_reduce")
+    assert node.attrs["reduce"] == "sum"
+
+
+def test_gradients_of_fused_reductions_match_finite_differences():
+    with gk.Graph() as g:
+        x = gk.input("x", (3, 4), "float64")
+        b = gk.input("b", (4,), "float64")
+        loss = gk.sum(gk.max(gk.sin(x * b) + x, 1)) + gk.mean(gk.tanh(x - b) ** 2) + gk.sum(gk.exp(b * 0.5))
+    optimized, (out,), _ = optimize(g, [loss.value], "O3")
+    assert len(optimized.nodes_of("fused_reduce")) == 3
+    with optimized:
+        grads = gk.grad(
+            gk.Tensor(optimized, out), [gk.Tensor(optimized, optimized.by_name(n).outputs[0]) for n in "xb"]
+        )
+    rng = np.random.default_rng(3)
+    feeds = {"x": rng.normal(size=(3, 4)), "b": rng.normal(size=(4,))}
+    got = gk.compile(optimized, grads)(**feeds)
+    want = numeric_grads(lambda f: gk.compile(g, loss)(**f), feeds, ["x", "b"], np.float64(1.0))
+    for name, value in zip("xb", got):
+        np.testing.assert_allclose(value, want[name], rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=random_graphs())
+def test_o3_computes_what_the_graph_computed(case):
+    graph, outputs = case
+    fused_graph, fused_outputs, _ = optimize(graph, outputs, "O3")
+    feeds = random_graph_feeds()
+    want = gk.compile(graph, outputs)(**feeds)
+    for got, value in zip(gk.compile(fused_graph, fused_outputs)(**feeds), want):
+        np.testing.assert_allclose(got, value, rtol=1e-5, atol=1e-6)
+
+
+def test_zero_times_inf_stays_nan_in_a_fused_node():
+    with gk.Graph() as g:
+        y = gk.input("y", (2,))
+        out = 0.0 / y + 0.0 / y
+    optimized, (value,), _ = optimize(g, [out.value], "O3")
+    assert optimized.nodes_of("fused")
+    np.testing.assert_array_equal(gk.compile(optimized, value)(y=np.float32([0.0, 2.0])), [np.nan, 0.0])

@@ -5,9 +5,11 @@ Every function adds nodes to the graph of its tensor operands (or the open graph
 The functions live in `core` (sources, emitting, elementwise ops, reductions), `shapes` (shape
 ops and indexing) and `composite` (matmul, argmax/argmin, one_hot, cross entropy), `nn` (convolution, pooling,
 indexing) and `layers` (normalisations, losses, attention), `select` (sort, topk, gather, flip, dropout, stack, split,
-tile, repeat); this package is their one namespace.
+tile, repeat), `complex` (real, imag, conj, angle, complex); this package is their one namespace.
 """
 
+from .bitwise import bitwise_and, bitwise_not, bitwise_or, bitwise_xor, left_shift, right_shift
+from .complex import angle, complex, conj, imag, real
 from .composite import (
     argmax,
     argmin,
@@ -15,6 +17,7 @@ from .composite import (
     matmul,
     one_hot,
 )
+from .control import cond, scan, while_loop
 from .core import (
     TensorLike,
     abs,
@@ -42,6 +45,8 @@ from .core import (
     floor,
     floordiv,
     fused,
+    fused_matmul,
+    fused_reduce,
     gelu,
     greater,
     greater_equal,
@@ -137,10 +142,16 @@ from .shapes import (
     broadcast_to,
     concat,
     expand_dims,
+    full,
+    full_like,
     getitem,
+    ones,
+    ones_like,
     pad,
     reshape,
     slice,
     squeeze,
     transpose,
+    zeros,
+    zeros_like,
 )

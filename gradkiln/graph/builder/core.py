@@ -10,7 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..dtypes import DEFAULT_FLOAT, as_dtype, is_float, promote
+from ..body import BodyGraph, open_body
+from ..dtypes import DEFAULT_FLOAT, as_dtype, complex_dtype, is_complex, is_inexact, promote
 from ..errors import GraphError
 from ..ir import Graph, current_graph
 from ..tensor import Tensor
@@ -73,7 +74,42 @@ def fused(exprs: Any, *inputs: Tensor) -> Any:
     return out if many or not isinstance(out, tuple) else out[0]
 
 
+def fused_reduce(
+    expr: Any, *inputs: Tensor, reduce: str = "sum", axis: int | Sequence[int] | None = None, keepdims: bool = False
+) -> Tensor:
+    """One node reducing (`reduce`: "sum", "mean" or "max", over `axis`, None: all axes) the
+    sympy expression `expr` over x0, x1, ... standing for `inputs` (broadcast together):
+    `gk.fused_reduce(x0 * x0, a)` is the sum of squares without the squares as a value. The
+    fusion pass makes such nodes from a reduction of a fused node; see `gradkiln.graph.ops.fused_reduce`."""
+    from ..ops.fused import Expressions
+    from ..ops.fused_reduce import map_type
+
+    exprs = Expressions((expr,))
+    rank = len(map_type(tuple(t.type for t in inputs), exprs).shape)
+    return emit("fused_reduce", *inputs, exprs=exprs, reduce=reduce, axes=normalize_axes(axis, rank), keepdims=keepdims)
+
+
+def fused_matmul(
+    epilogue: Any, a: Tensor, b: Tensor, *extras: Tensor, transpose_a: bool = False, transpose_b: bool = False
+) -> Any:
+    """One node computing the sympy expression(s) `epilogue` over x0 = a @ b (rank >= 2 operands;
+    `transpose_a` / `transpose_b` read an operand with its last two axes swapped) and x1, x2, ...
+    standing for `extras`: `gk.fused_matmul(Relu(x0 + x1), x, w, bias)`. Returns a Tensor, or a
+    tuple for a sequence of expressions. The epilogue must keep the product's shape; the fusion
+    pass makes such nodes from a matmul and the elementwise node reading it. See
+    `gradkiln.graph.ops.fused_matmul`."""
+    from ..ops.fused import Expressions
+
+    many = isinstance(epilogue, (list, tuple))
+    exprs = Expressions(tuple(epilogue) if many else (epilogue,))
+    out = emit("fused_matmul", a, b, *extras, exprs=exprs, transpose_a=transpose_a, transpose_b=transpose_b)
+    return out if many or not isinstance(out, tuple) else out[0]
+
+
 def _graph_of(operands: Sequence[TensorLike]) -> Graph:
+    body = open_body()
+    if body is not None:  # tracing a loop body or branch: every op joins it, outer operands are captured
+        return body
     graphs = {id(x.graph): x.graph for x in operands if isinstance(x, Tensor)}
     if len(graphs) > 1:
         raise GraphError("operands come from different graphs; build each computation in one graph")
@@ -82,7 +118,7 @@ def _graph_of(operands: Sequence[TensorLike]) -> Graph:
 
 def _lift(graph: Graph, x: TensorLike, dtype: str | None) -> Tensor:
     if isinstance(x, Tensor):
-        return x
+        return graph.capture(x) if x.graph is not graph and isinstance(graph, BodyGraph) else x
     return constant(x, dtype, graph=graph)
 
 
@@ -92,7 +128,9 @@ def _promoted(*operands: TensorLike) -> tuple[Graph, list[Tensor]]:
     tensors = [x for x in operands if isinstance(x, Tensor)]
     dtype = promote(*[t.dtype for t in tensors]) if tensors else None
     scalars = [x for x in operands if not isinstance(x, Tensor)]
-    if dtype is not None and any(isinstance(s, float) for s in scalars) and not is_float(dtype):
+    if dtype is not None and any(isinstance(s, complex) for s in scalars) and not is_complex(dtype):
+        dtype = complex_dtype(dtype)
+    elif dtype is not None and any(isinstance(s, float) for s in scalars) and not is_inexact(dtype):
         dtype = DEFAULT_FLOAT
     elif dtype == "bool" and any(isinstance(s, int) and not isinstance(s, bool) for s in scalars):
         dtype = "int64"
@@ -103,7 +141,7 @@ def _promoted(*operands: TensorLike) -> tuple[Graph, list[Tensor]]:
 
 def _binary(op: str, a: TensorLike, b: TensorLike, floats: bool = False) -> Tensor:
     _, (a, b) = _promoted(a, b)
-    if floats and not is_float(a.dtype):
+    if floats and not is_inexact(a.dtype):
         a, b = cast(a, DEFAULT_FLOAT), cast(b, DEFAULT_FLOAT)
     return emit(op, a, b)
 
@@ -165,7 +203,7 @@ floordiv = _binary_fn("floordiv", "a // b rounded toward -inf, like numpy (ints 
 def _unary_operand(x: TensorLike, floats: bool = True) -> Tensor:
     """x as a tensor; ints cast to the default float for float-only ops."""
     x = _lift(_graph_of([x]), x, None)
-    return cast(x, DEFAULT_FLOAT) if floats and not is_float(x.dtype) else x
+    return cast(x, DEFAULT_FLOAT) if floats and not is_inexact(x.dtype) else x
 
 
 def _unary(op: str, doc: str, floats: bool = True):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import builtins
 from typing import Any, Sequence
 
+import numpy as np
 import sympy
 
+from ..dtypes import DEFAULT_FLOAT
 from ..errors import ShapeError
 from ..tensor import Tensor
 from ..types import Dim, as_dim, dims_equal, normalize_axes, normalize_axis, shape_size
-from .core import _promoted, emit
+from .core import _promoted, constant, emit
 
 
 def reshape(x: Tensor, shape: Sequence[Any]) -> Tensor:
@@ -37,6 +39,37 @@ def broadcast_to(x: Tensor, shape: Sequence[Any]) -> Tensor:
     """Broadcast to `shape` by numpy rules."""
     shape = tuple(as_dim(d) for d in shape)
     return x if x.shape == shape else emit("broadcast_to", x, shape=shape)
+
+
+def full(shape: Sequence[Any], value: Any, dtype: Any = None) -> Tensor:
+    """A tensor of `shape` filled with `value` (dims may be symbolic): one scalar constant
+    broadcast, so no array of the full size sits in the graph. dtype as `gk.constant` picks it."""
+    return broadcast_to(constant(value, dtype), shape)
+
+
+def zeros(shape: Sequence[Any], dtype: Any = DEFAULT_FLOAT) -> Tensor:
+    """Zeros of `shape` (float32 unless `dtype` says otherwise, like torch.zeros)."""
+    return full(shape, 0, dtype)
+
+
+def ones(shape: Sequence[Any], dtype: Any = DEFAULT_FLOAT) -> Tensor:
+    """Ones of `shape` (float32 unless `dtype` says otherwise, like torch.ones)."""
+    return full(shape, 1, dtype)
+
+
+def full_like(x: Tensor, value: Any) -> Tensor:
+    """`value` in the shape and dtype of `x`, in x's graph."""
+    return broadcast_to(constant(np.asarray(value, x.dtype), graph=x.graph), x.shape)
+
+
+def zeros_like(x: Tensor) -> Tensor:
+    """Zeros of the type of `x` (symbolic dims stay symbolic)."""
+    return full_like(x, 0)
+
+
+def ones_like(x: Tensor) -> Tensor:
+    """Ones of the type of `x` (symbolic dims stay symbolic)."""
+    return full_like(x, 1)
 
 
 def expand_dims(x: Tensor, axis: int | Sequence[int]) -> Tensor:

@@ -1,3 +1,20 @@
 """Op definitions; importing this package fills the op table."""
 
-from . import autodiff, dropout, elementwise, fused, linalg, nn, nn_ops, reduce, select, shape, sources
+from . import (
+    autodiff,
+    bitwise,
+    complex,
+    control,
+    dropout,
+    elementwise,
+    fused,
+    fused_matmul,
+    fused_reduce,
+    linalg,
+    nn,
+    nn_ops,
+    reduce,
+    select,
+    shape,
+    sources,
+)

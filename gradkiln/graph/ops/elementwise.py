@@ -7,11 +7,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..dtypes import as_dtype
+from ..dtypes import as_dtype, is_complex, real_dtype
 from ..errors import DTypeError
 from ..opdef import OpDef, register_op
 from ..types import TensorType, broadcast_shapes
-from .common import require_float, require_numeric, require_same_dtype
+from .common import COMPLEX_HINT, operand_check, require_same_dtype
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -102,6 +102,11 @@ BINARY: dict[str, tuple[Callable, bool]] = {
     "floordiv": (np.floor_divide, False),  # rounds toward -inf, for ints and floats
 }
 
+# The ops above that also compute on complex numbers (abs gives the real modulus); every other op
+# refuses complex operands with a DTypeError. Their gradients follow `symbolic/complex_rules.py`.
+COMPLEX_OPS = frozenset({"neg", "abs", "square", "exp", "log", "reciprocal", "add", "sub", "mul", "div"})
+ORDERED_COMPARE = frozenset({"less", "less_equal", "greater", "greater_equal"})
+
 COMPARE: dict[str, Callable] = {
     "equal": np.equal,
     "not_equal": np.not_equal,
@@ -112,24 +117,38 @@ COMPARE: dict[str, Callable] = {
 }
 
 
-def _unary_infer(floats_only: bool) -> Callable:
+def _unary_infer(name: str, floats_only: bool) -> Callable:
     def infer(x: TensorType, **attrs: object) -> tuple[TensorType]:
-        (require_float if floats_only else require_numeric)(x)
-        return (x,)
+        operand_check(floats_only, name in COMPLEX_OPS)(x)
+        return (x.with_dtype(real_dtype(x.dtype)) if name == "abs" else x,)
 
     return infer
 
 
-def _binary_infer(floats_only: bool, out_dtype: str | None = None) -> Callable:
+def _binary_infer(name: str, floats_only: bool) -> Callable:
     def infer(a: TensorType, b: TensorType) -> tuple[TensorType]:
         dtype = require_same_dtype(a, b)
-        if floats_only:
-            require_float(a)
-        elif out_dtype is None:
-            require_numeric(a)
-        return (TensorType(out_dtype or dtype, broadcast_shapes(a.shape, b.shape)),)
+        operand_check(floats_only, name in COMPLEX_OPS)(a)
+        return (TensorType(dtype, broadcast_shapes(a.shape, b.shape)),)
 
     return infer
+
+
+def _compare_infer(name: str) -> Callable:
+    def infer(a: TensorType, b: TensorType) -> tuple[TensorType]:
+        require_same_dtype(a, b)
+        if name in ORDERED_COMPARE and is_complex(a.dtype):
+            raise DTypeError(f"complex numbers have no order, got {a.dtype}; compare gk.abs or gk.real of them")
+        return (TensorType("bool", broadcast_shapes(a.shape, b.shape)),)
+
+    return infer
+
+
+def _cast_infer(x: TensorType, dtype: str) -> tuple[TensorType]:
+    dtype = as_dtype(dtype)
+    if is_complex(x.dtype) and not is_complex(dtype):
+        raise DTypeError(f"cannot cast {x.dtype} to {dtype}: it would drop the imaginary part; {COMPLEX_HINT}")
+    return (x.with_dtype(dtype),)
 
 
 def _where_infer(cond: TensorType, a: TensorType, b: TensorType) -> tuple[TensorType]:
@@ -140,20 +159,20 @@ def _where_infer(cond: TensorType, a: TensorType, b: TensorType) -> tuple[Tensor
 
 
 for _name, (_fn, _floats) in UNARY.items():
-    register_op(OpDef(_name, _unary_infer(_floats), _fn, 1, elementwise=True))
+    register_op(OpDef(_name, _unary_infer(_name, _floats), _fn, 1, elementwise=True))
 for _name, (_fn, _floats, _doc) in UNARY_WITH_ATTRS.items():
-    register_op(OpDef(_name, _unary_infer(_floats), _fn, 1, elementwise=True, doc=_doc))
+    register_op(OpDef(_name, _unary_infer(_name, _floats), _fn, 1, elementwise=True, doc=_doc))
 for _name, (_fn, _floats) in BINARY.items():
-    register_op(OpDef(_name, _binary_infer(_floats), _fn, 2, elementwise=True))
+    register_op(OpDef(_name, _binary_infer(_name, _floats), _fn, 2, elementwise=True))
 for _name, _fn in COMPARE.items():
-    register_op(OpDef(_name, _binary_infer(False, "bool"), _fn, 2, elementwise=True))
+    register_op(OpDef(_name, _compare_infer(_name), _fn, 2, elementwise=True))
 register_op(
     OpDef("where", _where_infer, np.where, 3, elementwise=True, doc="where(cond, a, b): a where cond is true, else b.")
 )
 register_op(
     OpDef(
         "cast",
-        lambda x, dtype: (x.with_dtype(as_dtype(dtype)),),
+        _cast_infer,
         lambda x, dtype: x.astype(dtype),
         1,
         elementwise=True,

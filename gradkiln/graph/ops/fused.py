@@ -185,9 +185,11 @@ def add(*terms: sympy.Expr) -> sympy.Expr:
     return sympy.Add(*terms, evaluate=False) if len(terms) > 1 else terms[0]
 
 
-def mul(*factors: sympy.Expr) -> sympy.Expr:
+def mul(*factors: sympy.Expr, exact: bool = False) -> sympy.Expr:
+    """The product, factors of 1 dropped; a factor 0 makes it 0 unless `exact` (0 * inf is NaN:
+    a graph's own products are exact, derivative terms with a zero factor are dropped)."""
     kept = [f for f in factors if f != 1]
-    if any(f == 0 for f in kept):
+    if not exact and any(f == 0 for f in kept):
         return sympy.Integer(0)
     return sympy.Mul(*kept, evaluate=False) if len(kept) > 1 else (kept[0] if kept else sympy.Integer(1))
 
@@ -203,8 +205,8 @@ def call(op: str, arg: sympy.Expr) -> sympy.Expr:
 _BINARY: dict[str, Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
     "add": add,
     "sub": lambda a, b: add(a, mul(sympy.Integer(-1), b)),
-    "mul": mul,
-    "div": lambda a, b: mul(a, power(b, sympy.Integer(-1))),
+    "mul": functools.partial(mul, exact=True),
+    "div": lambda a, b: mul(a, power(b, sympy.Integer(-1)), exact=True),
     "pow": power,
 }
 _UNARY: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
@@ -214,7 +216,7 @@ _UNARY: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
     "reciprocal": lambda a: power(a, sympy.Integer(-1)),
     "square": lambda a: power(a, sympy.Integer(2)),
     "exp2": lambda a: power(sympy.Integer(2), a),
-    "silu": lambda a: mul(a, call("sigmoid", a)),
+    "silu": lambda a: mul(a, call("sigmoid", a), exact=True),
     **{op: functools.partial(call, op) for op in FUNCTIONS},
 }
 EXPRESSIBLE: frozenset[str] = frozenset({*_BINARY, *_UNARY, "fused"})
@@ -274,6 +276,29 @@ NUMPY_OPS: dict[str, Callable[..., Any]] = {
 }
 
 
+def check_heads(exprs: Sequence[sympy.Expr], inputs: int | None = None) -> None:
+    """Raise GraphError unless `exprs` are in the expression language: +, *, **, real numbers
+    (inf and nan included: constants of the graph), FUNCTIONS heads, and (when `inputs` is
+    given) only the symbols x0..x{inputs-1}."""
+    known = set(symbols(inputs)) if inputs is not None else None
+    for expr in subexpressions(list(exprs)):
+        if expr.is_Symbol and known is not None and expr not in known:
+            raise GraphError(f"a fused expression uses {expr} but the node has {inputs} inputs (x0..)")
+        if expr.is_Atom and expr.is_number and expr.is_extended_real is False:
+            raise GraphError(f"fused expression {expr}: numbers must be real")
+        if not (expr.is_Atom or isinstance(expr, (sympy.Add, sympy.Mul, sympy.Pow)) or expr.func in OP_OF_FUNCTION):
+            raise GraphError(
+                f"fused expression {expr}: {expr.func.__name__} is not allowed; use +, *, ** and {sorted(FUNCTIONS)}"
+            )
+
+
+def operation_count(exprs: Sequence[sympy.Expr]) -> int:
+    """How many operations evaluating `exprs` takes (fold's applications: an n-term sum is n - 1)."""
+    applied: list[str] = []
+    fold(exprs, lambda s: s, float, lambda op, args: applied.append(op))
+    return len(applied)
+
+
 def _compute(*arrays: Any, exprs: Expressions) -> tuple[Any, ...]:
     dtype = arrays[0].dtype
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
@@ -292,14 +317,7 @@ def _infer(*inputs: TensorType, exprs: Expressions) -> tuple[TensorType, ...]:
     dtypes = {t.dtype for t in inputs}
     if len(dtypes) != 1:
         raise DTypeError(f"fused inputs must share one dtype, got {sorted(dtypes)}")
-    known = set(symbols(len(inputs)))
-    for expr in subexpressions(list(exprs)):
-        if expr.is_Symbol and expr not in known:
-            raise GraphError(f"a fused expression uses {expr} but the node has {len(inputs)} inputs (x0..)")
-        if not (expr.is_Atom or isinstance(expr, (sympy.Add, sympy.Mul, sympy.Pow)) or expr.func in OP_OF_FUNCTION):
-            raise GraphError(
-                f"fused expression {expr}: {expr.func.__name__} is not allowed; use +, *, ** and {sorted(FUNCTIONS)}"
-            )
+    check_heads(list(exprs), len(inputs))
     out = TensorType(inputs[0].dtype, broadcast_shapes(*(t.shape for t in inputs)))
     return (out,) * len(exprs)
 

@@ -13,7 +13,7 @@ from .common import require_numeric, require_same_dtype
 
 def _matmul_infer(a: TensorType, b: TensorType) -> tuple[TensorType]:
     dtype = require_same_dtype(a, b)
-    require_numeric(a)
+    require_numeric(a, complex_ok=True)
     if a.rank < 2 or b.rank < 2:
         raise ShapeError("operands must have rank >= 2 (gk.matmul handles vectors)")
     if not dims_equal(a.shape[-1], b.shape[-2]):

@@ -11,12 +11,12 @@ from ..dtypes import as_dtype
 from ..errors import ShapeError
 from ..opdef import OpDef, register_op
 from ..types import TensorType, normalize_axis
-from .common import check_axes, require_float, require_numeric
+from .common import check_axes, operand_check, require_float, require_numeric
 
 
-def _reduce_infer(floats_only: bool) -> Callable:
+def _reduce_infer(floats_only: bool, complex_ok: bool = False) -> Callable:
     def infer(x: TensorType, axes: tuple[int, ...], keepdims: bool, **attrs: object) -> tuple[TensorType]:
-        (require_float if floats_only else require_numeric)(x)
+        operand_check(floats_only, complex_ok)(x)
         check_axes(axes, x.rank)
         if keepdims:
             shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
@@ -113,8 +113,8 @@ def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-register_op(OpDef("sum", _reduce_infer(False), _reduce(np.sum), 1, doc="attrs: axes, keepdims."))
-register_op(OpDef("mean", _reduce_infer(True), _reduce(np.mean), 1, doc="attrs: axes, keepdims."))
+register_op(OpDef("sum", _reduce_infer(False, complex_ok=True), _reduce(np.sum), 1, doc="attrs: axes, keepdims."))
+register_op(OpDef("mean", _reduce_infer(True, complex_ok=True), _reduce(np.mean), 1, doc="attrs: axes, keepdims."))
 register_op(OpDef("max", _extreme_infer, _reduce(np.max), 1, doc="attrs: axes, keepdims."))
 register_op(OpDef("min", _extreme_infer, _reduce(np.min), 1, doc="attrs: axes, keepdims."))
 register_op(OpDef("prod", _reduce_infer(False), _reduce(np.prod), 1, doc="attrs: axes, keepdims."))

@@ -1,0 +1,21 @@
+"""Bitwise ops: and, or, xor, not (on integers, or bools as the logical ops) and shifts with
+ONNX's definition where C has none (see `gradkiln.graph.ops.bitwise`). Operands promote as in
+the other binary ops; Python ints take the tensor's dtype."""
+
+from __future__ import annotations
+
+from .core import Tensor, TensorLike, _binary_fn, _graph_of, _lift, emit
+
+bitwise_and = _binary_fn("bitwise_and", "a & b elementwise.")
+bitwise_or = _binary_fn("bitwise_or", "a | b elementwise.")
+bitwise_xor = _binary_fn("bitwise_xor", "a ^ b elementwise.")
+left_shift = _binary_fn("left_shift", "x << amount, wrapping around; 0 where amount < 0 or amount >= the bit width.")
+right_shift = _binary_fn(
+    "right_shift",
+    "x >> amount (arithmetic for signed x); where amount < 0 or >= the bit width, -1 for a negative x and 0 otherwise.",
+)
+
+
+def bitwise_not(x: TensorLike) -> Tensor:
+    """~x elementwise (not x for bool)."""
+    return emit("bitwise_not", _lift(_graph_of([x]), x, None))

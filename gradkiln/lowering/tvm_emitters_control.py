@@ -1,0 +1,66 @@
+"""Relax emitters of the control-flow ops, by unrolling into the enclosing function.
+
+- scan: the body is emitted once per step (each node through its own emitter, as the backend
+  emits any node), step t reading slice t of each xs; the ys are stacked with one concat. The
+  trip count is static, so the module stays a dataflow block that TVM fuses across steps.
+- cond: both bodies are emitted and each output is a `where` on the predicate. A NaN or Inf
+  computed in the branch not taken does not leak into the result: `where` picks the other
+  value. The price is computing both branches.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from tvm import relax
+from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
+
+from ..graph import Node, Value
+from ..graph.body import Body
+from .tvm_emitters import EmitContext, register_emitter
+
+
+def emit_body(ctx: EmitContext, body: Body, args: Sequence[relax.Expr]) -> list[relax.Expr]:
+    """The Relax values of `body`'s outputs, its nodes emitted in order on `args`."""
+    from .tvm_backend import _emit_node  # the backend imports this module's table: import late
+
+    env: dict[Value, relax.Expr] = dict(zip(body.inputs, args))
+    for node_id in body.nodes():
+        node = body.graph.node(node_id)
+        if node.op != "input":
+            env.update(_emit_node(ctx, node, [env[v] for v in node.inputs], "llvm"))
+    return [env[v] for v in body.outputs]
+
+
+def _step(ctx: EmitContext, x: relax.Expr, t: int) -> relax.Expr:
+    row = ctx.bb.emit(R.strided_slice(x, axes=[0], begin=[t], end=[t + 1]))
+    return ctx.bb.emit(R.squeeze(row, axis=[0]))
+
+
+@register_emitter("scan")
+def _scan(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    a = node.attrs
+    carry_count, xs_count = a["num_carry"], a["num_xs"]
+    carry, xs, consts = args[:carry_count], args[carry_count : carry_count + xs_count], args[carry_count + xs_count :]
+    ys: list[list[relax.Expr]] = [[] for _ in a["body"].outputs[carry_count:]]
+    order = range(a["length"] - 1, -1, -1) if a["reverse"] else range(a["length"])
+    for t in order:
+        results = emit_body(ctx, a["body"], [*carry, *(_step(ctx, x, t) for x in xs), *consts])
+        carry = results[:carry_count]
+        for stack, y in zip(ys, results[carry_count:]):
+            stack.append(ctx.bb.emit(R.expand_dims(y, [0])))
+    stacked = [R.concat(s[::-1] if a["reverse"] else s, axis=0) for s in ys]
+    return _outputs([*carry, *(ctx.bb.emit(s) for s in stacked)])
+
+
+@register_emitter("cond")
+def _cond(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    taken = emit_body(ctx, node.attrs["true_body"], args[1:])
+    other = emit_body(ctx, node.attrs["false_body"], args[1:])
+    picked = [ctx.bb.emit(R.where(args[0], t, f)) for t, f in zip(taken, other)]
+    return _outputs(picked)
+
+
+def _outputs(values: list[relax.Expr]) -> relax.Expr:
+    """One output as itself, several as a tuple (as the backend reads emitters' results)."""
+    return values[0] if len(values) == 1 else relax.Tuple(values)

@@ -1,0 +1,128 @@
+"""CPU schedules for reduction-free kernels and for reductions over leading axes (the rules of
+`tvm_schedules.RULES` after matmul and conv)."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from tvm import s_tir, tirx
+
+from .tvm_schedules import (
+    PARALLEL_MIN_ELEMENTS,
+    REDUCE,
+    SPATIAL,
+    SYMBOLIC_EXTENT,
+    Vector,
+    inline_all_but,
+    iter_kinds,
+    parallel_outer,
+    root_blocks,
+    static_extent,
+)
+
+
+def schedule_elementwise(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc | None:
+    """A kernel without reductions. Blocks are inlined into their single consumer, except those
+    computing a transcendental (exp, log, sin, ...): `tvm_vector_math` lowers each to a polynomial
+    that names its argument several times, and nested inline they grow (and compile) exponentially.
+    With one output, the kernel then runs tile by tile (in parallel): each kept block computes its
+    tile into a small buffer, vectorized. Otherwise each loop nest runs its outer loops in parallel."""
+    sch = s_tir.Schedule(func)
+    if not _inline_single_consumers(sch):
+        return None
+    outputs = sch.get_output_blocks(sch.get_sblock("root"))
+    if len(root_blocks(sch)) > 1 and len(outputs) == 1 and _tile_into(sch, outputs[0], vector):
+        return sch.mod["main"]
+    nested = [parallel_outer(sch, block) for block in root_blocks(sch)]
+    return sch.mod["main"] if any(nested) else None
+
+
+TRANSCENDENTAL = re.compile(r"T\.(exp|log|sin|cos|tanh|sigmoid)\(")
+TILE_VECTORS = 16  # elements per tile of a materialized elementwise kernel, in vectors
+
+
+def _inline_single_consumers(sch: s_tir.Schedule) -> bool:
+    """Inline each block read by exactly one other block (inlining a block that several read would
+    recompute it, exponentially so along a chain) unless it computes a transcendental; False,
+    changing nothing, if there are reductions."""
+    if any(REDUCE in iter_kinds(sch, block) for block in root_blocks(sch)):
+        return False
+    outputs = {sch.get(block).name_hint for block in sch.get_output_blocks(sch.get_sblock("root"))}
+    for block in root_blocks(sch):
+        kept = sch.get(block).name_hint in outputs or TRANSCENDENTAL.search(sch.get(block).script())
+        if not kept and len(sch.get_consumers(block)) == 1:
+            sch.compute_inline(block)
+    return True
+
+
+def _tile_into(sch: s_tir.Schedule, output: Any, vector: Vector) -> bool:
+    """Compute every block per tile of the output's (fused) loop nest, vectorized; whether it could."""
+    loops = sch.get_loops(output)
+    extent = static_extent(sch.get(loops[-1]).extent)
+    tile = vector.lanes * TILE_VECTORS
+    if extent is None or extent % tile:
+        return False
+    work = math.prod(static_extent(sch.get(loop).extent) or SYMBOLIC_EXTENT for loop in loops)
+    *rows, columns = loops
+    column_tiles, _ = sch.split(columns, [None, tile])
+    outer = sch.fuse(*rows, column_tiles)
+    for block in reversed(root_blocks(sch)[:-1]):
+        sch.compute_at(block, outer)
+    for block in root_blocks(sch):
+        _vectorize_innermost(sch, sch.get_loops(block)[-1], vector.lanes)
+    if work >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(outer)
+    return True
+
+
+def _vectorize_innermost(sch: s_tir.Schedule, loop: Any, lanes: int) -> None:
+    width = static_extent(sch.get(loop).extent)
+    if width is not None and width > lanes and width % lanes == 0:
+        sch.vectorize(sch.split(loop, [None, lanes])[1])
+    elif width is not None and width <= lanes:
+        sch.vectorize(loop)
+
+
+def schedule_column_reduction(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc | None:
+    """A sum (max, ...) over leading axes, such as a bias gradient: the reduced axes are outer in
+    memory, so the reductions loop outside and a strip of outputs, two vectors wide, accumulates
+    inside, strips in parallel (TVM's loop nest walks each output's column with a stride)."""
+    sch = s_tir.Schedule(func)
+    reductions = [b for b in root_blocks(sch) if REDUCE in iter_kinds(sch, b)]
+    if len(reductions) != 1 or len(sch.get_output_blocks(sch.get_sblock("root"))) != 1:
+        return None
+    block = reductions[0]
+    kinds = iter_kinds(sch, block)
+    spatial = kinds.count(SPATIAL)
+    if (
+        not spatial
+        or kinds != [SPATIAL] * spatial + [REDUCE] * (len(kinds) - spatial)
+        or not _inner_is_spatial(sch, block)
+    ):
+        return None
+    loops = sch.get_loops(block)
+    width = static_extent(sch.get(loops[spatial - 1]).extent)
+    strip = 2 * vector.lanes
+    if width is None or width % strip or len(loops) != len(kinds):
+        return None
+    output = inline_all_but(sch, [block])
+    outer, inner = sch.split(loops[spatial - 1], [None, strip])
+    sch.reorder(outer, *loops[spatial:], inner)
+    if output is not None:
+        sch.reverse_compute_at(output, outer)
+        sch.vectorize(sch.get_loops(output)[-1])
+    sch.vectorize(inner)
+    sch.parallel(sch.fuse(*loops[: spatial - 1], outer))
+    init = sch.decompose_reduction(block, loops[spatial])
+    sch.vectorize(sch.get_loops(init)[-1])
+    return sch.mod["main"]
+
+
+def _inner_is_spatial(sch: s_tir.Schedule, block: Any) -> bool:
+    """Whether the block's (first) input is indexed by the last spatial iterator in its last dim."""
+    stmt = sch.get(block)
+    spatial = [iv.var for iv in stmt.iter_vars if int(iv.iter_type) == SPATIAL]
+    last = stmt.reads[0].region[-1].min if stmt.reads and stmt.reads[0].region else None
+    return last is not None and spatial[-1].same_as(last)
