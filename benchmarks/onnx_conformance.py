@@ -67,13 +67,15 @@ def _worker(name: str, folder: str, start: int, results: Connection) -> None:
         results.send((index, case.name, why, time.perf_counter() - began))
 
 
-def run_folder(name: str, folder: str, total: int, limit: float) -> tuple[dict[str, str | None], dict[str, float]]:
+def run_folder(
+    name: str, folder: str, cases: list[str], limit: float
+) -> tuple[dict[str, str | None], dict[str, float]]:
     """{case: failure or None} and {case: seconds} of one backend on one folder. The cases run in
     a child process; a case that kills it (a segfault in a compiler) or runs past `limit`
     seconds fails, and a new child goes on from the next case."""
     outcomes: dict[str, str | None] = {}
     times: dict[str, float] = {}
-    start = 0
+    start, total = 0, len(cases)
     while start < total:
         receive, send = multiprocessing.Pipe(duplex=False)
         child = multiprocessing.Process(target=_worker, args=(name, folder, start, send))
@@ -82,7 +84,7 @@ def run_folder(name: str, folder: str, total: int, limit: float) -> tuple[dict[s
         while start < total:
             result = _next_result(receive, child, limit)
             if isinstance(result, str):
-                outcomes[f"{folder} case {start}"], times[f"{folder} case {start}"] = result, limit
+                outcomes[cases[start]], times[cases[start]] = result, limit
                 start += 1
                 break
             index, case, why, spent = result
@@ -113,11 +115,12 @@ def main() -> None:
     names = args.backends.split(",")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        totals = {folder: len(suite_cases(folder)) for folder in FOLDERS}
+        case_names = {folder: [case.name for case in suite_cases(folder)] for folder in FOLDERS}
+    totals = {folder: len(cases) for folder, cases in case_names.items()}
     outcomes, times = {}, {name: {} for name in names}
     for name in names:
         for folder in FOLDERS:
-            outcomes[name, folder], spent = run_folder(name, folder, totals[folder], args.limit)
+            outcomes[name, folder], spent = run_folder(name, folder, case_names[folder], args.limit)
             times[name].update({f"{folder}/{case}": t for case, t in spent.items()})
     seconds = {name: sum(times[name].values()) for name in names}
     passed = {key: sum(why is None for why in found.values()) for key, found in outcomes.items()}
