@@ -66,47 +66,14 @@ class Tensor:
 
     __hash__ = object.__hash__
 
-    def __add__(self, other: Any) -> Tensor:
-        return builder.add(self, other)
-
-    def __radd__(self, other: Any) -> Tensor:
-        return builder.add(other, self)
-
-    def __sub__(self, other: Any) -> Tensor:
-        return builder.sub(self, other)
-
-    def __rsub__(self, other: Any) -> Tensor:
-        return builder.sub(other, self)
-
-    def __mul__(self, other: Any) -> Tensor:
-        return builder.mul(self, other)
-
-    def __rmul__(self, other: Any) -> Tensor:
-        return builder.mul(other, self)
-
-    def __truediv__(self, other: Any) -> Tensor:
-        return builder.div(self, other)
-
-    def __rtruediv__(self, other: Any) -> Tensor:
-        return builder.div(other, self)
-
-    def __pow__(self, other: Any) -> Tensor:
-        return builder.pow(self, other)
-
-    def __rpow__(self, other: Any) -> Tensor:
-        return builder.pow(other, self)
-
-    def __matmul__(self, other: Any) -> Tensor:
-        return builder.matmul(self, other)
-
-    def __rmatmul__(self, other: Any) -> Tensor:
-        return builder.matmul(other, self)
-
     def __neg__(self) -> Tensor:
         return builder.neg(self)
 
     def __abs__(self) -> Tensor:
         return builder.abs(self)
+
+    def __invert__(self) -> Tensor:
+        return builder.bitwise_not(self)
 
     def __lt__(self, other: Any) -> Tensor:
         return builder.less(self, other)
@@ -144,5 +111,36 @@ class Tensor:
     def astype(self, dtype: Any) -> Tensor:
         return builder.cast(self, dtype)
 
+
+# Python operator -> builder function; each also gets its reflected form (2 - x: __rsub__).
+BINARY_OPERATORS = {
+    "add": "add",
+    "sub": "sub",
+    "mul": "mul",
+    "truediv": "div",
+    "floordiv": "floordiv",
+    "mod": "mod",
+    "pow": "pow",
+    "matmul": "matmul",
+    "and": "bitwise_and",
+    "or": "bitwise_or",
+    "xor": "bitwise_xor",
+    "lshift": "left_shift",
+    "rshift": "right_shift",
+}
+
+
+def _operator(function: str, reflected: bool) -> Any:
+    def apply(self: Tensor, other: Any) -> Tensor:
+        build = getattr(builder, function)
+        return build(other, self) if reflected else build(self, other)
+
+    apply.__name__ = function
+    return apply
+
+
+for _name, _function in BINARY_OPERATORS.items():
+    setattr(Tensor, f"__{_name}__", _operator(_function, reflected=False))
+    setattr(Tensor, f"__r{_name}__", _operator(_function, reflected=True))
 
 from . import builder  # noqa: E402  (circular: the builder returns Tensors)

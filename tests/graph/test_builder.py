@@ -165,3 +165,14 @@ def test_a_symbolic_dim_no_input_has_is_a_clear_error_at_compile_time():
         out = gk.zeros(("m", 2))
     with pytest.raises(gk.ShapeError, match=r"broadcast_to node .* no input of graph .* has the dim.*m"):
         gk.compile(g, out)
+
+
+def test_integer_and_bitwise_operators_match_numpy():
+    a, x = np.array([1, 2, -3], np.int32), np.array([0.3, -1.2, 2.5], np.float32)
+    with gk.Graph() as g:
+        ta, tx = gk.input("a", (3,), "int32"), gk.input("x", (3,))
+        outs = [(ta << 2) ^ (ta & 1), ta | 4, ~ta, 7 // ta, ta % 2, 5 % ta, tx // 0.5, tx % 0.7, 7 >> (ta & 3), 1 & ta]
+    want = [(a << 2) ^ (a & 1), a | 4, ~a, 7 // a, a % 2, 5 % a, x // 0.5, x % 0.7, 7 >> (a & 3), 1 & a]
+    for got, expected in zip(run(g, outs, a=a, x=x), want):
+        assert got.dtype == expected.dtype
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
