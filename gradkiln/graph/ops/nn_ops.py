@@ -132,11 +132,20 @@ def windows(
 
 
 def _conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Padding, dilation: Pair, groups: int) -> np.ndarray:
+    """One input channel at a time: its patches (a copy of n * positions * kernel area) times
+    that channel's slice of the weights, accumulated in float32 or wider and rounded once.
+    Copying the patches of every channel at once (im2col) makes a temporary kernel-area times
+    the input, and a transposed weight (a weight gradient's cotangent) would be copied whole."""
     cols = windows(x, w.shape[2:], stride, padding, dilation)
-    n, c, ho, wo = cols.shape[:4]
-    cols = cols.reshape(n, groups, c // groups, ho, wo, *w.shape[2:])
-    weight = w.reshape(groups, w.shape[0] // groups, *w.shape[1:])
-    out = np.einsum("ngchwij,gocij->ngohw", cols, weight, optimize=True)
+    n, c, ho, wo, kh, kw = cols.shape
+    per_group, outs = c // groups, w.shape[0] // groups
+    accumulator = np.result_type(x, w, np.float32)
+    out = np.zeros((n, groups, outs, ho * wo), accumulator)
+    for channel in range(c):
+        group, k = divmod(channel, per_group)
+        patches = cols[:, channel].reshape(n, ho * wo, kh * kw).astype(accumulator, copy=False)
+        kernel = w[group * outs : (group + 1) * outs, k].reshape(outs, kh * kw).astype(accumulator, copy=False)
+        out[:, group] += np.matmul(patches, kernel.T).transpose(0, 2, 1)
     return out.reshape(n, w.shape[0], ho, wo).astype(x.dtype, copy=False)
 
 
