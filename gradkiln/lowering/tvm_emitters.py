@@ -226,10 +226,24 @@ def _logsumexp(x: relax.Expr, axes: list[int], keepdims: bool) -> relax.Expr:
     return out if keepdims else R.squeeze(out, axes)
 
 
+def _nan_propagating(fn: Callable[..., relax.Expr]) -> Callable[..., relax.Expr]:
+    """A max or min reduction that gives NaN where its input has one, as numpy's does (LLVM's
+    max and min drop it): the sum of the NaNs alone (0 elsewhere) puts it back."""
+
+    def reduce(x: relax.Expr, axes: list[int], keepdims: bool) -> relax.Expr:
+        dtype = x.ty.dtype
+        if not is_float(dtype):
+            return fn(x, axes, keepdims=keepdims)
+        nans = R.sum(R.where(R.isnan(x), x, relax.const(0, dtype)), axes, keepdims=keepdims)
+        return keep_nan(fn(x, axes, keepdims=keepdims), nans)
+
+    return reduce
+
+
 REDUCTIONS: dict[str, Callable[..., relax.Expr]] = {
     "sum": R.sum,
-    "max": R.max,
-    "min": R.min,
+    "max": _nan_propagating(R.max),
+    "min": _nan_propagating(R.min),
     "prod": R.prod,
     "logsumexp": _logsumexp,
 }
