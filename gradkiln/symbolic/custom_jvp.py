@@ -24,9 +24,10 @@ from ..graph import GradientError, Tensor
 from ..graph import builder as gb
 from ..graph.builder import zeros_like
 from ..graph.dtypes import is_float
-from ..graph.types import Dim, same_type
+from ..graph.types import Dim
 from .batching import register_batch, vmap
 from .custom import check_tensor_arguments
+from .forward import fit_tangent
 from .jvp_rules import register_jvp
 from .reverse import vjp
 from .vjp_rules import register_vjp
@@ -113,23 +114,12 @@ def _custom_jvp_transposed(
     """The transpose of the linear map tangents -> tangent_out at these primals."""
     primals = inputs[:num_args]
     placeholders = tuple(zeros_like(p) for p in primals)
-    tangent = _fitted_tangent(rule, rule.tangent(primals, out, placeholders), out)
+    tangent = fit_tangent(rule.tangent(primals, out, placeholders), out, repr(rule))
     wrt = [i for i, p in enumerate(primals) if is_float(p.dtype)]
     cotangents = vjp(tangent, [placeholders[i] for i in wrt], g, allow_unused=True)
     _require_linear(rule, out, placeholders, cotangents)
     by_slot = dict(zip(wrt, cotangents))
     return [by_slot.get(i) for i in range(num_args)] + [None]
-
-
-def _fitted_tangent(rule: Any, tangent: Tensor, out: Tensor) -> Tensor:
-    if tangent.ndim <= out.ndim and not same_type(tangent.type, out.type):
-        tangent = gb.broadcast_to(tangent, out.shape)
-    if not same_type(tangent.type, out.type):
-        raise GradientError(
-            f"the jvp rule of {rule!r} returned a tangent of type {tangent.type} for an output of type "
-            f"{out.type}; a tangent must have its output's type"
-        )
-    return tangent
 
 
 def _require_linear(rule: Any, out: Tensor, placeholders: tuple[Tensor, ...], cotangents: list[Tensor]) -> None:

@@ -94,12 +94,18 @@ def _apply_rule(node: Node, tangents: list[Tensor | None]) -> list[Tensor | None
 def _fitted(node: Node, out: Tensor, t: Tensor | None) -> Tensor | None:
     if t is None or not is_inexact(out.dtype):
         return None
+    return fit_tangent(t, out, f"'{node.op}' ({node.label})")
+
+
+def fit_tangent(t: Tensor, out: Tensor, rule: str) -> Tensor:
+    """A tangent that a jvp `rule` returned, broadcast to its output's type where it is narrower;
+    a GradientError naming the rule when it cannot have that type."""
     if t.ndim <= out.ndim and not same_type(t.type, out.type):
         with contextlib.suppress(ShapeError):  # reported below, with the rule that made it
             t = gb.broadcast_to(t, out.shape)
     if not same_type(t.type, out.type):
         raise GradientError(
-            f"the jvp rule of '{node.op}' ({node.label}) returned a tangent of type {t.type} for an output "
+            f"the jvp rule of {rule} returned a tangent of type {t.type} for an output "
             f"of type {out.type}; a tangent must have its output's type (or broadcast to it)"
         )
     return t
