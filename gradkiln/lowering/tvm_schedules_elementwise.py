@@ -39,7 +39,7 @@ def schedule_elementwise(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc |
     return sch.mod["main"] if any(nested) else None
 
 
-TRANSCENDENTAL = re.compile(r"T\.(exp|log|sin|cos|tanh|sigmoid)\(")
+TRANSCENDENTAL = re.compile(r"T\.(exp|log|sin|cos|tanh|sigmoid|erf)\(")
 TILE_VECTORS = 16  # elements per tile of a materialized elementwise kernel, in vectors
 
 

@@ -1,4 +1,4 @@
-"""Vectorizable float32 exp, log, tanh, sigmoid, sin and cos for the llvm target.
+"""Vectorizable float32 exp, log, tanh, sigmoid, sin, cos and erf for the llvm target.
 
 TVM 0.27 lowers these intrinsics to libm calls on llvm (its LLVM has no vector-library option),
 and a loop holding a call per element does not vectorize. While `vector_math()` is active (our
@@ -11,7 +11,7 @@ exp over/underflows to inf/0 through the denormals; log(0) = -inf, log(x < 0) = 
 denormal is exact; sin/cos(+-inf) = NaN; tanh and sigmoid saturate exactly.
 
 Accuracy against the correctly rounded result (tested by dense sweeps, `tests/lowering/test_vector_math.py`):
-exp, log, sigmoid, tanh within 3 ulp; sin and cos within 3 ulp or 1e-7 absolute for |x| <= 2e8,
+exp, log, sigmoid, tanh, erf within 3 ulp; sin and cos within 3 ulp or 1e-7 absolute for |x| <= 2e8,
 where the reduction is exact (pi/2 in four 26-bit parts, in float64). Beyond that (float32 spacing
 >= 16) the reduction error grows as |x| * 2**-52 and the reduced argument is clamped to
 [-pi/4, pi/4], so results stay in [-1, 1]; numpy reduces exactly there. float64 and float16 keep
@@ -38,6 +38,7 @@ LEVEL = 20  # above TVM's own llvm rules (10)
 EXP_RANGE = (-104.0, 89.0)  # exp is 0 below, inf above (float32)
 FLT_MIN = 2.0**-126
 SIN_EXACT_LIMIT = 2e8  # below this |x|, n * (each part of pi/2) is exact
+ERF_ONE = 3.92  # from here on erfc(x) < 2**-25: erf(x) rounds to 1 in float32
 
 
 @contextlib.contextmanager
@@ -65,8 +66,10 @@ KERNELS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], float, float]] = {
     "sin": (lambda t: np.sin(np.sqrt(t)) / np.sqrt(t), 0.0, (math.pi / 4) ** 2),  # sin(r)/r, t = r*r
     "cos": (lambda t: np.cos(np.sqrt(t)), 0.0, (math.pi / 4) ** 2),  # cos(r), t = r*r
     "tanh": (lambda t: np.tanh(np.sqrt(t)) / np.sqrt(t), 0.0, 0.625**2),  # tanh(x)/x, t = x*x
+    "erf": (lambda t: np.vectorize(math.erf)(np.sqrt(t)) / np.sqrt(t), 0.0, 1.0),  # erf(x)/x, t = x*x
+    "erfc": (lambda a: np.vectorize(math.erfc)(a) * np.exp(a * a), 1.0, ERF_ONE),  # erfc(a) e**(a*a)
 }
-DEGREES = {"exp": 7, "log": 5, "sin": 5, "cos": 6, "tanh": 8}
+DEGREES = {"exp": 7, "log": 5, "sin": 5, "cos": 6, "tanh": 8, "erf": 7, "erfc": 10}
 
 
 def _lanes(x: PrimExpr) -> int:
@@ -251,6 +254,21 @@ def sigmoid_f32(b: _Builder, x: PrimExpr) -> PrimExpr:
     return b.let(x, body)
 
 
+def erf_f32(b: _Builder, x: PrimExpr) -> PrimExpr:
+    """x P(x*x) for |x| < 1, else sign(x) (1 - e**(-x*x) Q(|x|)) with Q(a) = erfc(a) e**(a*a), a smooth
+    function a polynomial fits (erfc itself spans seven decades there); +-1 from ERF_ONE on."""
+
+    def body(v: PrimExpr) -> PrimExpr:
+        a = tirx.abs(v)
+        clamped = b.select(a < b.const(ERF_ONE), a, b.const(ERF_ONE))  # NaN and inf too: finite below
+        tail = b.let(clamped, lambda c: b.const(1.0) - exp_f32(b, -(c * c)) * b.poly("erfc", c))
+        big = b.select(a < b.const(ERF_ONE), tail, b.const(1.0))
+        value = b.select(a < b.const(1.0), v * b.poly("erf", v * v), b.select(v < b.const(0.0), -big, big))
+        return b.select(tirx.isnan(v), v, value)
+
+    return b.let(x, body)
+
+
 LOWERINGS: dict[str, Callable[[_Builder, PrimExpr], PrimExpr]] = {
     "exp": exp_f32,
     "log": log_f32,
@@ -258,6 +276,7 @@ LOWERINGS: dict[str, Callable[[_Builder, PrimExpr], PrimExpr]] = {
     "sigmoid": sigmoid_f32,
     "sin": lambda b, x: sincos_f32(b, x, 0),
     "cos": lambda b, x: sincos_f32(b, x, 1),
+    "erf": erf_f32,
 }
 
 

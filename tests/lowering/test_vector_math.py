@@ -1,8 +1,9 @@
-"""float32 exp, log, tanh, sigmoid, sin and cos on llvm (lowering/tvm_vector_math.py): within a
+"""float32 exp, log, tanh, sigmoid, sin, cos and erf on llvm (lowering/tvm_vector_math.py): within a
 stated ulp bound of the correctly rounded result over dense sweeps of float32 (oracle: numpy in
 float64), numpy's NaN/Inf/denormal/overflow behaviour, vectorized (no libm call left in the LLVM
 IR), float64 still on libm, and chains of them compiling in linear time."""
 
+import math
 import re
 import time
 
@@ -44,6 +45,10 @@ CASES = {
     "sigmoid": (sigmoid64, sweep(-110, 110)),
     "sin": (np.sin, np.concatenate([sweep(-100, 100), sweep(1e-30, SIN_EXACT_LIMIT, log_scale=True)])),
     "cos": (np.cos, np.concatenate([sweep(-100, 100), sweep(1e-30, SIN_EXACT_LIMIT, log_scale=True)])),
+    "erf": (
+        np.vectorize(math.erf, otypes=[np.float64]),
+        np.concatenate([sweep(-6, 6), sweep(1e-40, 1.0, log_scale=True)]),
+    ),
 }
 
 
@@ -128,11 +133,11 @@ def llvm_ir(executable) -> str:
 def transcendental_graph(dtype: str):
     with gk.Graph("transcendentals") as g:
         x = gk.input("x", (64, 256), dtype=dtype)
-        out = gk.exp(gk.sin(x)) + gk.log(gk.sigmoid(x)) * gk.tanh(gk.cos(x))
+        out = gk.exp(gk.sin(x)) + gk.log(gk.sigmoid(x)) * gk.tanh(gk.cos(x)) + gk.erf(x)
     return g, out
 
 
-LIBM = re.compile(r"call [^@\n]*@(llvm\.(exp|log|sin|cos)\.|expf|logf|sinf|cosf|tanhf)")
+LIBM = re.compile(r"call [^@\n]*@(llvm\.(exp|log|sin|cos)\.|expf|logf|sinf|cosf|tanhf|erff)")
 
 
 def test_compiled_graph_is_vectorized_without_libm_calls_and_matches_numpy():
