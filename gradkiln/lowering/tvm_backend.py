@@ -6,6 +6,7 @@ variables, so one compiled module serves every batch size; constants become Rela
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -24,6 +25,7 @@ from .cache import CompileCache, cache_key, cache_root
 from .executable import Executable
 from .gpu_launch import Launch, kernel_launches, webgpu_manifest, write_webgpu_bundle
 from .profile import Profile
+from .tvm_arguments import ELEMENT_ALIGNED_PIPELINE, cpu_arguments, cpu_results, fresh_outputs
 from .tvm_dims import DimConverter
 from .tvm_emitters import EMITTERS, EmitContext, Emitter, emit_constant
 from .tvm_profile import kernel_nodes, profile_vm
@@ -135,8 +137,8 @@ class TVMExecutable(Executable):
     (FuseOps/FuseTIR), then, with `schedule=True` (the default), its kernels get our CPU schedules
     (`tvm_schedules`: tiled, vectorized, parallel matmuls and convolutions); `schedule=False` keeps
     TVM's default loop nests, for comparison. `.kernels` is the module that was compiled, `.scheduled` names each
-    scheduled kernel's rule; the scheduled build also lowers float32 exp, log, tanh, sigmoid, sin
-    and cos to vectorizable polynomials (`tvm_vector_math`, within 3 ulp).
+    scheduled kernel's rule; the scheduled build also lowers float32 exp, log, tanh, sigmoid, sin,
+    cos and erf to vectorizable polynomials (`tvm_vector_math`, within 3 ulp).
     GPU targets (`tvm_targets.GPU_KINDS`) compile with TVM's own pipeline
     (fusion, then dlight schedules) and run only where the device exists.
 
@@ -171,6 +173,7 @@ class TVMExecutable(Executable):
         self.module = build_module(graph, self._params, self.nodes, self.output_values, self.spec.label)
         self.cache_hit, self._cached_library = False, None
         self.compiled = self._load_or_compile(cache)
+        self._fresh = [False] * len(self.output_values) if self.spec.is_gpu else fresh_outputs(self.kernels)
         device = self.spec.device()
         self.vm = relax.VirtualMachine(self.compiled, device) if device.exist else None
         self._vm_lock = threading.Lock()  # the Relax VM keeps per-call state: concurrent calls crash it
@@ -223,15 +226,23 @@ class TVMExecutable(Executable):
     def run(self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int]) -> Sequence[np.ndarray]:
         if self.detect_anomaly or anomaly_enabled():
             return self._run_checked(feeds)
-        return self._call(self.vm, feeds)
+        return self._call(self.vm, feeds, self._fresh)
 
-    def _call(self, vm: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def _arguments(self, feeds: dict[str, np.ndarray]) -> list[Any]:
+        """The VM's arguments: numpy's own memory on the CPU (`tvm_arguments`), copies on a GPU."""
+        arrays = [feeds[name] for name in self.argument_names]
+        if not self.spec.is_gpu:
+            return cpu_arguments(arrays)
         device = self.spec.require_device()
-        # tvm.runtime.tensor copies into 64-byte-aligned memory; TVM kernels crash on unaligned numpy data
-        args = [tvm.runtime.tensor(feeds[name], device) for name in self.argument_names]
+        return [tvm.runtime.tensor(array, device) for array in arrays]
+
+    def _call(self, vm: Any, feeds: dict[str, np.ndarray], fresh: list[bool]) -> list[np.ndarray]:
+        """Run `vm` on the feeds; the results that are `fresh` (allocated by this call, on the CPU)
+        are handed to numpy without a copy."""
+        args = self._arguments(feeds)
         try:
             with self._vm_lock:
-                return [r.numpy() for r in vm["main"](*args)]
+                return cpu_results(vm["main"](*args), fresh)
         except Exception as err:  # a failed run-time check of the VM, e.g. a shape it could not bind
             raise LoweringError(
                 f"running graph '{self.graph.name}' on {self.spec.label} failed: {condense(err)}"
@@ -245,7 +256,7 @@ class TVMExecutable(Executable):
             module = build_module(self.graph, self._params, self.nodes, every, self.spec.label)
             self._instrumented = every, relax.VirtualMachine(self._build(module)[0], self.spec.require_device())
         every, vm = self._instrumented
-        values = dict(zip(every, self._call(vm, feeds)))
+        values = dict(zip(every, self._call(vm, feeds, [False] * len(every))))
         values.update({n.outputs[0]: feeds[n.name] for n in self.input_nodes + self.param_nodes})
         check_in_order(self.nodes, values)
         return [values[v] for v in self.output_values]
@@ -255,7 +266,7 @@ class TVMExecutable(Executable):
         and report the time per kernel, the hottest first, each with the nodes it computes."""
         arrays, _ = self.check_feeds(dict(feeds or {}) | kwargs)
         device = self.spec.require_device()
-        args = [tvm.runtime.tensor(arrays[name], device) for name in self.argument_names]
+        args = self._arguments(arrays)
         vm = relax.VirtualMachine(self.compiled, device)  # its own VM: calls on `.vm` are not slowed
         labels = {binding_name(n): n.label for n in self.nodes}
         nodes = kernel_nodes(self.module, fusion_passes(self.spec), self.spec.target, labels)
@@ -275,7 +286,7 @@ class TVMExecutable(Executable):
             )
         store = CompileCache(root)
         emitters = {emitter_for(node) for node in self.nodes}
-        options = {"schedule": self.schedule}
+        options = {"schedule": self.schedule, "tir_pipeline": ELEMENT_ALIGNED_PIPELINE}
         key = cache_key(self.graph, self.node_ids, self.output_values, str(self.spec.target), options, emitters)
         hit = store.load(key)
         if hit is not None:
@@ -300,11 +311,13 @@ class TVMExecutable(Executable):
             kernels = gpu_kernels(module, self.spec.target)
             return tvm.compile(kernels, target=self.spec.target), kernels, {}
         kernels, scheduled = fuse_kernels(module, self.spec.target), {}
-        if not self.schedule:
-            return tvm.compile(kernels, target=self.spec.target, relax_pipeline=build_pipeline()), kernels, scheduled
-        kernels, scheduled = schedule_kernels(kernels, self.spec.target)
-        with vector_math():
-            return tvm.compile(kernels, target=self.spec.target, relax_pipeline=build_pipeline()), kernels, scheduled
+        if self.schedule:
+            kernels, scheduled = schedule_kernels(kernels, self.spec.target)
+        with vector_math() if self.schedule else contextlib.nullcontext():
+            compiled = tvm.compile(
+                kernels, target=self.spec.target, relax_pipeline=build_pipeline(), tir_pipeline=ELEMENT_ALIGNED_PIPELINE
+            )
+        return compiled, kernels, scheduled
 
     def _blame(self, err: Exception) -> LoweringError:
         """Name the node that breaks compilation: bisect for the shortest prefix of the schedule

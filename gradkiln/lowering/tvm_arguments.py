@@ -1,0 +1,88 @@
+"""How numpy arrays cross into and out of the Relax VM on the CPU without copies.
+
+In: TVM's kernels assume 64-byte-aligned arguments (AVX-512 aligned loads, which crash on numpy's
+16-byte-aligned data), so passing numpy memory used to need a copy into an aligned buffer per call.
+Our CPU builds take `ELEMENT_ALIGNED_PIPELINE` as their TIR pipeline: TVM's own, with the
+alignment each kernel promises LLVM about its arguments lowered to the element's, so any
+C-contiguous array is passed as it is (unaligned vector loads cost the same on aligned data).
+
+Out: a kernel's result is a new buffer per call, which numpy takes over without a copy. An output
+that aliases memory living past the call (an argument, a constant, or a view of one, such as a
+reshape, which the VM makes without copying) is copied, so the caller never writes into a
+compiled constant or receives its own input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import tvm
+import tvm_ffi
+from tvm import relax, tirx
+from tvm.s_tir.pipeline import default_s_tir_pipeline
+from tvm.tirx import compilation_pipeline
+
+ELEMENT_ALIGNED_PIPELINE = "gradkiln_element_aligned"
+STORAGE_ALIGNMENT = "storage_alignment"  # the attribute MakePackedAPI puts on each argument's data pointer
+FRESH_OPS = ("relax.call_tir", "relax.call_dps_packed")  # each call allocates its results
+
+
+def _element_aligned(stmt: tirx.AttrStmt) -> tirx.AttrStmt:
+    if stmt.attr_key != STORAGE_ALIGNMENT:
+        return stmt
+    return tirx.AttrStmt(stmt.node, stmt.attr_key, tirx.IntImm("int32", 1), stmt.body)
+
+
+@tirx.transform.prim_func_pass(opt_level=0, name="ElementAlignedArguments")
+def element_aligned_arguments(func: tirx.PrimFunc, _mod: tvm.IRModule, _ctx: Any) -> tirx.PrimFunc:
+    """Promise LLVM only element alignment of the arguments (alignment 1 makes LLVM use the
+    element type's own)."""
+    return tvm_ffi.structural_map(func, [(tirx.AttrStmt, _element_aligned)])
+
+
+def _element_aligned_pipeline() -> tuple[Any, Any, Any]:
+    lower, finalize_host, finalize_device = default_s_tir_pipeline()
+    return lower, lambda: tvm.transform.Sequential([element_aligned_arguments, finalize_host()]), finalize_device
+
+
+compilation_pipeline.PIPELINE_MAP[ELEMENT_ALIGNED_PIPELINE] = _element_aligned_pipeline
+
+
+def cpu_arguments(arrays: Sequence[np.ndarray]) -> list[Any]:
+    """The arrays as VM arguments without copies where numpy can lend its memory (C-contiguous,
+    writable), copied otherwise. Only for modules built with ELEMENT_ALIGNED_PIPELINE."""
+    return [_lend(array) for array in arrays]
+
+
+def _lend(array: np.ndarray) -> Any:
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)  # (which would make a 0-d array 1-d: those are contiguous)
+    if array.flags.writeable:
+        return tvm_ffi.from_dlpack(array)
+    return tvm.runtime.tensor(array)  # DLPack 0.x cannot lend read-only memory
+
+
+def fresh_outputs(module: tvm.IRModule) -> list[bool]:
+    """For each output of `main` (a tuple), whether the VM allocates it anew on each call."""
+    main = relax.transform.RewriteDataflowReshape()(module)["main"]  # the reshapes the VM makes views
+    bound = {b.var: b.value for block in main.body.blocks for b in block.bindings}
+
+    def resolve(expr: relax.Expr) -> relax.Expr:
+        while isinstance(expr, relax.Var) and expr in bound:
+            expr = bound[expr]
+        return expr
+
+    def fresh(expr: relax.Expr) -> bool:
+        expr = resolve(expr)
+        if isinstance(expr, relax.TupleGetItem):
+            return fresh(expr.tuple_value)
+        return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name in FRESH_OPS
+
+    result = resolve(main.body.body)
+    return [fresh(field) for field in result.fields]
+
+
+def cpu_results(results: Sequence[Any], fresh: Sequence[bool]) -> list[np.ndarray]:
+    """The VM's results as numpy arrays: taken over when fresh, copied otherwise."""
+    return [np.from_dlpack(r) if new else r.numpy() for r, new in zip(results, fresh)]
