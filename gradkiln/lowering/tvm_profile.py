@@ -63,7 +63,9 @@ def kernel_nodes(
 ) -> dict[str, tuple[str, ...]]:
     """Kernel name -> labels of the nodes it computes. `passes` are the legalization and fusion
     passes the compile ran; `labels` maps Relax binding names to node labels. FuseOps renames the
-    binding of a group's last node, so such a node is found as the leftover that reads the group."""
+    binding of a group's last node, so such a node is found as the leftover that reads the group;
+    a binding a pass before FuseOps folded into its reader (a transpose a matmul reads in place)
+    belongs to the group of that reader."""
     names = [p.info.name for p in passes]
     if "FuseOps" not in names:
         return {}
@@ -85,6 +87,11 @@ def kernel_nodes(
         group = next((g for g, vs in members.items() if reads[leftover] & set(vs)), None)
         if group is not None:
             members[group].append(leftover)
+    original = {var: set(_arg_names(value)) for var, value in _main_bindings(module)}
+    for folded in (v for v in original if v not in reads):
+        group = next((g for g, vs in members.items() if any(folded in original.get(v, ()) for v in vs)), None)
+        if group is not None:
+            members[group].append(folded)
     return {kernel: tuple(dict.fromkeys(labels[v] for v in vs if v in labels)) for kernel, vs in members.items()}
 
 

@@ -33,6 +33,8 @@ import tvm
 from tvm import relax, s_tir, tirx
 from tvm.relax.backend.cpu_generic import legalize_passes, library_dispatch_passes
 
+from .tvm_operand_transposes import absorb_operand_transposes
+
 SPATIAL, REDUCE = 0, 2  # tirx.IterVar kinds: data parallel, commutative reduction
 PARALLEL_MIN_ELEMENTS = 1 << 16  # below this, waking the thread pool costs more than it saves
 SCHEDULED_ATTR = "tirx.is_scheduled"
@@ -42,11 +44,16 @@ UNROLL_MAX = 4  # a conv's loops this short (kernel windows, tile rows) are unro
 Rule = Callable[[tirx.PrimFunc, "Vector"], "tirx.PrimFunc | None"]
 
 
+def cpu_fusion_passes(target: tvm.target.Target) -> list[tvm.transform.Pass]:
+    """TVM's CPU legalization and fusion (LegalizeOps, FoldConstant, FuseOps, FuseTIR, ...), after
+    matmuls absorb their operands' transposes (`tvm_operand_transposes`)."""
+    return [absorb_operand_transposes, *library_dispatch_passes(target), *legalize_passes(target)]
+
+
 def fuse_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    """TVM's CPU legalization and fusion (LegalizeOps, FoldConstant, FuseOps, FuseTIR, ...): the
-    module whose PrimFuncs the schedules rewrite."""
+    """`mod` through `cpu_fusion_passes`: the module whose PrimFuncs the schedules rewrite."""
     with target:
-        return tvm.ir.transform.Sequential(library_dispatch_passes(target) + legalize_passes(target))(mod)
+        return tvm.ir.transform.Sequential(cpu_fusion_passes(target))(mod)
 
 
 @tvm.transform.module_pass(opt_level=0, name="MarkShapeFuncsNoalias")
@@ -320,12 +327,17 @@ def _reads_along(sch: s_tir.Schedule, block: Any, iterator: int) -> bool:
     return all(region.region and name.search(str(region.region[-1].min)) for region in stmt.reads)
 
 
-from .tvm_schedules_elementwise import schedule_column_reduction, schedule_elementwise  # noqa: E402
+from .tvm_schedules_elementwise import (  # noqa: E402
+    schedule_column_reduction,
+    schedule_elementwise,
+    schedule_transpose,
+)
 
 RULES: list[Rule] = [
     schedule_matmul,
     schedule_conv_rfactor,
     schedule_conv,
     schedule_column_reduction,
+    schedule_transpose,
     schedule_elementwise,
 ]

@@ -39,6 +39,53 @@ def schedule_elementwise(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc |
     return sch.mod["main"] if any(nested) else None
 
 
+def schedule_transpose(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc | None:
+    """A kernel that is one loop nest (after inlining) reading an input whose contiguous axis is
+    not the output's, such as a transpose of the last two axes: square tiles, a vector wide, each
+    read row by row into a local buffer and written row by row, tiles in parallel. Element by
+    element, one of the two sides walks with a large stride, and with power-of-two row lengths its
+    cache lines evict each other (a 512x512 transpose ran at 7 GB/s)."""
+    sch = s_tir.Schedule(func)
+    if not _inline_single_consumers(sch) or len(root_blocks(sch)) != 1:
+        return None
+    (block,) = root_blocks(sch)
+    loops = sch.get_loops(block)
+    found = _transposed_read(sch, block, len(loops))
+    if found is None:
+        return None
+    read, axis = found
+    tile = vector.lanes
+    rows, columns = loops[axis], loops[-1]
+    if any((static_extent(sch.get(loop).extent) or 1) % tile for loop in (rows, columns)):
+        return None
+    row_tiles, row = sch.split(rows, [None, tile])
+    column_tiles, column = sch.split(columns, [None, tile])
+    outer = [loop for i, loop in enumerate(loops[:-1]) if i != axis]
+    sch.reorder(*outer, row_tiles, column_tiles, row, column)
+    staged = sch.cache_read(block, read, "local")
+    sch.compute_at(staged, column_tiles)
+    sch.vectorize(sch.get_loops(staged)[-1])
+    sch.vectorize(column)
+    sch.parallel(sch.fuse(*outer, row_tiles))
+    return sch.mod["main"]
+
+
+def _transposed_read(sch: s_tir.Schedule, block: Any, rank: int) -> tuple[int, int] | None:
+    """(which read, which loop) for the first input of `block` whose last dim is indexed by a loop
+    other than the innermost one; None if there is none. The loops are taken to be the block's
+    iterators in order, as legalization makes them (`rank` loops for as many iterators)."""
+    stmt = sch.get(block)
+    iters = [iv.var for iv in stmt.iter_vars]
+    if len(iters) != rank or any(int(iv.iter_type) != SPATIAL for iv in stmt.iter_vars):
+        return None
+    for index, region in enumerate(stmt.reads):
+        last = region.region[-1].min if region.region else None
+        axis = next((i for i, var in enumerate(iters) if last is not None and var.same_as(last)), None)
+        if axis is not None and axis != rank - 1 and region.region[-1].extent == 1:
+            return index, axis
+    return None
+
+
 TRANSCENDENTAL = re.compile(r"T\.(exp|log|sin|cos|tanh|sigmoid|erf)\(")
 TILE_VECTORS = 16  # elements per tile of a materialized elementwise kernel, in vectors
 

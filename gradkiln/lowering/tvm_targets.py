@@ -15,10 +15,10 @@ from typing import Any
 
 import tvm
 from tvm import relax, tirx
-from tvm.relax.backend.cpu_generic import legalize_passes, library_dispatch_passes
 from tvm.s_tir import dlight as dl
 
 from ..graph import LoweringError
+from .tvm_schedules import cpu_fusion_passes
 
 LLVM_KINDS = ("llvm", "cpu")
 
@@ -135,7 +135,7 @@ def fusion_passes(spec: TargetSpec) -> list[tvm.transform.Pass]:
     `tvm_schedules.fuse_kernels` runs on llvm)."""
     if spec.is_gpu:
         return gpu_fusion_passes()
-    return library_dispatch_passes(spec.target) + legalize_passes(spec.target)
+    return cpu_fusion_passes(spec.target)
 
 
 def device_module(module: Any, kind: str) -> Any:

@@ -67,6 +67,8 @@ def test_kernels_name_the_nodes_they_compute(mlp_profile):
     assert len(computed) == len(set(computed))  # no node claimed by two kernels
     matmuls = {n.label for n in graph.nodes_of("matmul") if n.id in compiled.node_ids}
     assert matmuls <= set(computed)
+    transposes = {n.label for n in graph.nodes_of("transpose") if n.id in compiled.node_ids}
+    assert transposes and transposes <= set(computed)  # those matmuls read in place too
     fused = [row for row in profile.rows if row.kernel.startswith("fused_matmul")]
     assert fused and all(len(row.nodes) >= 2 for row in fused)  # the matmul and what was fused into it
 

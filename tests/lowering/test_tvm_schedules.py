@@ -78,6 +78,59 @@ def test_sums_over_the_last_axis_are_not_strip_scheduled():
     assert "schedule_column_reduction" not in compiled.scheduled.values()
 
 
+TRANSPOSES = {
+    "matrix": ((64, 48), (1, 0)),
+    "last two of a batch": ((3, 32, 80), (0, 2, 1)),
+    "attention keys": ((2, 3, 16, 32), (0, 1, 3, 2)),
+    "middle and last": ((4, 16, 5, 32), (0, 3, 2, 1)),
+}
+
+
+@pytest.mark.parametrize("case", TRANSPOSES, ids=list(TRANSPOSES))
+def test_transposes_of_the_contiguous_axis_are_tiled_and_agree(case):
+    """Square tiles staged through a local buffer, with an elementwise op fused in."""
+    shape, perm = TRANSPOSES[case]
+    with gk.Graph() as g:
+        out = gk.transpose(gk.input("x", shape), perm) * 2.0
+    compiled = assert_builds_agree(g, out, [{"x": rand(*shape)}], rtol=0, atol=0)
+    assert list(compiled.scheduled.values()) == ["schedule_transpose"]
+    (text,) = (f.script() for _, f in compiled.kernels.functions_items() if isinstance(f, tirx.PrimFunc))
+    assert 'scope="local"' in text and "T.vectorized" in text
+
+
+def test_transposes_keeping_the_contiguous_axis_stay_elementwise():
+    with gk.Graph() as g:
+        out = gk.transpose(gk.input("x", (4, 16, 2, 32)), (0, 2, 1, 3))
+    compiled = assert_builds_agree(g, out, [{"x": rand(4, 16, 2, 32)}], rtol=0, atol=0)
+    assert "schedule_transpose" not in compiled.scheduled.values()
+
+
+READ_IN_PLACE = {
+    "left operand, last two axes swapped": (lambda a, b: gk.transpose(a, (1, 0)) @ b, (24, 40), (24, 32), True),
+    "left operand, heads first": (lambda a, b: gk.transpose(a, (0, 2, 1, 3)) @ b, (2, 16, 3, 24), (2, 3, 24, 32), True),
+    "right operand, heads first": (
+        lambda a, b: a @ gk.transpose(b, (0, 2, 1, 3)),
+        (2, 3, 16, 24),
+        (2, 24, 3, 32),
+        True,
+    ),
+    "right operand, last two axes swapped": (lambda a, b: a @ gk.transpose(b, (1, 0)), (16, 24), (32, 24), False),
+}
+
+
+@pytest.mark.parametrize("case", READ_IN_PLACE, ids=list(READ_IN_PLACE))
+def test_matmuls_read_transposed_operands_in_place(case):
+    """A transpose feeding a matmul is absorbed into the matmul's indexing, except on the right
+    operand when it moves the last axis (read as vectors): that one stays a tiled copy."""
+    build, a_shape, b_shape, absorbed = READ_IN_PLACE[case]
+    with gk.Graph() as g:
+        out = build(gk.input("a", a_shape), gk.input("b", b_shape))
+    compiled = assert_builds_agree(g, out, [{"a": rand(*a_shape), "b": rand(*b_shape, seed=1)}])
+    kernels = [gv.name_hint for gv, f in compiled.kernels.functions_items() if isinstance(f, tirx.PrimFunc)]
+    assert "schedule_matmul" in compiled.scheduled.values()
+    assert any("transpose" in name for name in kernels) is not absorbed, kernels
+
+
 def test_mlp_training_step_gradients_agree_with_numpy():
     g, outputs = mlp_training_step()
     assert_builds_agree(g, outputs, [mlp_feeds(n) for n in (3, 64)])
