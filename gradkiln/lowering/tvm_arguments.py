@@ -50,17 +50,20 @@ compilation_pipeline.PIPELINE_MAP[ELEMENT_ALIGNED_PIPELINE] = _element_aligned_p
 
 
 def cpu_arguments(arrays: Sequence[np.ndarray]) -> list[Any]:
-    """The arrays as VM arguments without copies where numpy can lend its memory (C-contiguous,
-    writable), copied otherwise. Only for modules built with ELEMENT_ALIGNED_PIPELINE."""
-    return [_lend(array) for array in arrays]
+    """The arrays as VM arguments, numpy's own memory where it can be lent (writable, with the
+    compact row-major strides TVM checks), copies otherwise. Only for modules built with
+    ELEMENT_ALIGNED_PIPELINE."""
+    return [tvm_ffi.from_dlpack(a) if a.flags.writeable and _compact(a) else tvm.runtime.tensor(a) for a in arrays]
 
 
-def _lend(array: np.ndarray) -> Any:
-    if not array.flags.c_contiguous:
-        array = np.ascontiguousarray(array)  # (which would make a 0-d array 1-d: those are contiguous)
-    if array.flags.writeable:
-        return tvm_ffi.from_dlpack(array)
-    return tvm.runtime.tensor(array)  # DLPack 0.x cannot lend read-only memory
+def _compact(array: np.ndarray) -> bool:
+    """Whether the strides are exactly row-major. numpy also calls an array with an axis of
+    extent 0 or 1 contiguous whatever that axis' stride, which TVM refuses."""
+    stride, expected = array.itemsize, []
+    for extent in reversed(array.shape):
+        expected.append(stride)
+        stride *= extent
+    return array.strides == tuple(reversed(expected))
 
 
 def fresh_outputs(module: tvm.IRModule) -> list[bool]:

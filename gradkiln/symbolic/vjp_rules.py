@@ -417,4 +417,12 @@ def _pad(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, low: tuple, high: t
 @holomorphic
 def _matmul(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
     a, b = inputs
-    return unbroadcast(gb.matmul(g, _swap_last_two(b)), a), unbroadcast(gb.matmul(_swap_last_two(a), g), b)
+    da = unbroadcast(gb.matmul(g, _swap_last_two(b)), a)
+    if b.ndim == 2 < a.ndim:  # one matrix for every batch element (a linear layer): one matmul over all rows
+        return da, gb.matmul(_swap_last_two(_rows(a)), _rows(g))
+    return da, unbroadcast(gb.matmul(_swap_last_two(a), g), b)
+
+
+def _rows(t: Tensor) -> Tensor:
+    """`t` as a matrix: its leading axes flattened into rows."""
+    return gb.reshape(t, (-1, t.shape[-1]))
