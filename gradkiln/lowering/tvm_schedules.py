@@ -109,7 +109,21 @@ def schedule_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> tuple[tvm.
     return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos), applied
 
 
+# Intrinsics the llvm target lowers to libm calls, which a vector loop cannot make ("unknown
+# intrinsic" at compile time); float16 has more of them.
+SCALAR_ONLY = re.compile(r"T\.(sinh|cosh|fmod)\(")
+SCALAR_ONLY_HALF = re.compile(r"T\.(log1p|asin|acos|atan|asinh|acosh|erf|atan2|nextafter|hypot|copysign|ldexp)\(")
+
+
+def needs_scalar_loops(func: tirx.PrimFunc) -> bool:
+    """Whether the kernel calls an intrinsic that only a scalar loop can call (our rules vectorize)."""
+    text = func.script()
+    return bool(SCALAR_ONLY.search(text) or ("float16" in text and SCALAR_ONLY_HALF.search(text)))
+
+
 def _schedule_one(func: tirx.PrimFunc, vector: Vector) -> tuple[str | None, tirx.PrimFunc]:
+    if needs_scalar_loops(func):
+        return None, func
     for rule in RULES:
         try:
             scheduled = rule(func, vector)
@@ -295,7 +309,7 @@ def schedule_conv_rfactor(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc 
     loops = sch.get_loops(conv)
     height, width, last = (static_extent(sch.get(loop).extent) for loop in (*loops[spatial - 2 : spatial], loops[-1]))
     narrow = height is not None and width is not None and height * width <= vector.registers // 2
-    if not narrow or last is None or last % vector.lanes or not _reads_along(sch, conv, -1):
+    if not narrow or last is None or last % vector.lanes or not reads_along(sch, conv, -1):
         return None
     producers = sch.get_producers(conv)
     if inline_all_but(sch, [conv, *producers]) is not None:
@@ -320,7 +334,7 @@ def schedule_conv_rfactor(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc 
     return sch.mod["main"]
 
 
-def _reads_along(sch: s_tir.Schedule, block: Any, iterator: int) -> bool:
+def reads_along(sch: s_tir.Schedule, block: Any, iterator: int) -> bool:
     """Whether every input of the block is indexed by its `iterator`-th iterator in the last dim."""
     stmt = sch.get(block)
     name = re.compile(rf"\b{re.escape(stmt.iter_vars[iterator].var.name)}\b")
@@ -330,6 +344,7 @@ def _reads_along(sch: s_tir.Schedule, block: Any, iterator: int) -> bool:
 from .tvm_schedules_elementwise import (  # noqa: E402
     schedule_column_reduction,
     schedule_elementwise,
+    schedule_row_reduction,
     schedule_transpose,
 )
 
@@ -338,6 +353,7 @@ RULES: list[Rule] = [
     schedule_conv_rfactor,
     schedule_conv,
     schedule_column_reduction,
+    schedule_row_reduction,
     schedule_transpose,
     schedule_elementwise,
 ]

@@ -18,6 +18,7 @@ from .tvm_schedules import (
     inline_all_but,
     iter_kinds,
     parallel_outer,
+    reads_along,
     root_blocks,
     static_extent,
 )
@@ -28,15 +29,19 @@ def schedule_elementwise(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc |
     computing a transcendental (exp, log, sin, ...): `tvm_vector_math` lowers each to a polynomial
     that names its argument several times, and nested inline they grow (and compile) exponentially.
     With one output, the kernel then runs tile by tile (in parallel): each kept block computes its
-    tile into a small buffer, vectorized. Otherwise each loop nest runs its outer loops in parallel."""
+    tile into a small buffer, vectorized. Otherwise each loop nest runs its outer loops in parallel
+    and its innermost loop vectorized."""
     sch = s_tir.Schedule(func)
     if not _inline_single_consumers(sch):
         return None
     outputs = sch.get_output_blocks(sch.get_sblock("root"))
     if len(root_blocks(sch)) > 1 and len(outputs) == 1 and _tile_into(sch, outputs[0], vector):
         return sch.mod["main"]
-    nested = [parallel_outer(sch, block) for block in root_blocks(sch)]
-    return sch.mod["main"] if any(nested) else None
+    changed = False
+    for block in root_blocks(sch):
+        changed |= parallel_outer(sch, block)
+        changed |= _vectorize_innermost(sch, sch.get_loops(block)[-1], vector.lanes)
+    return sch.mod["main"] if changed else None
 
 
 def schedule_transpose(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc | None:
@@ -124,12 +129,16 @@ def _tile_into(sch: s_tir.Schedule, output: Any, vector: Vector) -> bool:
     return True
 
 
-def _vectorize_innermost(sch: s_tir.Schedule, loop: Any, lanes: int) -> None:
+def _vectorize_innermost(sch: s_tir.Schedule, loop: Any, lanes: int) -> bool:
+    """Vectorize the loop in chunks of `lanes` (whole when it is at most that long); whether it could."""
     width = static_extent(sch.get(loop).extent)
     if width is not None and width > lanes and width % lanes == 0:
         sch.vectorize(sch.split(loop, [None, lanes])[1])
-    elif width is not None and width <= lanes:
+    elif width is not None and 1 < width <= lanes:
         sch.vectorize(loop)
+    else:
+        return False
+    return True
 
 
 def schedule_column_reduction(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc | None:
@@ -163,6 +172,41 @@ def schedule_column_reduction(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimF
     sch.vectorize(inner)
     sch.parallel(sch.fuse(*loops[: spatial - 1], outer))
     init = sch.decompose_reduction(block, loops[spatial])
+    sch.vectorize(sch.get_loops(init)[-1])
+    return sch.mod["main"]
+
+
+def schedule_row_reduction(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc | None:
+    """A sum (max, ...) whose innermost reduced axis is the inputs' contiguous one, such as a
+    layer norm's statistics, a global average pool or a convolution's bias gradient: that axis
+    split into vector lanes (rfactor), each output accumulating a vector in registers and summing
+    its lanes once, outputs in parallel. TVM's loop nest adds one scalar at a time."""
+    sch = s_tir.Schedule(func)
+    reductions = [b for b in root_blocks(sch) if REDUCE in iter_kinds(sch, b)]
+    if len(reductions) != 1 or len(sch.get_output_blocks(sch.get_sblock("root"))) != 1:
+        return None
+    block = reductions[0]
+    kinds = iter_kinds(sch, block)
+    spatial = kinds.count(SPATIAL)
+    loops = sch.get_loops(block)
+    last = static_extent(sch.get(loops[-1]).extent)
+    in_order = kinds == [SPATIAL] * spatial + [REDUCE] * (len(kinds) - spatial) and len(loops) == len(kinds)
+    if not spatial or not in_order or last is None or last % vector.lanes or not reads_along(sch, block, -1):
+        return None
+    work = math.prod(static_extent(sch.get(loop).extent) or SYMBOLIC_EXTENT for loop in loops)
+    output = inline_all_but(sch, [block])
+    _, lanes = sch.split(loops[-1], [None, vector.lanes])
+    partial = sch.rfactor(lanes, factor_axis=spatial)  # lanes innermost in the partial sums
+    partial_loops = sch.get_loops(partial)
+    row = sch.fuse(*partial_loops[:spatial])
+    sch.reverse_compute_at(sch.cache_write(partial, 0, "local"), row)
+    sch.reverse_compute_at(block, row)
+    if output is not None:
+        sch.reverse_compute_at(output, row)
+    sch.vectorize(partial_loops[-1])
+    if work >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(row)
+    init = sch.decompose_reduction(partial, partial_loops[spatial])
     sch.vectorize(sch.get_loops(init)[-1])
     return sch.mod["main"]
 

@@ -178,7 +178,7 @@ def _swap_last_two(t: Tensor) -> Tensor:
 UNARY_DERIVATIVES: dict[str, Callable[..., Tensor]] = {
     "neg": lambda x, y, g: -g,
     "abs": lambda x, y, g: g * gb.sign(x),
-    "relu": lambda x, y, g: gb.where(x > 0, g, 0.0),
+    "relu": lambda x, y, g: gb.where(y > 0, g, 0.0),  # y > 0 iff x > 0; reading y lets relu fuse into its producer
     "exp": lambda x, y, g: g * y,
     "log": lambda x, y, g: g / x,
     "sqrt": lambda x, y, g: g * 0.5 / y,

@@ -71,6 +71,27 @@ def test_sums_over_leading_axes_are_strip_scheduled_and_agree(axes):
     assert "schedule_column_reduction" in compiled.scheduled.values()
 
 
+ROW_REDUCTIONS = {
+    "layer-norm statistics": (lambda x: gk.mean(x * x, (2,)), (4, 6, 96)),
+    "global average pool": (lambda x: gk.mean(x, (2, 3)), (4, 8, 16, 32)),
+    "conv bias gradient": (lambda x: gk.sum(x, (0, 2, 3)), (4, 8, 16, 32)),
+    "max over rows": (lambda x: gk.max(x, (1,)), (64, 48)),
+}
+
+
+@pytest.mark.parametrize("case", ROW_REDUCTIONS, ids=list(ROW_REDUCTIONS))
+def test_reductions_along_the_contiguous_axis_accumulate_vectors_and_agree(case):
+    build, shape = ROW_REDUCTIONS[case]
+    with gk.Graph() as g:
+        out = build(gk.input("x", shape))
+    compiled = assert_builds_agree(g, out, [{"x": rand(*shape)}])
+    rows = [name for name, rule in compiled.scheduled.items() if rule == "schedule_row_reduction"]
+    assert rows
+    for name in rows:
+        text = compiled.kernels[name].script()
+        assert "_rf" in text and "T.vectorized" in text, name
+
+
 def test_sums_over_the_last_axis_are_not_strip_scheduled():
     with gk.Graph() as g:
         out = gk.sum(gk.input("x", (4, 96, 64)), (2,))
@@ -129,6 +150,18 @@ def test_matmuls_read_transposed_operands_in_place(case):
     kernels = [gv.name_hint for gv, f in compiled.kernels.functions_items() if isinstance(f, tirx.PrimFunc)]
     assert "schedule_matmul" in compiled.scheduled.values()
     assert any("transpose" in name for name in kernels) is not absorbed, kernels
+
+
+@pytest.mark.parametrize("op", ["sinh", "cosh"])
+def test_kernels_calling_scalar_only_intrinsics_stay_unvectorized_and_compile(op):
+    """llvm lowers sinh and cosh to libm calls, which a vectorized loop cannot make: such kernels
+    (a matmul epilogue, a tiled elementwise kernel) used to fail to compile."""
+    fn = getattr(gk, op)
+    with gk.Graph() as g:
+        a, b = gk.input("a", (32, 64)), gk.input("b", (64, 64))
+        outputs = [fn(a @ b), gk.exp(a) + fn(a)]
+    compiled = assert_builds_agree(g, outputs, [{"a": rand(32, 64), "b": rand(64, 64, seed=1)}])
+    assert compiled.scheduled == {}
 
 
 def test_mlp_training_step_gradients_agree_with_numpy():
