@@ -7,7 +7,8 @@ avg_pool2d, take, scatter_add), written with the builder API like every other ru
   Both ops are bilinear, so gradients of any order stay within these two ops.
 - max_pool2d passes each window's cotangent to the first maximum of the window in row-major
   order (as PyTorch); padded cells never win. Its rules are built from strided slices and pads
-  of one mask per kernel offset, so they need no extra op.
+  of one mask per kernel offset, so they need no extra op; where the windows tile the input
+  (stride = kernel, no padding) the gradient is reshapes and broadcasts of a window view instead.
 - avg_pool2d's gradient is a depthwise conv_transpose2d with a kernel of ones.
 - take's gradient is a scatter_add into zeros and scatter_add's is a take.
 - Batching folds a batched input into the N axis; a batched weight folds the batch into the
@@ -26,7 +27,7 @@ from ..graph import Tensor, UnsupportedOpError
 from ..graph import builder as gb
 from ..graph.builder import zeros_like
 from ..graph.ops.nn_ops import Padding, Pair, pool_counts, transpose_out
-from ..graph.types import Dim
+from ..graph.types import Dim, dims_equal
 from .batching import register_batch
 from .jvp_rules import Tangents, register_jvp
 from .vjp_rules import register_vjp
@@ -141,8 +142,40 @@ def _max_pool2d(
     inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, kernel: Pair, stride: Pair, padding: Padding
 ) -> tuple[Tensor]:
     (x,) = inputs
+    if _windows_tile(x, out, kernel, stride, padding):
+        return (_tiled_max_pool_grad(x, out, g, kernel),)
     masks = _first_max_masks(x, out, kernel, stride, padding)
     return (_scatter_taps(x, [(offset, g * mask) for offset, mask in masks], stride, padding),)
+
+
+def _windows_tile(x: Tensor, out: Tensor, kernel: Pair, stride: Pair, padding: Padding) -> bool:
+    """Whether the windows tile x exactly: stride = kernel, no padding, no cell left over."""
+    exact = all(dims_equal(d, k * o) for d, k, o in zip(x.shape[2:], kernel, out.shape[2:]))
+    return tuple(stride) == tuple(kernel) and all(lo == hi == 0 for lo, hi in padding) and exact
+
+
+def _tiled_max_pool_grad(x: Tensor, out: Tensor, g: Tensor, kernel: Pair) -> Tensor:
+    """max_pool2d's gradient where the windows tile x: x seen as (N, C, Ho, kh, Wo, kw), each cell
+    compared with its window's maximum, a hit dropped when an earlier cell of the window (row-major)
+    hit too. Reshapes and broadcasts only: one elementwise kernel, where strided slices and
+    interior pads of the general form test every cell against every kernel offset."""
+    n, c, ho, wo = out.shape
+    kh, kw = kernel
+
+    def per_window(t: Tensor) -> Tensor:
+        return gb.reshape(t, (n, c, ho, 1, wo, 1))
+
+    hit = gb.cast(gb.equal(gb.reshape(x, (n, c, ho, kh, wo, kw)), per_window(out)), x.dtype)
+    offsets = list(itertools.product(range(kh), range(kw)))
+    earlier = None  # at each cell: the hits of the cells before it in its window
+    for rank, (a, b) in enumerate(offsets[:-1]):
+        later = np.zeros((1, 1, 1, kh, 1, kw), x.dtype)
+        for i, j in offsets[rank + 1 :]:
+            later[0, 0, 0, i, 0, j] = 1
+        tap = gb.slice(hit, (0, 0, 0, a, 0, b), (n, c, ho, a + 1, wo, b + 1)) * gb.constant(later, graph=x.graph)
+        earlier = tap if earlier is None else earlier + tap
+    first = hit if earlier is None else gb.where(earlier > 0, 0.0, hit)
+    return gb.reshape(per_window(g) * first, x.shape)
 
 
 @register_jvp("max_pool2d")

@@ -118,6 +118,25 @@ def test_max_pool_gradient_goes_to_the_first_maximum_of_each_window():
     np.testing.assert_array_equal(gk.compile(g, dx, target="llvm")(x=x), got)
 
 
+@pytest.mark.parametrize(
+    "kernel, stride", [(2, 2), (3, 3), (3, 2), ((2, 3), (2, 3))], ids=["2", "3", "overlapping", "2x3"]
+)
+def test_max_pool_gradient_with_ties_agrees_with_torch(kernel, stride):
+    """Windows that tile the input take the reshaped form of the gradient, others the strided one;
+    both send each window's cotangent to its first maximum, on numpy and TVM, as torch does."""
+    torch = pytest.importorskip("torch")
+    x = RNG.integers(0, 3, size=(2, 3, 6, 12)).astype(np.float32)  # many ties
+    with gk.Graph() as g:
+        xi = gk.input("x", ("N", 3, 6, 12))
+        pooled = gb.max_pool2d(xi, kernel, stride)
+        weights = RNG.normal(size=(1, 3, *pooled.shape[2:])).astype(np.float32)
+        (dx,) = grad(gb.sum(pooled * gb.constant(weights)), [xi])
+    xt = torch.tensor(x, requires_grad=True)
+    (torch.nn.functional.max_pool2d(xt, kernel, stride) * torch.tensor(weights)).sum().backward()
+    for target in ("numpy", "llvm"):
+        np.testing.assert_allclose(gk.compile(g, dx, target=target)(x=x), xt.grad.numpy(), rtol=1e-6, err_msg=target)
+
+
 def test_take_follows_numpy_with_negative_indices_and_raises_out_of_range():
     x = RNG.normal(size=(4, 3))
     i = np.array([[3, -1], [0, 0]])
