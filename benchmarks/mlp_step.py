@@ -95,14 +95,27 @@ def torch_step(params: dict[str, np.ndarray]):
     return step
 
 
-def median_ms(fn, repeats: int) -> float:
+SETTLE_SECONDS = 0.5  # thread pools (OpenBLAS, OpenMP, TVM) spin ~0.1-0.2 s after their last call
+
+
+def sample_ms(fn, repeats: int, max_seconds: float = float("inf")) -> list[float]:
+    """Wall times of `repeats` calls of `fn` in ms (fewer, but at least 3, once `max_seconds` have
+    passed), after one warm-up call. It first waits for the thread pools of whatever ran before to
+    stop spinning: on 2 cores one spinning worker halves a 2-thread runner (a TVM step measured
+    right after numpy's ran at 1.33 or 2.5 ms, depending)."""
+    time.sleep(SETTLE_SECONDS)
     fn()
-    times = []
-    for _ in range(repeats):
+    times, begin = [], time.perf_counter()
+    while len(times) < repeats and (len(times) < 3 or time.perf_counter() - begin < max_seconds):
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def median_ms(fn, repeats: int) -> float:
+    """The median of `sample_ms`."""
+    return statistics.median(sample_ms(fn, repeats))
 
 
 def measure(label: str, batch: int, widths: list[int], repeats: int) -> None:

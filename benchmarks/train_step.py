@@ -1,6 +1,6 @@
 """Time full training steps (issue 7's workloads) in gradkiln and its peers, in one run.
 
-    python benchmarks/train_step.py [--repeats 30] [--workloads W1,W2,W3,W4]
+    python benchmarks/train_step.py [--repeats 30] [--rounds 3] [--workloads W1,W2,W3,W4]
 
 W1: MLP batch 64, 784-512-512-10, ReLU, softmax cross entropy: the loss and every parameter gradient.
 W2: CNN batch 16, 3x32x32 (three 3x3 convs, max pool, global average pool, linear), cross entropy.
@@ -14,20 +14,23 @@ into sympy-expression kernels), and without our schedules (TVM's default loop ne
 gradkiln's numpy executor, the hand-written numpy W1 step of mlp_step.py, PyTorch eager and JAX
 jit(grad) when installed. float32, all cores. Columns: median step time, compile time (first
 call included for JAX), and the scheduled gradkiln time divided by the runner's (< 1: gradkiln
-is faster). Waits for an idle machine before each workload and prints the load average it saw.
+is faster). Waits for an idle machine before each workload and prints the load average it saw;
+the runners then take turns (`--rounds`), each turn after a pause that lets the previous
+runner's thread pools stop spinning.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from functools import partial
 from typing import Any, Callable
 
 import numpy as np
 import train_models
-from mlp_step import gradkiln_step, make_params, median_ms, numpy_step, torch_step, wait_for_idle
+from mlp_step import gradkiln_step, make_params, numpy_step, sample_ms, torch_step, wait_for_idle
 
 import gradkiln as gk
 
@@ -35,6 +38,7 @@ Runner = Callable[[], "tuple[Callable[[], Any], float | None] | None"]  # -> (st
 W1_WIDTHS, W1_BATCH = [784, 512, 512, 10], 64
 W4_SIZE, W4_OPS = 1024, 50
 REFERENCE = "gradkiln tvm scheduled"
+ROUND_SECONDS = 2.0  # a slow runner (TVM's default schedules) takes fewer steps per round
 
 
 def optional(module: str) -> Any:
@@ -186,46 +190,56 @@ def jax_w4(x: np.ndarray) -> tuple[Callable[[], Any], float] | None:
     return run, timed_compile(run)[1]
 
 
-def measure(workload: str, runners: dict[str, Runner], repeats: int) -> None:
-    """Wait for idle, then build and time every available runner; print one row each."""
+def measure(workload: str, runners: dict[str, Runner], repeats: int, rounds: int) -> None:
+    """Wait for idle, build every available runner, then time them in turns, `rounds` times
+    (`repeats` steps each, or as many as fit in ROUND_SECONDS), so that a passing load on the
+    shared machine spreads over all runners; print one row each with the median of all steps."""
     print(f"{workload}: load average {wait_for_idle():.2f} before measuring")
-    rows = []
+    built = {}
     for name, make in runners.items():
         made = make()
         if made is None:
             print(f"  {name:26} not installed")
             continue
-        step, seconds = made
-        rows.append((name, median_ms(step, repeats), seconds))
-    reference = dict((name, ms) for name, ms, _ in rows)[REFERENCE]
-    for name, ms, seconds in rows:
+        built[name] = made
+    times: dict[str, list[float]] = {name: [] for name in built}
+    for _ in range(rounds):
+        for name, (step, _) in built.items():
+            times[name] += sample_ms(step, repeats, ROUND_SECONDS)
+    medians = {name: statistics.median(samples) for name, samples in times.items()}
+    for name, (_, seconds) in built.items():
         compile_text = f"{seconds:10.2f}" if seconds is not None else f"{'-':>10}"
-        print(f"  {name:26} {ms:10.3f} {compile_text} {reference / ms:12.2f}")
+        print(f"  {name:26} {medians[name]:10.3f} {compile_text} {medians[REFERENCE] / medians[name]:12.2f}")
     print(f"  (load average after: {os.getloadavg()[0]:.2f})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=30, help="steps per runner and round")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of all runners")
     parser.add_argument("--workloads", default="W1,W2,W3,W4")
     args = parser.parse_args()
     chosen = args.workloads.split(",")
     rng = np.random.default_rng(1)
     threads = os.environ.get("TVM_NUM_THREADS", f"{os.cpu_count()} (all cores)")
-    print(f"{os.cpu_count()} cores, TVM_NUM_THREADS={threads}, median of {args.repeats} steps")
+    print(f"{os.cpu_count()} cores, TVM_NUM_THREADS={threads}, median of {args.rounds} rounds of {args.repeats} steps")
     print(f"  {'runner':26} {'median ms':>10} {'compile s':>10} {'sched/runner':>12}")
     if "W1" in chosen:
         x = rng.normal(size=(W1_BATCH, W1_WIDTHS[0])).astype(np.float32)
         labels = rng.integers(0, W1_WIDTHS[-1], size=W1_BATCH)
-        measure("W1 MLP batch 64, 784-512-512-10", w1_runners(make_params(W1_WIDTHS), x, labels), args.repeats)
+        measure(
+            "W1 MLP batch 64, 784-512-512-10", w1_runners(make_params(W1_WIDTHS), x, labels), args.repeats, args.rounds
+        )
     if "W2" in chosen:
-        measure("W2 CNN batch 16, 3x32x32", model_runners("W2", rng), args.repeats)
+        measure("W2 CNN batch 16, 3x32x32", model_runners("W2", rng), args.repeats, args.rounds)
     if "W3" in chosen:
-        measure("W3 transformer block batch 8, seq 128, d_model 256", model_runners("W3", rng), args.repeats)
+        measure(
+            "W3 transformer block batch 8, seq 128, d_model 256", model_runners("W3", rng), args.repeats, args.rounds
+        )
     if "W4" in chosen:
         x = rng.normal(size=(W4_SIZE, W4_SIZE)).astype(np.float32)
         label = f"W4 {W4_OPS} elementwise ops (tanh, *0.9, +0.1, sin) on {W4_SIZE}x{W4_SIZE}"
-        measure(label, w4_runners(x), args.repeats)
+        measure(label, w4_runners(x), args.repeats, args.rounds)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def absorb_operand_transposes(mod: tvm.IRModule, _ctx: tvm.transform.PassContext
 class _Rewriter(PyExprMutator):
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = self.visit_expr_post_order(call)
-        if not _is_op(call, "relax.matmul") or str(call.attrs.out_dtype or call.ty.dtype) != str(call.ty.dtype):
+        if not _is_op(call, "relax.matmul") or not _plain(call):
             return call
         operands, perms = [], []
         for side, arg in enumerate(call.args):
@@ -45,10 +45,19 @@ class _Rewriter(PyExprMutator):
             else:
                 operands.append(arg)
                 perms.append(None)
-        if all(p is None for p in perms) or any(len(a.ty.shape) < 2 for a in call.args):
+        if all(p is None for p in perms):
             return call
         shape = call.ty.shape.values
         return self.builder_.call_te(_matmul, *operands, perms=perms, shape=shape, primfunc_name_hint="matmul")
+
+
+def _plain(call: relax.Call) -> bool:
+    """A matmul `_matmul` computes as Relax would: operands of rank >= 2 and one dtype, the result's
+    shape known, no other output dtype."""
+    a, b = (arg.ty for arg in call.args)
+    ranks = a.ndim >= 2 and b.ndim >= 2 and a.dtype == b.dtype
+    out_dtype = str(call.attrs.out_dtype or call.ty.dtype) == str(call.ty.dtype)
+    return ranks and out_dtype and isinstance(call.ty.shape, relax.ShapeExpr)
 
 
 def _is_op(expr: Any, name: str) -> bool:
