@@ -113,6 +113,20 @@ def test_exp_reaches_the_denormals_and_log_reads_them():
 
 
 @pytest.mark.parametrize("name", ["sin", "cos"])
+def test_sin_cos_agree_when_lanes_of_one_vector_take_both_reductions(name):
+    """Below 125 a vector is reduced in float32, with any lane above in float64: both give the
+    same sines, wherever a value's neighbours in the vector send it."""
+    small = RNG.uniform(-120, 120, LANES * 64).astype(np.float32)
+    mixed = small.copy()
+    mixed[::LANES] = 1e4  # one large lane per vector
+    alone, together = run_kernel(name, small), run_kernel(name, mixed)
+    keep = np.arange(len(small)) % LANES != 0
+    exact = getattr(np, name)(small.astype(np.float64))
+    assert ulp_error(alone, exact).max() <= MAX_ULP
+    assert ulp_error(together[keep], exact[keep]).max() <= MAX_ULP
+
+
+@pytest.mark.parametrize("name", ["sin", "cos"])
 def test_sin_cos_of_huge_arguments_stay_sines(name):
     """Past the exact reduction the result is the sine of a nearby argument: within [-1, 1], finite."""
     x = np.float32(10.0 ** RNG.uniform(9, 38.5, 4096))
