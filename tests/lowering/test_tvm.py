@@ -1,6 +1,9 @@
 """The TVM (llvm) backend agrees with the numpy executor: op by op, across dtypes, with symbolic
 batch sizes served by one compiled module, and with errors that name the node and target."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
@@ -256,3 +259,21 @@ def test_float16_matmul_accumulates_in_float32_like_numpy():
     feeds = {"a": np.ones((2, 4096), np.float16), "b": np.ones((4096, 3), np.float16)}
     np.testing.assert_array_equal(gk.compile(g, out, target="llvm")(**feeds), np.full((2, 3), 4096, np.float16))
     np.testing.assert_array_equal(gk.compile(g, out)(**feeds), np.full((2, 3), 4096, np.float16))
+
+
+def test_compiling_does_not_import_torch_which_then_imports_normally():
+    """apache-tvm-ffi imports torch whenever it is installed (1.4 s of a cold compile); gradkiln
+    hides it while TVM loads, and torch stays importable afterwards."""
+    pytest.importorskip("torch")
+    script = (
+        "import sys, numpy as np, gradkiln as gk\n"
+        "with gk.Graph() as g:\n"
+        "    x = gk.input('x', (4, 4))\n"
+        "    y = gk.tanh(x @ x)\n"
+        "got = gk.compile(g, y, target='llvm')(x=np.eye(4, dtype=np.float32))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "import torch\n"
+        "assert torch.allclose(torch.tanh(torch.eye(4)), torch.from_numpy(got))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
