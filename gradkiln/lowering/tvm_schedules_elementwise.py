@@ -146,22 +146,13 @@ def schedule_column_reduction(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimF
     memory, so the reductions loop outside and a strip of outputs, two vectors wide, accumulates
     inside, strips in parallel (TVM's loop nest walks each output's column with a stride)."""
     sch = s_tir.Schedule(func)
-    reductions = [b for b in root_blocks(sch) if REDUCE in iter_kinds(sch, b)]
-    if len(reductions) != 1 or len(sch.get_output_blocks(sch.get_sblock("root"))) != 1:
+    found = _lone_reduction(sch)
+    if found is None or not _inner_is_spatial(sch, found[0]):
         return None
-    block = reductions[0]
-    kinds = iter_kinds(sch, block)
-    spatial = kinds.count(SPATIAL)
-    if (
-        not spatial
-        or kinds != [SPATIAL] * spatial + [REDUCE] * (len(kinds) - spatial)
-        or not _inner_is_spatial(sch, block)
-    ):
-        return None
-    loops = sch.get_loops(block)
+    block, spatial, loops = found
     width = static_extent(sch.get(loops[spatial - 1]).extent)
     strip = 2 * vector.lanes
-    if width is None or width % strip or len(loops) != len(kinds):
+    if width is None or width % strip:
         return None
     output = inline_all_but(sch, [block])
     outer, inner = sch.split(loops[spatial - 1], [None, strip])
@@ -182,16 +173,12 @@ def schedule_row_reduction(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc
     split into vector lanes (rfactor), each output accumulating a vector in registers and summing
     its lanes once, outputs in parallel. TVM's loop nest adds one scalar at a time."""
     sch = s_tir.Schedule(func)
-    reductions = [b for b in root_blocks(sch) if REDUCE in iter_kinds(sch, b)]
-    if len(reductions) != 1 or len(sch.get_output_blocks(sch.get_sblock("root"))) != 1:
+    found = _lone_reduction(sch)
+    if found is None:
         return None
-    block = reductions[0]
-    kinds = iter_kinds(sch, block)
-    spatial = kinds.count(SPATIAL)
-    loops = sch.get_loops(block)
+    block, spatial, loops = found
     last = static_extent(sch.get(loops[-1]).extent)
-    in_order = kinds == [SPATIAL] * spatial + [REDUCE] * (len(kinds) - spatial) and len(loops) == len(kinds)
-    if not spatial or not in_order or last is None or last % vector.lanes or not reads_along(sch, block, -1):
+    if last is None or last % vector.lanes or not reads_along(sch, block, -1):
         return None
     work = math.prod(static_extent(sch.get(loop).extent) or SYMBOLIC_EXTENT for loop in loops)
     output = inline_all_but(sch, [block])
@@ -209,6 +196,21 @@ def schedule_row_reduction(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc
     init = sch.decompose_reduction(partial, partial_loops[spatial])
     sch.vectorize(sch.get_loops(init)[-1])
     return sch.mod["main"]
+
+
+def _lone_reduction(sch: s_tir.Schedule) -> tuple[Any, int, list[Any]] | None:
+    """The kernel's only reduction block, if the kernel has one output and the block's iterators
+    are spatial ones (at least one) then reduced ones, a loop each in that order (as legalization
+    makes them): the block, its number of spatial iterators and its loops."""
+    reductions = [b for b in root_blocks(sch) if REDUCE in iter_kinds(sch, b)]
+    if len(reductions) != 1 or len(sch.get_output_blocks(sch.get_sblock("root"))) != 1:
+        return None
+    block = reductions[0]
+    kinds = iter_kinds(sch, block)
+    spatial = kinds.count(SPATIAL)
+    loops = sch.get_loops(block)
+    in_order = kinds == [SPATIAL] * spatial + [REDUCE] * (len(kinds) - spatial) and len(loops) == len(kinds)
+    return (block, spatial, loops) if spatial and in_order else None
 
 
 def _inner_is_spatial(sch: s_tir.Schedule, block: Any) -> bool:
