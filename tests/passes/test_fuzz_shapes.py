@@ -304,7 +304,9 @@ def _has_empty_tensors(graph: gk.Graph) -> bool:
 
 
 @pytest.mark.slow
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# the assumes below reject about half of the generated graphs (empty tensors, NaN-dropping ops,
+# tiny feeds): Hypothesis's filter health check then failed some CI runs at random
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(case=cases(max_ops=5))
 def test_tvm_llvm_matches_numpy_on_degenerate_graphs(case):
     optimized, outs, _ = gk.optimize(case.graph, [t.tensor.value for t in case.outputs], "O3")
