@@ -86,6 +86,7 @@ def fresh_outputs(module: tvm.IRModule) -> list[bool]:
     return [fresh(field) for field in result.fields]
 
 
-def cpu_results(results: Sequence[Any], fresh: Sequence[bool]) -> list[np.ndarray]:
-    """The VM's results as numpy arrays: taken over when fresh, copied otherwise."""
+def numpy_results(results: Sequence[Any], fresh: Sequence[bool]) -> list[np.ndarray]:
+    """The VM's results as numpy arrays: taken over where `fresh` (a CPU result this call
+    allocated), copied otherwise (an alias, or a result in GPU memory)."""
     return [np.from_dlpack(r) if new else r.numpy() for r, new in zip(results, fresh)]

@@ -25,7 +25,7 @@ from .cache import CompileCache, cache_key, cache_root
 from .executable import Executable
 from .gpu_launch import Launch, kernel_launches, webgpu_manifest, write_webgpu_bundle
 from .profile import Profile
-from .tvm_arguments import ELEMENT_ALIGNED_PIPELINE, cpu_arguments, cpu_results, fresh_outputs
+from .tvm_arguments import ELEMENT_ALIGNED_PIPELINE, cpu_arguments, fresh_outputs, numpy_results
 from .tvm_dims import DimConverter
 from .tvm_emitters import EMITTERS, EmitContext, Emitter, emit_constant
 from .tvm_profile import kernel_nodes, profile_vm
@@ -242,7 +242,7 @@ class TVMExecutable(Executable):
         args = self._arguments(feeds)
         try:
             with self._vm_lock:
-                return cpu_results(vm["main"](*args), fresh)
+                return numpy_results(vm["main"](*args), fresh)
         except Exception as err:  # a failed run-time check of the VM, e.g. a shape it could not bind
             raise LoweringError(
                 f"running graph '{self.graph.name}' on {self.spec.label} failed: {condense(err)}"
