@@ -226,12 +226,16 @@ def _vectorize_columns(sch: s_tir.Schedule, ji: Any, lanes: int) -> None:
         sch.vectorize(ji)
 
 
+def loop_work(sch: s_tir.Schedule, loops: list[Any]) -> int:
+    """The iterations of a loop nest, a symbolic extent counting as SYMBOLIC_EXTENT."""
+    return math.prod(static_extent(sch.get(loop).extent) or SYMBOLIC_EXTENT for loop in loops)
+
+
 def parallel_outer(sch: s_tir.Schedule, block: Any) -> bool:
     """Run the loops around the block's innermost loop in parallel if the block has enough work
     (a symbolic dim counts as SYMBOLIC_EXTENT); whether it did."""
     *outer, _ = loops = sch.get_loops(block)
-    work = math.prod(static_extent(sch.get(loop).extent) or SYMBOLIC_EXTENT for loop in loops)
-    if not outer or work < PARALLEL_MIN_ELEMENTS:
+    if not outer or loop_work(sch, loops) < PARALLEL_MIN_ELEMENTS:
         return False
     sch.parallel(sch.fuse(*outer))
     return True

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -13,10 +12,10 @@ from .tvm_schedules import (
     PARALLEL_MIN_ELEMENTS,
     REDUCE,
     SPATIAL,
-    SYMBOLIC_EXTENT,
     Vector,
     inline_all_but,
     iter_kinds,
+    loop_work,
     parallel_outer,
     reads_along,
     root_blocks,
@@ -116,7 +115,7 @@ def _tile_into(sch: s_tir.Schedule, output: Any, vector: Vector) -> bool:
     tile = vector.lanes * TILE_VECTORS
     if extent is None or extent % tile:
         return False
-    work = math.prod(static_extent(sch.get(loop).extent) or SYMBOLIC_EXTENT for loop in loops)
+    work = loop_work(sch, loops)
     *rows, columns = loops
     column_tiles, _ = sch.split(columns, [None, tile])
     outer = sch.fuse(*rows, column_tiles)
@@ -180,7 +179,7 @@ def schedule_row_reduction(func: tirx.PrimFunc, vector: Vector) -> tirx.PrimFunc
     last = static_extent(sch.get(loops[-1]).extent)
     if last is None or last % vector.lanes or not reads_along(sch, block, -1):
         return None
-    work = math.prod(static_extent(sch.get(loop).extent) or SYMBOLIC_EXTENT for loop in loops)
+    work = loop_work(sch, loops)
     output = inline_all_but(sch, [block])
     _, lanes = sch.split(loops[-1], [None, vector.lanes])
     partial = sch.rfactor(lanes, factor_axis=spatial)  # lanes innermost in the partial sums
