@@ -43,6 +43,13 @@ def _in(buffers: list[np.ndarray], slot: Slot) -> np.ndarray:
     return buffers[buffer][:size].view(dtype).reshape(shape)
 
 
+def _owner(array: Any) -> int:
+    """The id of the object that owns `array`'s memory (the end of its chain of bases)."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return id(array)
+
+
 def _kernel(node: Node, attrs: Mapping[str, Any], outs: list) -> Callable[..., Any] | None:
     """How a planned node writes its buffers: an out= kernel (one output), else its compute block
     by block (outputs of one shape; the kernel gets them as a tuple when there are several).
@@ -73,12 +80,21 @@ class NumpyExecutable(Executable):
             self.last_use[node_id] = len(self.node_ids) if node_id in keep else max(users, default=-1)
         self.steps = [(node_id, graph.node(node_id), graph.inputs_of(node_id)) for node_id in self.node_ids]
         self.symbolic_attrs = {n.id for _, n, _ in self.steps if any(map(is_symbolic, n.attrs.values()))}
+        self._constant_owners = {_owner(n.attrs["value"]) for _, n, _ in self.steps if n.op == "constant"}
 
     def run(self, feeds: dict[str, np.ndarray], bindings: dict[sympy.Symbol, int]) -> Sequence[np.ndarray]:
         check = self.detect_anomaly or anomaly_enabled()
         if self.memory_plan:
-            return self._run_planned(feeds, bindings, check)
-        return self._run_unplanned(feeds, bindings, check)
+            return self._owned(self._run_planned(feeds, bindings, check), feeds)
+        return self._owned(self._run_unplanned(feeds, bindings, check), feeds)
+
+    def _owned(self, results: list[np.ndarray], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """`results` with copies of those whose memory is a feed's or a constant's (a param, an
+        input or a constant that is an output, a view of one, `w * 1.0` after O2): a caller writing
+        into a result must not change later calls or its own feeds, as with llvm. Freshly computed
+        results are returned as they are."""
+        stored = self._constant_owners | {_owner(a) for a in feeds.values()}
+        return [r.copy() if _owner(r) in stored else r for r in results]
 
     def profile(self, feeds: Mapping[str, Any] | None = None, repeat: int = 10, **kwargs: Any) -> Profile:
         """Run the graph once untimed, then `repeat` times timing each node's numpy call, and

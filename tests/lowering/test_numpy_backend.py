@@ -62,3 +62,39 @@ def test_an_option_the_target_does_not_take_is_a_clear_error():
         gk.LoweringError, match=r"'llvm' takes no option memory_plan; its options: cache, detect_anomaly, schedule"
     ):
         gk.compile(g, out, target="llvm", memory_plan=True)
+
+
+def aliasing_outputs():
+    """A graph whose outputs are a param, an input, a constant, a view of the param, and `w * 1.0`
+    (the param itself after O2), beside one freshly computed result."""
+    with gk.Graph() as g:
+        x = gk.input("x", (2, 3))
+        w = gk.param("w", np.arange(6, dtype=np.float32).reshape(2, 3))
+        c = gk.constant(np.full((2, 3), 7.0, np.float32))
+        outputs = [w, x, c, gk.transpose(w, (1, 0)), w * 1.0, x + w]
+    return g, outputs
+
+
+@pytest.mark.parametrize("memory_plan", [False, True])
+@pytest.mark.parametrize("level", ["O0", "O2"])
+def test_outputs_that_alias_stored_arrays_or_feeds_are_copies(memory_plan, level):
+    g, outputs = aliasing_outputs()
+    fn = gk.compile(g, outputs, memory_plan=memory_plan, optimize=level)
+    x = np.ones((2, 3), np.float32)
+    first = fn(x=x)
+    want = [a.copy() for a in first]
+    for result in first:
+        result[...] = -1.0  # a caller reusing its results as scratch space
+    np.testing.assert_array_equal(x, np.ones((2, 3), np.float32))  # the feed is untouched
+    for got, expected in zip(fn(x=x), want):
+        np.testing.assert_array_equal(got, expected)  # and so is every later call
+
+
+def test_freshly_computed_outputs_are_not_copied_again(monkeypatch):
+    g, outputs = aliasing_outputs()
+    fn = gk.compile(g, [outputs[0], outputs[-1]])
+    computed = []
+    run = fn._run_unplanned
+    monkeypatch.setattr(fn, "_run_unplanned", lambda *args: computed.extend(run(*args)) or computed)
+    param, fresh = fn.run(*fn.check_feeds({"x": np.ones((2, 3), np.float32)}))
+    assert fresh is computed[1] and param is not computed[0]
