@@ -176,3 +176,70 @@ def test_integer_and_bitwise_operators_match_numpy():
     for got, expected in zip(run(g, outs, a=a, x=x), want):
         assert got.dtype == expected.dtype
         np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+NUMPY_SCALARS = [
+    np.uint8(1),
+    np.int8(-3),
+    np.uint16(7),
+    np.int32(5),
+    np.uint64(9),
+    np.float16(0.5),
+    np.float32(0.25),
+    np.float64(0.1),
+    np.bool_(True),
+    np.complex64(1 + 2j),
+    np.array(3, np.uint8),
+    np.array([1.5, 2.5], np.float64),
+]
+
+
+@pytest.mark.parametrize("value", NUMPY_SCALARS, ids=lambda v: f"{type(v).__name__}-{v.dtype}")
+def test_numpy_scalars_and_arrays_keep_their_dtype_as_constants(value):
+    with gk.Graph() as g:
+        c = gk.constant(value)
+    assert c.dtype == np.result_type(value).name
+    np.testing.assert_array_equal(run(g, c), value)
+
+
+def test_python_numbers_take_the_default_dtypes():
+    with gk.Graph():
+        assert gk.constant(0.1).dtype == "float32"
+        assert gk.constant(3).dtype == "int64"
+        assert gk.constant([1, 2]).dtype == "int64"
+        assert gk.constant(True).dtype == "bool"
+
+
+# (tensor dtype, scalar): numpy scalars are strongly typed, Python numbers weakly (NEP 50), within a kind
+PROMOTION_CASES = [
+    ("uint8", np.uint8(200)),
+    ("int8", np.uint8(200)),
+    ("uint8", np.int8(-100)),
+    ("int16", np.int64(70000)),
+    ("uint32", np.uint64(2**40)),
+    ("float32", np.float64(0.1)),
+    ("float16", np.float32(0.1)),
+    ("float64", np.float16(0.5)),
+    ("uint8", 3),
+    ("int8", -3),
+    ("float16", 0.1),
+    ("float32", 0.1),
+]
+
+
+@pytest.mark.parametrize(("dtype", "scalar"), PROMOTION_CASES, ids=lambda c: repr(c))
+def test_tensor_and_scalar_promote_as_numpy_does(dtype, scalar):
+    data = np.array([1, 2, 100], dtype)
+    want = data + scalar
+    assert want.dtype == np.result_type(data, scalar)
+    with gk.Graph() as g:
+        x = gk.input("x", (3,), dtype)
+        out = x + scalar
+    assert out.dtype == want.dtype.name
+    np.testing.assert_array_equal(run(g, out, x=data), want)
+
+
+def test_a_uint8_constant_keeps_a_uint8_tensor_uint8():
+    with gk.Graph():
+        x = gk.input("x", (4,), "uint8")
+        assert (x * gk.constant(np.uint8(2))).dtype == "uint8"

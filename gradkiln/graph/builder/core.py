@@ -36,7 +36,9 @@ def param(name: str, value: Any) -> Tensor:
 
 
 def constant(value: Any, dtype: Any = None, graph: Graph | None = None) -> Tensor:
-    """A constant array (Python floats default to float32, like PyTorch and JAX)."""
+    """A constant array. Numpy arrays and scalars keep their dtype (`np.uint8(1)` is uint8, as numpy 2
+    treats numpy scalars: strongly typed, NEP 50); Python floats default to float32 and Python ints
+    to int64, like PyTorch and JAX, and are weakly typed where they meet a tensor."""
     graph = graph or current_graph()
     array = _as_array(value) if dtype is None else np.asarray(value, dtype=as_dtype(dtype))
     return Tensor(graph, graph.add_node("constant", (), {"value": array}).outputs[0])
@@ -44,12 +46,18 @@ def constant(value: Any, dtype: Any = None, graph: Graph | None = None) -> Tenso
 
 def _as_array(value: Any) -> np.ndarray:
     array = np.asarray(value)
-    if array.dtype == np.float64 and not isinstance(value, np.ndarray):
-        array = array.astype(DEFAULT_FLOAT)
-    elif array.dtype.kind in "iu" and not isinstance(value, np.ndarray):
-        array = array.astype("int64")
+    if not _is_numpy(value):  # Python numbers and lists of them take the defaults
+        if array.dtype == np.float64:
+            array = array.astype(DEFAULT_FLOAT)
+        elif array.dtype.kind in "iu":
+            array = array.astype("int64")
     as_dtype(array.dtype)
     return array
+
+
+def _is_numpy(value: Any) -> bool:
+    """Numpy arrays and scalars carry their dtype (np.float64 is also a Python float: test it first)."""
+    return isinstance(value, (np.ndarray, np.generic))
 
 
 # -- emitting ---------------------------------------------------------------------------------
@@ -127,14 +135,14 @@ def _promoted(*operands: TensorLike) -> tuple[Graph, list[Tensor]]:
     graph = _graph_of(operands)
     tensors = [x for x in operands if isinstance(x, Tensor)]
     dtype = promote(*[t.dtype for t in tensors]) if tensors else None
-    scalars = [x for x in operands if not isinstance(x, Tensor)]
+    scalars = [x for x in operands if not isinstance(x, Tensor) and not _is_numpy(x)]  # weakly typed
     if dtype is not None and any(isinstance(s, complex) for s in scalars) and not is_complex(dtype):
         dtype = complex_dtype(dtype)
     elif dtype is not None and any(isinstance(s, float) for s in scalars) and not is_inexact(dtype):
         dtype = DEFAULT_FLOAT
     elif dtype == "bool" and any(isinstance(s, int) and not isinstance(s, bool) for s in scalars):
         dtype = "int64"
-    lifted = [_lift(graph, x, dtype if not isinstance(x, np.ndarray) else None) for x in operands]
+    lifted = [_lift(graph, x, None if _is_numpy(x) else dtype) for x in operands]
     dtype = promote(*[t.dtype for t in lifted])
     return graph, [t if t.dtype == dtype else cast(t, dtype) for t in lifted]
 
