@@ -2,198 +2,48 @@
 
 Build a static graph with the define-and-run API, derive gradient graphs symbolically,
 optimize, and compile with numpy or TVM; import and export ONNX; render with Graphviz.
+
+The public names (`gradkiln/_api.py`) load on the first attribute read, as an eager import would
+(every layer and rule table): importing them costs about 1.5 s of sympy, networkx, onnx and TVM,
+which the `gradkiln` command must not pay to answer `--help` or `--version`.
 """
 
-from . import onnx_io, passes, symbolic, viz
-from .graph import (
-    AnomalyError,
-    DTypeError,
-    GradientError,
-    GradkilnError,
-    Graph,
-    GraphError,
-    LoweringError,
-    ONNXError,
-    ShapeError,
-    Tensor,
-    TensorType,
-    UnsupportedOpError,
-    VizError,
-    spec,
-    trace,
-)
-from .graph.builder import (
-    abs,
-    acos,
-    add,
-    angle,
-    argmax,
-    argmin,
-    argsort,
-    asin,
-    atan,
-    atan2,
-    avg_pool2d,
-    batch_norm,
-    bce_with_logits,
-    bitwise_and,
-    bitwise_not,
-    bitwise_or,
-    bitwise_xor,
-    broadcast_to,
-    cast,
-    ceil,
-    cholesky,
-    clip,
-    complex,
-    concat,
-    cond,
-    conj,
-    constant,
-    conv1d,
-    conv2d,
-    conv_transpose2d,
-    cos,
-    cosh,
-    cross_entropy,
-    cumprod,
-    cumsum,
-    det,
-    div,
-    dropout,
-    einsum,
-    elu,
-    embedding,
-    emit,
-    equal,
-    erf,
-    exp,
-    exp2,
-    expand_dims,
-    expm1,
-    flip,
-    floor,
-    floordiv,
-    full,
-    full_like,
-    fused,
-    fused_matmul,
-    fused_reduce,
-    gather_elements,
-    gelu,
-    global_avg_pool2d,
-    greater,
-    greater_equal,
-    group_norm,
-    huber_loss,
-    imag,
-    input,
-    inv,
-    layer_norm,
-    leaky_relu,
-    left_shift,
-    less,
-    less_equal,
-    linalg,
-    log,
-    log1p,
-    log_softmax,
-    logsumexp,
-    matmul,
-    max,
-    max_pool2d,
-    maximum,
-    mean,
-    min,
-    minimum,
-    mod,
-    mse_loss,
-    mul,
-    neg,
-    nll_loss,
-    norm,
-    not_equal,
-    one_hot,
-    ones,
-    ones_like,
-    pad,
-    param,
-    pow,
-    prod,
-    real,
-    reciprocal,
-    relu,
-    repeat,
-    reshape,
-    right_shift,
-    rms_norm,
-    round,
-    rsqrt,
-    scaled_dot_product_attention,
-    scan,
-    scatter_add,
-    scatter_elements_add,
-    sigmoid,
-    sign,
-    silu,
-    sin,
-    sinh,
-    size,
-    slice,
-    slogdet,
-    softmax,
-    softplus,
-    solve,
-    sort,
-    split,
-    sqrt,
-    square,
-    squeeze,
-    stack,
-    std,
-    sub,
-    sum,
-    take,
-    tan,
-    tanh,
-    tile,
-    topk,
-    transpose,
-    triangular_solve,
-    var,
-    where,
-    while_loop,
-    zeros,
-    zeros_like,
-)
-from .lowering import compile
-from .lowering.anomaly import detect_anomaly
-from .lowering.profile import KernelTime, Profile
-from .passes import optimize
-from .passes.cost import cost
-from .symbolic import (
-    LossScaler,
-    accumulate_gradients,
-    check_grad,
-    checkpoint,
-    clip_by_global_norm,
-    clip_by_value,
-    custom_jvp,
-    custom_vjp,
-    fixed_point,
-    global_norm,
-    grad,
-    hessian,
-    hessian_vector_product,
-    jacobian,
-    jvp,
-    root,
-    split_micro_batches,
-    stop_gradient,
-    straight_through,
-    value_and_grad,
-    vjp,
-    vmap,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._api import *  # noqa: F403
 
 __version__ = "0.1.0"
+_loading: list[bool] = []  # non-empty while the public API imports
+
+
+def _load() -> dict[str, Any]:
+    """Import the public API into this module (once) and return the module's namespace. While
+    `_api` imports, its `from . import onnx_io` probes this module: those lookups must fail
+    (the import system then loads the submodule) instead of re-entering the load."""
+    namespace = globals()
+    if "__all__" not in namespace and not _loading:
+        _loading.append(True)
+        try:
+            api = importlib.import_module("gradkiln._api")
+        finally:
+            _loading.clear()
+        public = {k: v for k, v in vars(api).items() if not k.startswith("_")}
+        namespace.update(public, __all__=sorted(public))
+    return namespace
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("_") and name != "__all__":
+        raise AttributeError(f"module 'gradkiln' has no attribute {name!r}")
+    namespace = _load()
+    if name not in namespace:
+        raise AttributeError(f"module 'gradkiln' has no attribute {name!r}")
+    return namespace[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(_load())

@@ -1,15 +1,57 @@
-"""The `gradkiln` command."""
+"""The `gradkiln` command.
+
+Only argparse loads before a subcommand runs: `gradkiln --help` and `--version` answer without
+importing sympy, networkx, onnx or TVM (about 1.5 s); each subcommand imports what it uses.
+Failures end as one line, `gradkiln <command>: error: <what and what to do>`, with exit 1 (2 for
+usage errors); `--debug` or GRADKILN_DEBUG=1 shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections import Counter
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
-from .graph import GradientError, GradkilnError, Graph, Tensor, UnsupportedOpError
-from .graph import builder as gb
-from .graph.dtypes import is_float
+if TYPE_CHECKING:
+    from .graph import Graph, Tensor
+
+DEMO_ACCURACY = 0.9  # the demo fails below this test accuracy
+
+
+class RefusedError(Exception):
+    """A command refused before it starts: an output path it must not write (exit 1, as `cp`)."""
+
+    exit_code = 1
+
+
+class UsageError(RefusedError):
+    """A command-line argument that does not fit the model (exit 2, as argparse's errors)."""
+
+    exit_code = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line naming the command and pointing at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _Version(argparse.Action):
+    """--version: the installed distribution's version, read from its metadata only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
+        from importlib.metadata import version
+
+        print(f"gradkiln {version('gradkiln')}")
+        parser.exit()
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -17,7 +59,14 @@ def _demo(args: argparse.Namespace) -> int:
 
     result = run_demo(args.epochs, args.batch_size, args.lr, args.target, args.out_dir)
     print(f"final test accuracy {result.test_accuracy:.3f}")
-    return 0 if result.test_accuracy > 0.9 else 1
+    if result.test_accuracy > DEMO_ACCURACY:
+        return 0
+    print(
+        f"gradkiln demo: error: test accuracy {result.test_accuracy:.3f} is not above {DEMO_ACCURACY} after "
+        f"{args.epochs} epoch(s) at lr {args.lr:g}: train for more --epochs",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _load(path: str) -> tuple[Graph, dict[str, Tensor]]:
@@ -26,9 +75,24 @@ def _load(path: str) -> tuple[Graph, dict[str, Tensor]]:
     return import_model(path)
 
 
+def _symbolic_dims(graph: Graph) -> set[str]:
+    return {str(s) for node in graph.inputs() for s in node.types[0].symbols}
+
+
+def _check_bindings(graph: Graph, bindings: list[tuple[str, int]] | None) -> dict[str, int]:
+    """The --bind sizes as a dict, refusing a dim the model does not have."""
+    dims = _symbolic_dims(graph)
+    unknown = sorted({name for name, _ in bindings or []} - dims)
+    if unknown:
+        has = f"its symbolic dims are {', '.join(sorted(dims))}" if dims else "it has no symbolic dims"
+        raise UsageError(f"--bind {', '.join(unknown)}: the model has no such dim; {has}")
+    return dict(bindings or [])
+
+
 def _info(args: argparse.Namespace) -> int:
     import onnx
 
+    from .graph import UnsupportedOpError
     from .onnx_io.importer import load
 
     model = load(args.model, rules=None)
@@ -53,6 +117,9 @@ def _info(args: argparse.Namespace) -> int:
 def _with_gradients(graph: Graph, outputs: dict[str, Tensor], wrt_names: str) -> dict[str, Tensor]:
     """The outputs plus grad_<param>: the gradients of <seed_<output>, output> summed over the float
     outputs (one seed input per output) with respect to the float params named (default: all)."""
+    from .graph import GradientError, Tensor
+    from .graph import builder as gb
+    from .graph.dtypes import is_float
     from .symbolic import vjp
 
     params = [Tensor(graph, n.outputs[0]) for n in graph.params() if is_float(n.types[0].dtype)]
@@ -81,7 +148,6 @@ def _grad(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import json
     import time
 
     import numpy as np
@@ -90,13 +156,13 @@ def _bench(args: argparse.Namespace) -> int:
     from .progress import Progress
 
     graph, outputs = _load(args.model)
+    sizes = _check_bindings(graph, args.bind)
     values = _with_gradients(graph, outputs, "") if args.grad else outputs
-    target = json.loads(args.target) if args.target.startswith("{") else args.target
-    with Progress(f"compiling for {args.target}"):
+    with Progress(f"compiling for {_target_text(args.target)}"):
         start = time.perf_counter()
-        executable = compile_graph(graph, values, target=target, optimize=args.level)
+        executable = compile_graph(graph, values, target=args.target, optimize=args.level)
         compiled = time.perf_counter() - start
-    feeds = executable.random_feeds(dict(args.bind or []))
+    feeds = executable.random_feeds(sizes)
     executable(feeds)  # warm-up
     seconds = []
     for _ in range(args.repeats):
@@ -105,8 +171,7 @@ def _bench(args: argparse.Namespace) -> int:
         seconds.append(time.perf_counter() - start)
     what = "forward and parameter gradients" if args.grad else "forward"
     print(f"{args.model}: {what} on {executable.target} after {args.level}, {len(executable.node_ids)} nodes")
-    sizes = dict(args.bind or []) or "all 1"
-    print(f"compile {compiled:.2f} s; random inputs, symbolic dims {sizes}")
+    print(f"compile {compiled:.2f} s; random inputs, symbolic dims {sizes or 'all 1'}")
     print(f"{args.repeats} runs: median {1e3 * float(np.median(seconds)):.3f} ms, fastest {1e3 * min(seconds):.3f} ms")
     return 0
 
@@ -126,7 +191,6 @@ def _optimize(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    import json
     import tempfile
 
     import numpy as np
@@ -136,9 +200,8 @@ def _compile(args: argparse.Namespace) -> int:
     from .progress import Progress
 
     graph, outputs = _load(args.model)
-    target = json.loads(args.target) if args.target.startswith("{") else args.target
-    with Progress(f"compiling for {args.target}"):
-        executable = compile_graph(graph, outputs, target=target, optimize=args.level)
+    with Progress(f"compiling for {_target_text(args.target)}"):
+        executable = compile_graph(graph, outputs, target=args.target, optimize=args.level)
     artifact = executable.export(args.output)
     params = {n.name: n.attrs["value"] for n in executable.param_nodes}
     manifest = {
@@ -189,13 +252,20 @@ def _viz(args: argparse.Namespace) -> int:
     from .progress import Progress
 
     graph, outputs = _load(args.model)
+    bindings = _check_bindings(graph, args.bind)
     values = [t.value for t in outputs.values()]
     summary = {"max_nodes": args.max_nodes} if args.max_nodes else {}
-    with Progress(f"drawing {graph.name}"):
+    units = viz.drawn_units(graph, values, **summary)
+    if args.max_nodes and units > args.max_nodes:
+        print(
+            f"gradkiln viz: note: {units} boxes drawn, over --max-nodes {args.max_nodes}: the graph has more "
+            "top-level name scopes and distinct ops than that, and neither can be collapsed further",
+            file=sys.stderr,
+        )
+    with Progress(f"drawing {units} boxes"):
         drawing = viz.render(graph, args.output, outputs=values, **summary)
-    print(f"wrote {drawing}")
+    print(f"wrote {drawing}: {len(graph)} nodes drawn as {units} boxes")
     if args.report:
-        bindings = dict(args.bind or [])
         path = viz.report(
             graph,
             values,
@@ -223,11 +293,68 @@ def _binding(text: str) -> tuple[str, int]:
     return name, int(size)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _level(text: str) -> str:
+    """A pass pipeline name, checked when given (the pipelines load with the passes, not for --help)."""
     from .passes import PIPELINES
 
-    parser = argparse.ArgumentParser(prog="gradkiln", description="Symbolic graph compiler for autodiff.")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback on failure")
+    if text not in PIPELINES:
+        raise argparse.ArgumentTypeError(f"unknown pipeline {text!r}: choose from {', '.join(sorted(PIPELINES))}")
+    return text
+
+
+def _target(text: str) -> str | dict[str, Any]:
+    """A target name, or a JSON target dict when the text starts with `{`."""
+    if not text.lstrip().startswith("{"):
+        return text
+    try:
+        target = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"malformed JSON target {text!r}: {err}") from None
+    if not isinstance(target, dict) or "kind" not in target:
+        raise argparse.ArgumentTypeError(
+            f'a JSON target is a dict with a "kind", e.g. {{"kind": "llvm"}}; got {text!r}'
+        )
+    return target
+
+
+def _target_text(target: str | dict[str, Any]) -> str:
+    return target if isinstance(target, str) else json.dumps(target)
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output whose folder does not exist (as `cp` does) and an output
+    that is an input or another output of the same command (e.g. --report naming the model)."""
+    inputs = [Path(args.model)] if getattr(args, "model", None) else []
+    outputs = [Path(p) for p in (getattr(args, name, None) for name in args.writes) if p]
+    for k, out in enumerate(outputs):
+        folder = out.parent
+        if not folder.is_dir():
+            why = "is not a directory" if folder.exists() else "does not exist (create it first)"
+            raise RefusedError(f"cannot write {out}: {folder} {why}")
+        for other in inputs + outputs[:k]:
+            if _same_file(out, other):
+                role = "the input" if other in inputs else "another output of this command"
+                raise RefusedError(f"refusing to write {out}: it is {role} ({other}); choose another output path")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same resolved path, or (existing files) the same inode."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `gradkiln` argument parser (builds without importing the compiler)."""
+    parser = _Parser(prog="gradkiln", description="Symbolic graph compiler for autodiff.")
+    parser.add_argument("--version", action=_Version, help="print gradkiln's version and exit")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback on failure (also: GRADKILN_DEBUG=1)"
+    )
+    parser.set_defaults(writes=())
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
@@ -253,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     grad.add_argument("model", help="an .onnx file")
     grad.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     grad.add_argument("--wrt", default="", help="comma-separated parameter names (default: every float one)")
-    grad.set_defaults(run=_grad)
+    grad.set_defaults(run=_grad, writes=("output",))
     bench = commands.add_parser(
         "bench",
         help="time a model (or its training step) on a target",
@@ -263,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: gradkiln bench resnet18.onnx --target llvm --level O3 --grad --bind N=8",
     )
     bench.add_argument("model", help="an .onnx file")
-    bench.add_argument("--target", default="llvm", help="a target name (llvm, numpy, ...) or a JSON dict")
-    bench.add_argument("--level", default="O2", choices=sorted(PIPELINES), help="the pass pipeline run first")
+    bench.add_argument("--target", default="llvm", type=_target, help="a target name (llvm, numpy, ...) or a JSON dict")
+    bench.add_argument("--level", default="O2", type=_level, help="the pass pipeline run first (O0-O3)")
     bench.add_argument("--grad", action="store_true", help="also compute every float parameter's gradient")
     bench.add_argument("--repeats", type=_positive, default=20, help="timed runs (default 20)")
     bench.add_argument(
@@ -274,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt = commands.add_parser("optimize", help="run a pass pipeline over an ONNX model")
     opt.add_argument("model", help="an .onnx file")
     opt.add_argument("-o", "--output", required=True, help="the .onnx file to write")
-    opt.add_argument("--level", default="O1", choices=sorted(PIPELINES), help="the pass pipeline")
-    opt.set_defaults(run=_optimize)
+    opt.add_argument("--level", default="O1", type=_level, help="the pass pipeline (O0-O3)")
+    opt.set_defaults(run=_optimize, writes=("output",))
     comp = commands.add_parser(
         "compile",
         help="compile an ONNX model with TVM into an artifact that deploys without gradkiln",
@@ -286,10 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("model", help="an .onnx file")
     comp.add_argument("-o", "--output", required=True, help="the artifact: .so for llvm/cuda/opencl, .tar otherwise")
     comp.add_argument(
-        "--target", default="llvm", help='llvm, cuda, metal, webgpu, opencl, or a JSON target dict ({"kind": ...})'
+        "--target",
+        default="llvm",
+        type=_target,
+        help='llvm, cuda, metal, webgpu, opencl, or a JSON target dict ({"kind": ...})',
     )
-    comp.add_argument("--level", default="O2", choices=sorted(PIPELINES), help="the pass pipeline run first")
-    comp.set_defaults(run=_compile)
+    comp.add_argument("--level", default="O2", type=_level, help="the pass pipeline run first (O0-O3)")
+    comp.set_defaults(run=_compile, writes=("output",))
     viz = commands.add_parser(
         "viz",
         help="draw an ONNX model's graph with Graphviz; optionally write a pass-by-pass HTML report",
@@ -302,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     viz.add_argument("model", help="an .onnx file")
     viz.add_argument("-o", "--output", required=True, help="a .svg, .png, .pdf or .dot file")
     viz.add_argument("--report", metavar="HTML", help="also write the pass-by-pass report to this .html file")
-    viz.add_argument("--level", default="O2", choices=sorted(PIPELINES), help="the report's pass pipeline")
+    viz.add_argument("--level", default="O2", type=_level, help="the report's pass pipeline (O0-O3)")
     viz.add_argument(
         "--target",
         default="numpy",
@@ -323,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fold params into their readers and collapse name scopes until at most N boxes are drawn; 0 draws "
         "every node (default 150)",
     )
-    viz.set_defaults(run=_viz)
+    viz.set_defaults(run=_viz, writes=("output", "report"))
     train = commands.add_parser(
         "train-graph",
         help="write an ONNX training step of a model: loss, gradients and optimizer updates",
@@ -339,20 +469,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--freeze", default="", help="comma-separated name prefixes to keep constant")
     train.add_argument("--batch-norm", default="train", choices=["train", "eval"])
     train.add_argument("--dropout", default="mask", choices=["mask", "off"], help="keep-mask inputs or none")
-    train.set_defaults(run=_train_graph)
+    train.set_defaults(run=_train_graph, writes=("output",))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; exit codes: 0 success, 1 failure (one-line cause), 2 usage error."""
     args = build_parser().parse_args(argv)
+    from .graph import GradkilnError
+
     try:
+        _check_paths(args)
         return args.run(args)
-    except (GradkilnError, OSError) as err:  # OSError: a file that cannot be read or written
-        if args.debug:
+    except (RefusedError, GradkilnError, OSError) as err:  # OSError: a file that cannot be read or written
+        if args.debug or os.environ.get("GRADKILN_DEBUG") == "1":
             raise
-        print(f"gradkiln {args.command}: {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
+        print(f"gradkiln {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return err.exit_code if isinstance(err, RefusedError) else 1
+    except KeyboardInterrupt:
+        if args.debug or os.environ.get("GRADKILN_DEBUG") == "1":
+            raise
+        print(f"gradkiln {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (ONNX and TVM messages span several)."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text if isinstance(err, RefusedError) else f"{type(err).__name__}: {text}"
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """The `gradkiln` command: info, grad, optimize, viz, train-graph and bench on ONNX models; exit codes 0, 1, 2."""
 
 import json
+import os
 import subprocess
 import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -10,7 +14,9 @@ import onnxruntime as ort
 import pytest
 
 import gradkiln as gk
+from gradkiln import cli, demo
 from gradkiln.cli import main
+from gradkiln.demo import DemoResult
 
 
 @pytest.fixture
@@ -154,11 +160,13 @@ def test_viz_writes_the_drawing_and_a_pass_by_pass_report(mlp_onnx, tmp_path, ca
 
 
 @pytest.mark.parametrize("bad", [["--bind", "N"], ["--bind", "N=0"], ["--level", "O7"]])
-def test_viz_usage_errors_exit_2(mlp_onnx, tmp_path, capsys, bad):
+def test_viz_usage_errors_exit_2_with_one_line(mlp_onnx, tmp_path, capsys, bad):
     path, *_ = mlp_onnx
     with pytest.raises(SystemExit) as exit_info:
         main(["viz", str(path), "-o", str(tmp_path / "g.svg"), *bad])
-    assert exit_info.value.code == 2 and "usage: gradkiln viz" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"gradkiln viz: error: argument {bad[0]}: ") and "gradkiln viz --help" in err
 
 
 def test_an_unwritable_output_is_one_line_on_stderr_and_exit_1(mlp_onnx, tmp_path, capsys):
@@ -182,3 +190,140 @@ def test_bench_rejects_a_bad_repeat_count_as_a_usage_error(mlp_onnx):
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", str(mlp_onnx[0]), "--repeats", "0"])
     assert exit_info.value.code == 2
+
+
+def _wall(command: list[str]) -> float:
+    """The fastest of three runs of `command`, in seconds of wall time."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def test_help_builds_without_importing_the_compiler():
+    code = (
+        "import sys; from gradkiln.cli import build_parser; build_parser(); "
+        "print(sorted({'sympy', 'networkx', 'numpy', 'onnx', 'tvm', 'graphviz'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_answers_in_under_half_a_second():
+    """Measured beside the interpreter's own start-up, which a loaded machine slows as much."""
+    baseline = _wall([sys.executable, "-c", "pass"])
+    helped = _wall([sys.executable, "-m", "gradkiln.cli", "--help"])
+    assert helped - baseline < 0.5, f"--help took {helped:.2f} s, python alone {baseline:.2f} s"
+    assert _wall([sys.executable, "-m", "gradkiln.cli", "viz", "--help"]) - baseline < 0.5
+
+
+def test_version_comes_from_the_package_metadata(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out == f"gradkiln {version('gradkiln')}\n"
+
+
+@pytest.mark.parametrize("target", ['{"kind": llvm}', '{"kind": "llvm",}', '{"keys": 1}'])
+def test_a_malformed_json_target_is_one_usage_line(mlp_onnx, capsys, target):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", str(mlp_onnx[0]), "--target", target])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("gradkiln bench: error: argument --target: ") and target in err
+
+
+def test_a_model_that_does_not_import_is_one_line_unless_debugging(tmp_path, capsys, monkeypatch):
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not a protobuf \xff\xff\xff")
+    assert main(["viz", str(model), "-o", str(tmp_path / "g.dot")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gradkiln viz: error: ONNXError: ") and "broken.onnx" in err
+    with pytest.raises(gk.ONNXError):
+        main(["--debug", "viz", str(model), "-o", str(tmp_path / "g.dot")])
+    monkeypatch.setenv("GRADKILN_DEBUG", "1")
+    with pytest.raises(gk.ONNXError):
+        main(["viz", str(model), "-o", str(tmp_path / "g.dot")])
+
+
+def test_a_multi_line_error_message_is_joined_into_one_line(mlp_onnx, tmp_path, capsys, monkeypatch):
+    def fail(path):
+        raise gk.GraphError("first line\n  second line\n")
+
+    monkeypatch.setattr(cli, "_load", fail)
+    assert main(["grad", str(mlp_onnx[0]), "-o", str(tmp_path / "g.onnx")]) == 1
+    assert capsys.readouterr().err == "gradkiln grad: error: GraphError: first line second line\n"
+
+
+def test_the_installed_command_prints_one_line_and_no_traceback(tmp_path):
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"\x00garbage")
+    run = subprocess.run(
+        [sys.executable, "-m", "gradkiln.cli", "info", str(model)], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 1 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+
+
+def test_a_failing_demo_says_why(monkeypatch, tmp_path, capsys):
+    def weak_demo(*args):
+        return DemoResult(0.5, [2.3, 2.2], 0.0, 0.0, [])
+
+    monkeypatch.setattr(demo, "run_demo", weak_demo)
+    assert main(["demo", "--epochs", "2", "--out-dir", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "final test accuracy 0.500" in captured.out
+    assert captured.err.count("\n") == 1 and "test accuracy 0.500 is not above 0.9 after 2 epoch(s)" in captured.err
+
+
+def test_the_demo_output_folder_is_ignored_by_git():
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    check = subprocess.run(["git", "check-ignore", "-q", "gradkiln-demo/forward.svg"], cwd=root, timeout=30)
+    assert check.returncode == 0
+
+
+@pytest.mark.parametrize("command", [["viz", "-o", "{tmp}/g.dot"], ["bench", "--repeats", "1"]])
+def test_a_binding_for_a_dim_the_model_lacks_is_refused(mlp_onnx, tmp_path, capsys, command):
+    argv = [command[0], str(mlp_onnx[0]), *(c.format(tmp=tmp_path) for c in command[1:]), "--bind", "M=4"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"gradkiln {command[0]}: error: --bind M: the model has no such dim; its symbolic dims are N\n"
+    )
+    assert not (tmp_path / "g.dot").exists()
+
+
+@pytest.mark.parametrize("command", ["grad", "optimize", "compile", "viz", "train-graph"])
+def test_a_missing_output_folder_is_refused_not_created(mlp_onnx, tmp_path, capsys, command):
+    out = tmp_path / "missing" / "dir" / ("m.so" if command == "compile" else "m.onnx")
+    assert main([command, str(mlp_onnx[0]), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"gradkiln {command}: error: cannot write {out}: {out.parent} does not exist (create it first)\n"
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["grad", "-o", "{model}"],
+        ["optimize", "-o", "{model}"],
+        ["train-graph", "-o", "{model}"],
+        ["compile", "-o", "{model}"],
+        ["viz", "-o", "{model}"],
+        ["viz", "-o", "{tmp}/g.dot", "--report", "{model}"],
+        ["viz", "-o", "{tmp}/g.dot", "--report", "{tmp}/../{tmp_name}/g.dot"],
+        ["viz", "-o", "{tmp}/g.dot", "--report", "{alias}"],
+    ],
+)
+def test_no_command_writes_over_its_input_or_another_output(mlp_onnx, tmp_path, capsys, extra):
+    model = mlp_onnx[0]
+    alias = tmp_path / "alias.onnx"
+    os.link(model, alias)  # a hard link: another path, the same file
+    before = model.read_bytes()
+    names = {"model": model, "tmp": tmp_path, "tmp_name": tmp_path.name, "alias": alias}
+    argv = [extra[0], str(model), *(part.format(**names) for part in extra[1:])]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"gradkiln {extra[0]}: error: refusing to write ") and err.count("\n") == 1
+    assert model.read_bytes() == before and not (tmp_path / "g.dot").exists()

@@ -7,7 +7,7 @@ import sys
 from typing import Any, Callable, Iterator, Sequence
 
 from ..graph import Graph, LoweringError
-from ..passes import optimize as run_passes
+from ..passes.manager import optimize as run_passes
 from .executable import Executable, normalize_outputs, restructure
 from .numpy_backend import NumpyExecutable
 
