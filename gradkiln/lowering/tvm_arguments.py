@@ -2,8 +2,8 @@
 
 In: TVM's kernels assume 64-byte-aligned arguments (AVX-512 aligned loads, which crash on numpy's
 16-byte-aligned data), so passing numpy memory used to need a copy into an aligned buffer per call.
-Our CPU builds take `ELEMENT_ALIGNED_PIPELINE` as their TIR pipeline: TVM's own, with the
-alignment each kernel promises LLVM about its arguments lowered to the element's, so any
+Our CPU TIR pipeline (`tvm_schedules.CPU_TIR_PIPELINE`) runs `element_aligned_arguments`, which lowers
+the alignment each kernel promises LLVM about its arguments to the element's, so any
 C-contiguous array is passed as it is (unaligned vector loads cost the same on aligned data).
 
 Out: a kernel's result is a new buffer per call, which numpy takes over without a copy. An output
@@ -20,10 +20,7 @@ import numpy as np
 import tvm
 import tvm_ffi
 from tvm import relax, tirx
-from tvm.s_tir.pipeline import default_s_tir_pipeline
-from tvm.tirx import compilation_pipeline
 
-ELEMENT_ALIGNED_PIPELINE = "gradkiln_element_aligned"
 STORAGE_ALIGNMENT = "storage_alignment"  # the attribute MakePackedAPI puts on each argument's data pointer
 FRESH_OPS = ("relax.call_tir", "relax.call_dps_packed")  # each call allocates its results
 
@@ -41,18 +38,10 @@ def element_aligned_arguments(func: tirx.PrimFunc, _mod: tvm.IRModule, _ctx: Any
     return tvm_ffi.structural_map(func, [(tirx.AttrStmt, _element_aligned)])
 
 
-def _element_aligned_pipeline() -> tuple[Any, Any, Any]:
-    lower, finalize_host, finalize_device = default_s_tir_pipeline()
-    return lower, lambda: tvm.transform.Sequential([element_aligned_arguments, finalize_host()]), finalize_device
-
-
-compilation_pipeline.PIPELINE_MAP[ELEMENT_ALIGNED_PIPELINE] = _element_aligned_pipeline
-
-
 def cpu_arguments(arrays: Sequence[np.ndarray]) -> list[Any]:
     """The arrays as VM arguments, numpy's own memory where it can be lent (writable, with the
     compact row-major strides TVM checks), copies otherwise. Only for modules built with
-    ELEMENT_ALIGNED_PIPELINE."""
+    `element_aligned_arguments`."""
     return [tvm_ffi.from_dlpack(a) if a.flags.writeable and _compact(a) else tvm.runtime.tensor(a) for a in arrays]
 
 

@@ -25,11 +25,11 @@ from .cache import CompileCache, cache_key, cache_root
 from .executable import Executable
 from .gpu_launch import Launch, kernel_launches, webgpu_manifest, write_webgpu_bundle
 from .profile import Profile
-from .tvm_arguments import ELEMENT_ALIGNED_PIPELINE, cpu_arguments, fresh_outputs, numpy_results
+from .tvm_arguments import cpu_arguments, fresh_outputs, numpy_results
 from .tvm_dims import DimConverter
 from .tvm_emitters import EMITTERS, EmitContext, Emitter, emit_constant
 from .tvm_profile import kernel_nodes, profile_vm
-from .tvm_schedules import build_pipeline, fuse_kernels, schedule_kernels
+from .tvm_schedules import CPU_TIR_PIPELINE, build_pipeline, fuse_kernels, schedule_kernels
 from .tvm_targets import device_module, fusion_passes, gpu_kernels, resolve_target
 from .tvm_vector_math import vector_math
 
@@ -286,7 +286,7 @@ class TVMExecutable(Executable):
             )
         store = CompileCache(root)
         emitters = {emitter_for(node) for node in self.nodes}
-        options = {"schedule": self.schedule, "tir_pipeline": ELEMENT_ALIGNED_PIPELINE}
+        options = {"schedule": self.schedule, "tir_pipeline": CPU_TIR_PIPELINE}
         key = cache_key(self.graph, self.node_ids, self.output_values, str(self.spec.target), options, emitters)
         hit = store.load(key)
         if hit is not None:
@@ -315,7 +315,7 @@ class TVMExecutable(Executable):
             kernels, scheduled = schedule_kernels(kernels, self.spec.target)
         with vector_math() if self.schedule else contextlib.nullcontext():
             compiled = tvm.compile(
-                kernels, target=self.spec.target, relax_pipeline=build_pipeline(), tir_pipeline=ELEMENT_ALIGNED_PIPELINE
+                kernels, target=self.spec.target, relax_pipeline=build_pipeline(), tir_pipeline=CPU_TIR_PIPELINE
             )
         return compiled, kernels, scheduled
 

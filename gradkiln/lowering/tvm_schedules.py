@@ -31,8 +31,12 @@ from typing import Any, Callable
 
 import tvm
 from tvm import relax, s_tir, tirx
-from tvm.relax.backend.cpu_generic import legalize_passes, library_dispatch_passes
+from tvm.relax.backend.cpu_generic import library_dispatch_passes
+from tvm.s_tir.pipeline import default_s_tir_pipeline
+from tvm.tirx import compilation_pipeline
 
+from .tvm_arguments import element_aligned_arguments
+from .tvm_ieee import LEGALIZE_MAP, shield_float_identities
 from .tvm_operand_transposes import absorb_operand_transposes
 
 SPATIAL, REDUCE = 0, 2  # tirx.IterVar kinds: data parallel, commutative reduction
@@ -45,9 +49,18 @@ Rule = Callable[[tirx.PrimFunc, "Vector"], "tirx.PrimFunc | None"]
 
 
 def cpu_fusion_passes(target: tvm.target.Target) -> list[tvm.transform.Pass]:
-    """TVM's CPU legalization and fusion (LegalizeOps, FoldConstant, FuseOps, FuseTIR, ...), after
-    matmuls absorb their operands' transposes (`tvm_operand_transposes`)."""
-    return [absorb_operand_transposes, *library_dispatch_passes(target), *legalize_passes(target)]
+    """TVM's CPU legalization and fusion (its `cpu_generic.legalize_passes`: LegalizeOps, FoldConstant,
+    FuseOps, FuseTIR), after matmuls absorb their operands' transposes (`tvm_operand_transposes`);
+    float zero constants are legalized behind a barrier (`tvm_ieee.LEGALIZE_MAP`)."""
+    return [
+        absorb_operand_transposes,
+        *library_dispatch_passes(target),
+        relax.transform.LegalizeOps(customize_legalize_map=LEGALIZE_MAP),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+    ]
 
 
 def fuse_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
@@ -77,6 +90,20 @@ def build_pipeline() -> tvm.transform.Pass:
     """The Relax pipeline after `fuse_kernels` (and scheduling): lowering to the VM, keeping the
     kernels as they are (TVM's own pipeline would legalize and fuse again)."""
     return tvm.transform.Sequential([relax.get_pipeline("default_build"), mark_shape_funcs_noalias])
+
+
+CPU_TIR_PIPELINE = "gradkiln_cpu"
+
+
+def _cpu_tir_pipeline() -> tuple[Any, Any, Any]:
+    """TVM's TIR pipeline with IEEE float semantics kept (`tvm_ieee.shield_float_identities` before its
+    first simplification) and kernels promising LLVM element-aligned arguments only (`tvm_arguments`)."""
+    lower, finalize_host, finalize_device = default_s_tir_pipeline()
+    shielded = tvm.transform.Sequential([shield_float_identities, lower])
+    return shielded, lambda: tvm.transform.Sequential([element_aligned_arguments, finalize_host()]), finalize_device
+
+
+compilation_pipeline.PIPELINE_MAP[CPU_TIR_PIPELINE] = _cpu_tir_pipeline
 
 
 @dataclass(frozen=True)

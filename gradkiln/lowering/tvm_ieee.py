@@ -1,0 +1,113 @@
+"""IEEE float semantics in llvm kernels: what TVM's own rewrites would change, hidden from them.
+
+TVM simplifies float expressions as if NaN, inf and -0.0 did not exist, so a kernel could give a
+number where numpy gives NaN (a NaN loss reading 0):
+
+- building `x * 0.0`, `0.0 * x`, `x + 0.0` or `0.0 / x` folds it (`arith::TryConstFold`), and
+  LegalizeOps turns every scalar constant operand into such an immediate;
+- its simplifier (`arith::RewriteSimplifier`, run by the TIR pipeline) rewrites `x - x` and
+  `(x + y) - y` to 0 and x, `x == x` to true, `!(x < y)` to `y <= x` (false for NaN);
+- its LLVM codegen compiles a float `!=` to an ordered compare, false for NaN (numpy: true).
+
+The fix keeps LLVM, which follows IEEE (no fast-math flags), as the only optimizer of float
+arithmetic: `ieee_barrier(x)` is an identity that TVM cannot see through, lowered to x by
+LowerIntrin, after the last simplification. Two places put barriers in: `LEGALIZE_MAP` wraps the
+zero scalar constants of add, multiply and divide, and `shield_float_identities` (first pass of
+the TIR pipeline) wraps the right operand of float subtractions and equalities, writes `a != b` as
+`!(a == b)` (an unordered compare in LLVM) and hides comparisons under a `!`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import tvm
+import tvm_ffi
+from tvm import relax, tirx, topi
+from tvm.relax.transform.legalize_ops.common import _try_convert_to_scalar_const
+
+BARRIER = "gradkiln.ieee_barrier"
+SHIELDED = ("float16", "float32", "float64")  # not bfloat16, float8: passes that know no barrier legalize them
+
+
+def _base(dtype: Any) -> str:
+    return str(dtype).split("x")[0]
+
+
+def _is_float(expr: Any) -> bool:
+    return _base(expr.ty) in SHIELDED
+
+
+def _register() -> None:
+    """Declare the barrier: pure (CSE and TVM's side-effect checks may treat it as any pure value),
+    vectorizable lane by lane, and lowered to its argument on llvm."""
+    tvm.ir.register_op_attr(BARRIER, "TCallEffectKind", tirx.CallEffectKind.Pure.value)
+    tvm.ir.register_op_attr(BARRIER, "TVectorizable", True)
+    tvm.ir.register_op_attr(BARRIER, "TScriptPrinterName", "gradkiln_ieee_barrier")
+    tirx.register_intrin_lowering(BARRIER, "llvm", f=lambda call: call.args[0], level=10)
+
+
+_register()
+
+
+def barrier(x: Any) -> Any:
+    """x, opaque to TVM's simplifier and constant folding."""
+    return tirx.call_intrin(str(x.ty), BARRIER, x)
+
+
+def _shield_sub(e: tirx.Sub) -> Any:
+    return tirx.Sub(e.a, barrier(e.b)) if _is_float(e) else e
+
+
+def _shield_eq(e: tirx.EQ) -> Any:
+    return tirx.EQ(e.a, barrier(e.b)) if _is_float(e.a) else e
+
+
+def _shield_ne(e: tirx.NE) -> Any:
+    return tirx.Not(barrier(tirx.EQ(e.a, barrier(e.b)))) if _is_float(e.a) else e
+
+
+def _shield_not(e: tirx.Not) -> Any:
+    """`!(a < b)` of floats: true for NaN, which the simplifier's `b <= a` is not."""
+    inner = e.a
+    compares = (tirx.LT, tirx.LE, tirx.GT, tirx.GE, tirx.EQ, tirx.NE)
+    return tirx.Not(barrier(inner)) if isinstance(inner, compares) and _is_float(inner.a) else e
+
+
+CALLBACKS = [(tirx.Sub, _shield_sub), (tirx.EQ, _shield_eq), (tirx.NE, _shield_ne), (tirx.Not, _shield_not)]
+
+
+@tirx.transform.prim_func_pass(opt_level=0, name="ShieldFloatIdentities")
+def shield_float_identities(func: tirx.PrimFunc, _mod: tvm.IRModule, _ctx: Any) -> tirx.PrimFunc:
+    """Barriers where TVM's simplifier would break IEEE semantics (module docstring). Post-order, so
+    an inner `!=` already reads `!(barrier(a == barrier(b)))` when its enclosing `!` is visited."""
+    return tvm_ffi.structural_map(func, CALLBACKS)
+
+
+def _zero_shielded(expr: relax.Expr) -> Any:
+    """A 0-d constant as the immediate LegalizeOps would make, behind a barrier when it is a float
+    zero (which `x * 0.0`, `x + 0.0` and `0.0 / x` would fold)."""
+    value = _try_convert_to_scalar_const(expr)
+    if isinstance(value, tirx.FloatImm) and value.value == 0 and _base(value.ty) in SHIELDED:
+        return barrier(value)
+    return value
+
+
+def _binary(te_func: Callable[..., Any]) -> Callable[[relax.BlockBuilder, relax.Call], relax.Expr]:
+    """TVM's legalization of a binary op (a scalar constant operand becomes an immediate, the right
+    one first), with float zeros kept opaque."""
+
+    def legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+        lhs, rhs = call.args[0], _zero_shielded(call.args[1])
+        if isinstance(rhs, relax.Expr):
+            lhs = _zero_shielded(lhs)
+        return bb.call_te(te_func, lhs, rhs)
+
+    return legalize
+
+
+LEGALIZE_MAP = {
+    "relax.add": _binary(topi.add),
+    "relax.multiply": _binary(topi.multiply),
+    "relax.divide": _binary(topi.divide),
+}

@@ -1,0 +1,114 @@
+"""llvm kernels give numpy's IEEE results: NaN, inf, -0.0 and denormals survive TVM's rewrites
+(`gradkiln/lowering/tvm_ieee.py`), at every optimization level, scheduled or not."""
+
+import numpy as np
+import pytest
+
+import gradkiln as gk
+
+SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -2.5, 1e-40, -1e-45, 3e38, -3e38, 7.0], "float32")
+LEVELS = ["O0", "O1", "O2", "O3"]
+
+
+def specials(dtype: str = "float32", n: int = 96) -> np.ndarray:
+    """Every special value, repeated past a few vector widths so that vectorized loops see them."""
+    with np.errstate(over="ignore"):  # 3e38 is inf in float16
+        return np.resize(SPECIAL, n).astype(dtype)
+
+
+def assert_ieee_equal(got: np.ndarray, want: np.ndarray, rtol: float = 0.0) -> None:
+    """Equal values, NaN where numpy has NaN, and the same sign on every zero."""
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=0, equal_nan=True)
+    zeros = want == 0
+    np.testing.assert_array_equal(np.signbit(got[zeros]), np.signbit(want[zeros]), err_msg="sign of zero")
+
+
+def run_both(build, feeds: dict[str, np.ndarray], optimize: str = "O2", schedule: bool = True):
+    """The graph `build(*inputs)` on llvm and on the numpy executor, fed `feeds`."""
+    with gk.Graph() as g:
+        inputs = [gk.input(name, a.shape, str(a.dtype)) for name, a in feeds.items()]
+        out = build(*inputs)
+    with np.errstate(all="ignore"):
+        want = gk.compile(g, out, target="numpy")(**feeds)
+    got = gk.compile(g, out, target="llvm", optimize=optimize, schedule=schedule)(**feeds)
+    return got, want
+
+
+def x_and_y(dtype: str = "float32") -> dict[str, np.ndarray]:
+    x = specials(dtype)
+    return {"x": x, "y": np.roll(x, 5)}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_not_equal_is_true_for_nan_as_numpy_isnan(dtype):
+    """`x != x` is the user's NaN test (and ONNX IsNaN); LLVM's ordered compare gave False."""
+    got, want = run_both(lambda x: gk.not_equal(x, x), {"x": specials(dtype)})
+    np.testing.assert_array_equal(got, np.isnan(specials(dtype)))
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("optimize", LEVELS)
+def test_comparisons_with_nan(optimize):
+    got, want = run_both(
+        lambda x, y: [gk.not_equal(x, y), gk.equal(x, x), gk.less(x, y), gk.greater_equal(x, y)], x_and_y(), optimize
+    )
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_negated_comparison_is_true_for_nan():
+    """not(x < y) is true where either is NaN; TVM's simplifier rewrote it to y <= x, which is not."""
+    got, want = run_both(lambda x, y: gk.bitwise_not(gk.less(x, y)), x_and_y())
+    np.testing.assert_array_equal(got, want)
+    assert got[0]  # x[0] is NaN
+
+
+@pytest.mark.parametrize("schedule", [True, False])
+@pytest.mark.parametrize("optimize", LEVELS)
+def test_difference_of_a_value_with_itself(optimize, schedule):
+    """sum(p - p) of p = exp(inf) is NaN (inf - inf), not 0 (TVM rewrote x - x to 0 in kernels)."""
+    feeds = {"a": specials()}
+    got, want = run_both(lambda a: (lambda p: [p - p, gk.sum(p - p, 0)])(gk.exp(a)), feeds, optimize, schedule)
+    assert np.isnan(want[1])
+    for g, w in zip(got, want):
+        assert_ieee_equal(g, w)
+
+
+@pytest.mark.parametrize("optimize", LEVELS)
+def test_products_and_sums_with_zero_constants(optimize):
+    """x * 0.0, 0.0 * x, 0.0 / x are NaN for NaN and inf x; -0.0 + 0.0 is +0.0 (TVM folded all of
+    them while building the kernel)."""
+    got, want = run_both(
+        lambda x: [x * 0.0, 0.0 * x, gk.sum(gk.exp(x) * 0.0, 0), 0.0 / x, x + 0.0, x * -0.0],
+        {"x": specials()},
+        optimize,
+    )
+    assert np.isnan(want[2])
+    for g, w in zip(got, want):
+        assert_ieee_equal(g, w)
+
+
+@pytest.mark.parametrize("optimize", LEVELS)
+def test_cancellations_keep_nan_and_inf(optimize):
+    got, want = run_both(lambda x, y: [(x + y) - y, x - (x + y), (x * y) - (x * y)], x_and_y(), optimize)
+    for g, w in zip(got, want):
+        assert_ieee_equal(g, w)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_extremes_propagate_nan_and_order_signed_zeros(dtype):
+    got, want = run_both(
+        lambda x, y: [gk.maximum(x, y), gk.minimum(x, y), gk.max(x, 0), gk.min(y, 0), gk.relu(x)], x_and_y(dtype)
+    )
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_denormals_are_not_flushed():
+    """No flush-to-zero: products and quotients that land in the denormals keep them."""
+    x = np.array([1e-38, 3e-39, -1e-40, 3e-45, 2.0**-126] * 16, "float32")
+    got, want = run_both(lambda x: [x * 0.5, x / 3.0, x - x * 0.25, gk.sum(x * 1e-3, 0)], {"x": x})
+    assert np.count_nonzero(want[0]) == want[0].size
+    for g, w in zip(got, want):
+        assert_ieee_equal(g, w, rtol=1e-6)
