@@ -52,9 +52,11 @@ def _as_value(graph: Graph, out: Any) -> Value:
 
 
 class Executable:
-    """A compiled graph: call with named numpy arrays, get numpy arrays back.
+    """A compiled graph: call with numpy arrays, positionally or by name, get numpy arrays back.
 
-    Inputs are required; params default to their stored values and may be overridden by name.
+    Inputs are required; params default to their stored values and may be overridden.
+    `.argument_names` is the calling order: the inputs, then the params, each in the order they were
+    created (the repr shows it with the types).
     """
 
     target = "abstract"
@@ -63,8 +65,10 @@ class Executable:
         self.graph = graph
         self.output_values, self._structure = normalize_outputs(graph, outputs)
         self.node_ids = self._with_shape_inputs(graph.needed_nodes(self.output_values))
-        self.input_nodes = [graph.node(i) for i in self.node_ids if graph.node(i).op == "input"]
-        self.param_nodes = [graph.node(i) for i in self.node_ids if graph.node(i).op == "param"]
+        sources = sorted(self.node_ids)  # in the order they were created, like a function's parameters
+        self.input_nodes = [graph.node(i) for i in sources if graph.node(i).op == "input"]
+        self.param_nodes = [graph.node(i) for i in sources if graph.node(i).op == "param"]
+        self.argument_names = [n.name for n in self.input_nodes + self.param_nodes]
 
     def _with_shape_inputs(self, node_ids: list[int]) -> list[int]:
         """`node_ids` plus the graph inputs whose shapes alone bind a symbolic dim of a computed
@@ -83,9 +87,34 @@ class Executable:
             )
         return carriers + node_ids
 
-    def __call__(self, feeds: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        arrays, bindings = self.check_feeds(dict(feeds or {}) | kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the graph: arrays positionally in `.argument_names` order (the inputs, then the params),
+        by name, both (each argument once), or one dict of named arrays. Params not given take their
+        stored values; the result has the structure of `compile`'s outputs."""
+        arrays, bindings = self.check_feeds(self.named_feeds(args, kwargs))
         return restructure(self.run(arrays, bindings), self._structure)
+
+    def named_feeds(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The feeds of a call by name: positional arguments take the names of `.argument_names` in order."""
+        if len(args) == 1 and isinstance(args[0], Mapping):
+            args, kwargs = (), _merged(dict(args[0]), kwargs)
+        if len(args) > len(self.argument_names):
+            raise GraphError(
+                f"graph '{self.graph.name}' takes {len(self.argument_names)} positional argument(s) "
+                f"({self.signature()}), got {len(args)}"
+            )
+        return _merged(dict(zip(self.argument_names, args)), kwargs)
+
+    def signature(self) -> str:
+        """The arguments in calling order with their types; params show that they have a default."""
+        return ", ".join(
+            f"{n.name}: {n.types[0]}" + (" = <param>" if n.op == "param" else "")
+            for n in self.input_nodes + self.param_nodes
+        )
+
+    def __repr__(self) -> str:
+        outputs = ", ".join(str(self.graph.type_of(v)) for v in self.output_values)
+        return f"<{type(self).__name__} '{self.graph.name}' on {self.target}: ({self.signature()}) -> {outputs}>"
 
     def random_feeds(self, sizes: Mapping[str, int] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
         """Inputs to time or profile with: floats standard normal, integers and bools zero (valid
@@ -114,7 +143,10 @@ class Executable:
             raise GraphError(f"unknown feeds {unknown}; graph '{self.graph.name}' takes {sorted(known)}")
         missing = [n.name for n in self.input_nodes if n.name not in feeds]
         if missing:
-            raise GraphError(f"missing inputs {missing}: pass them by name, e.g. fn({missing[0]}=array)")
+            raise GraphError(
+                f"missing inputs {missing}: pass them by name, e.g. fn({missing[0]}=array), or positionally "
+                f"in the order ({self.signature()})"
+            )
         bindings: dict[Any, int] = {}
         checked = {}
         for node in self.input_nodes + self.param_nodes:
@@ -141,3 +173,10 @@ class Executable:
             if not ok:
                 raise ShapeError(f"feed {name!r} has shape {array.shape}, expected {expected} (bound {bindings})")
         return array
+
+
+def _merged(named: dict[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    twice = sorted(set(named) & set(kwargs))
+    if twice:
+        raise GraphError(f"argument {twice[0]!r} is given twice (positionally or in the feed dict, and by name)")
+    return named | dict(kwargs)

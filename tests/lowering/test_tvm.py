@@ -277,3 +277,38 @@ def test_compiling_does_not_import_torch_which_then_imports_normally():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("target", ["numpy", "llvm"])
+def test_executables_take_arguments_positionally_in_argument_order(target):
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.array([1.0, -2.0, 0.5], np.float32)
+    w = np.full((3,), 3.0, np.float32)
+    with gk.Graph("affine") as g:
+        x = gk.input("x", ("N", 3))
+        scale = gk.param("scale", np.ones(3, np.float32))
+        y = gk.input("y", (3,))  # created after the param: inputs still come first
+        out = x * scale + y
+    run = gk.compile(g, out, target=target)
+    assert run.argument_names == ["x", "y", "scale"]
+    assert "(x: f32[N,3], y: f32[3], scale: f32[3] = <param>) -> f32[N,3]" in repr(run)
+    np.testing.assert_allclose(run(a, b), a + b)
+    np.testing.assert_allclose(run(a, b, w), a * w + b)
+    np.testing.assert_allclose(run(a, y=b, scale=w), a * w + b)
+    np.testing.assert_allclose(run({"x": a, "y": b}, scale=w), a * w + b)
+    np.testing.assert_allclose(run(x=a, y=b), a + b)
+
+
+@pytest.mark.parametrize("target", ["numpy", "llvm"])
+def test_a_wrong_positional_call_says_how_to_call(target):
+    with gk.Graph("affine") as g:
+        x, y = gk.input("x", (3,)), gk.input("y", (3,))
+        out = x + y
+    run = gk.compile(g, out, target=target)
+    a = np.ones(3, np.float32)
+    with pytest.raises(gk.GraphError, match=r"takes 2 positional argument\(s\) \(x: f32\[3\], y: f32\[3\]\), got 3"):
+        run(a, a, a)
+    with pytest.raises(gk.GraphError, match="argument 'x' is given twice"):
+        run(a, x=a, y=a)
+    with pytest.raises(gk.GraphError, match=r"missing inputs \['y'\].*positionally in the order \(x: f32\[3\], y"):
+        run(a)
