@@ -4,16 +4,19 @@ Every rule gives back a value of exactly the matched value's type (dtype and sha
 dims included): where the simpler expression has a smaller shape it is broadcast up
 (`Match.fit`), and a rule that cannot keep the type declines.
 
-NaN and Inf: rules that are exact for every input fire always (x*1, x+0, x-0, x/1, -(-x), view
-chains, cast to the same dtype). `x*0 -> 0` and `x-x -> 0` are wrong for x = Inf or NaN, so
-they fire only when x is known finite (an integer or bool dtype, or a constant with finite
-elements); `exp(log x) -> x` is wrong for x < 0 (NaN), so it fires only when x is known
-non-negative. `PassContext.unsafe_math` (`optimize(..., unsafe_math=True)`) lifts both
-conditions, like -ffast-math. `log(exp x) -> x` fires for every real float x: it differs only
-where exp overflows, and there it gives the exact answer instead of Inf (not for complex x,
-whose imaginary part comes back only modulo 2*pi). Reassociating constants and
-turning a sum over a broadcast into a multiply by the count change rounding, not values in
-exact arithmetic; x + 0 -> x keeps a -0.0 that the addition would have made +0.0.
+Without `unsafe_math` every rewrite is exact: the result is bit for bit what the graph computes,
+for every input, NaN, +-Inf and -0.0 included (docs/passes.md lists the rules by class). On
+floating and complex values that leaves x*1, x/1, x+(-0.0), x-(+0.0), -(-x), cast to the same
+dtype and the view rules; x+(+0.0) and x-(-0.0) turn -0.0 into +0.0, x*0 is NaN for Inf and NaN
+and -0.0 for negative x, x-x is NaN for Inf and NaN, exp(log x) and log(exp x) round (and log(exp
+x) overflows), reassociating constants rounds and overflows differently ((x*1e20)*1e20 is 0 at
+x = 0, x*inf is NaN), and a sum rounds differently from a multiply by the count or from a chain
+of sums (and numpy's sum turns -0.0 into +0.0, even over no axes). These fire on floating values
+only with `PassContext.unsafe_math` (`optimize(..., unsafe_math=True)`, like -ffast-math), or
+where the operands make them exact: x*0 and x-x on integers, or on constants whose products
+are finite and not -0.0. On integers (wrapping arithmetic) the sum and reassociation rules are
+exact and always fire. Complex x*1 and x/1 also wait for `unsafe_math`: numpy multiplies by 1+0j
+(Inf * 0 is NaN).
 """
 
 from __future__ import annotations
@@ -21,29 +24,58 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Graph, Value
-from ..graph.dtypes import is_float
+from ..graph.dtypes import is_complex, is_float, is_inexact
 from ..graph.types import Dim, dims_equal, shape_size
 from .manager import PassContext, register_pass
-from .patterns import C, Match, P, Rule, V, constant_array, rewrite, source_constant
+from .patterns import Builder, C, Match, P, Rule, V, constant_array, rewrite, source_constant
 
-NONNEGATIVE_OPS = frozenset({"exp", "sqrt", "abs", "relu", "sigmoid", "softmax", "one_hot", "size"})
 CHAIN_OPS = frozenset({"sum", "reshape", "expand_dims", "squeeze"})  # what unbroadcast chains are made of
 
 
+def _ieee(m: Match) -> bool:
+    """Whether the matched value is floating or complex and `unsafe_math` is off: then a rewrite
+    must give IEEE results bit for bit (integers wrap, so algebra is exact on them)."""
+    return not m.ctx.unsafe_math and is_inexact(m.root_type.dtype)
+
+
+def _unsafe_only(build: Builder) -> Builder:
+    """`build` where `_ieee` allows any rewrite (integers, or `unsafe_math`), else no rewrite."""
+    return lambda m: None if _ieee(m) else build(m)
+
+
+def _zero_product(m: Match) -> bool:
+    """Whether x * zero is +0.0 everywhere: x is known finite and the products keep no sign."""
+    if not _ieee(m):
+        return True
+    array = source_constant(m.graph, m["x"])
+    if array is None:
+        return False
+    with np.errstate(all="ignore"):
+        product = array * m.uniform(m["zero"])
+    return bool(np.isfinite(array).all() and not np.signbit(product).any())
+
+
 def _finite(m: Match, value: Value) -> bool:
-    """Whether every element of `value` is known to be finite (or unsafe math is allowed)."""
-    if m.ctx.unsafe_math or not is_float(m.type(value).dtype):
+    """Whether every element of `value` is known to be finite (or `_ieee` does not apply)."""
+    if not _ieee(m):
         return True
     array = source_constant(m.graph, value)
     return array is not None and bool(np.isfinite(array).all())
 
 
-def _nonnegative(m: Match, value: Value) -> bool:
-    """Whether every element of `value` is known to be >= 0 (or NaN, which passes through)."""
-    if m.ctx.unsafe_math or m.graph.nx.nodes[value.node]["op"] in NONNEGATIVE_OPS:
-        return True
-    array = source_constant(m.graph, value)
-    return array is not None and not bool((array < 0).any())
+def _zero_sign(m: Match) -> bool:
+    """Whether the captured zero is -0.0."""
+    return bool(np.signbit(m.uniform(m["zero"])))
+
+
+def _add_zero(m: Match) -> Value | None:
+    """x + 0 -> x: exact when the zero is -0.0 ((+0.0) + (+0.0) and (-0.0) + (-0.0) keep x's sign)."""
+    return m.fit(m["x"]) if not _ieee(m) or _zero_sign(m) else None
+
+
+def _sub_zero(m: Match) -> Value | None:
+    """x - 0 -> x: exact when the zero is +0.0 (x - (-0.0) turns -0.0 into +0.0)."""
+    return m.fit(m["x"]) if not _ieee(m) or not _zero_sign(m) else None
 
 
 def _exact(m: Match, value: Value) -> Value | None:
@@ -72,20 +104,26 @@ def _compose_transposes(m: Match) -> Value | None:
 
 
 def _reassociate(op: str, fn: np.ufunc) -> Rule:
-    """(x op c1) op c2 -> x op (c1 op c2) for constants c1, c2 (the inner node used only here)."""
+    """(x op c1) op c2 -> x op (c1 op c2) for constants c1, c2 (the inner node used only here).
+    Exact on integers of one dtype (wrapping arithmetic associates); on floating values it rounds
+    and overflows differently, so it needs `unsafe_math`, and even then a folded constant that
+    is not finite is refused ((x*1e20)*1e20 -> x*inf would turn x = 0 into NaN)."""
 
     def build(m: Match) -> Value | None:
         if m.users("inner") != 1 or m["inner"] in m.ctx.outputs:
             return None
         c1, c2 = constant_array(m.graph, m["c1"]), constant_array(m.graph, m["c2"])
-        if np.broadcast(c1, c2).size > m.ctx.fold_limit:
+        dtype = m.root_type.dtype
+        if np.broadcast(c1, c2).size > m.ctx.fold_limit or {m.type("x").dtype, str(c1.dtype), str(c2.dtype)} != {dtype}:
             return None
         with np.errstate(all="ignore"):
-            folded = fn(c1, c2).astype(m.root_type.dtype)
+            folded = fn(c1, c2).astype(dtype)
+        if is_inexact(dtype) and not np.isfinite(folded).all():
+            return None
         return m.emit(op, m["x"], m.constant(folded))
 
     inner = P(op, V("x"), P("constant", name="c1"), name="inner")
-    return Rule(f"{op}_constants", P(op, inner, P("constant", name="c2")), build)
+    return Rule(f"{op}_constants", P(op, inner, P("constant", name="c2")), _unsafe_only(build))
 
 
 def _is_unit(dim: Dim) -> bool:
@@ -96,7 +134,7 @@ def _count(m: Match, broadcast: Value, axes: list[int]) -> Value | None:
     """The number of elements of `broadcast` over `axes` as a scalar of the matched dtype."""
     count: Dim = shape_size([m.type(broadcast).shape[a] for a in axes])
     if isinstance(count, int):
-        return None if count == 1 else m.constant(np.asarray(count, m.root_type.dtype))
+        return None if count == 1 else m.constant(np.asarray(count).astype(m.root_type.dtype))
     return m.emit("size", broadcast, axes=tuple(axes), dtype=m.root_type.dtype)
 
 
@@ -159,16 +197,30 @@ def _sum_chain(m: Match) -> Value | None:
     return _reshaped(m, summed)
 
 
+def _log_exp(m: Match) -> Value | None:
+    """log(exp x) -> x for real x (complex x comes back only modulo 2*pi*i)."""
+    return m["x"] if is_float(m.type("x").dtype) else None
+
+
+def _real_or_unsafe(m: Match) -> bool:
+    """Complex x*1 and x/1 compute with 1+0j, which turns an infinite part into NaN."""
+    return m.ctx.unsafe_math or not is_complex(m.root_type.dtype)
+
+
 RULES: list[Rule] = [
-    Rule("mul_one", P("mul", V("x"), C(1)), lambda m: m.fit(m["x"])),  # also ones_like(g) * g
-    Rule("add_zero", P("add", V("x"), C(0)), lambda m: m.fit(m["x"])),
-    Rule("sub_zero", P("sub", V("x"), C(0)), lambda m: m.fit(m["x"])),
-    Rule("div_one", P("div", V("x"), C(1)), lambda m: m.fit(m["x"])),
-    Rule("mul_zero", P("mul", V("x"), C(0)), lambda m: _zeros(m) if _finite(m, m["x"]) else None),
-    Rule("sub_self", P("sub", V("x"), V("x")), lambda m: _zeros(m) if _finite(m, m["x"]) else None),
+    # exact for every input (complex x*1, x/1: with unsafe_math)
+    Rule("mul_one", P("mul", V("x"), C(1)), lambda m: m.fit(m["x"]) if _real_or_unsafe(m) else None),
+    Rule("div_one", P("div", V("x"), C(1)), lambda m: m.fit(m["x"]) if _real_or_unsafe(m) else None),
+    Rule("add_zero", P("add", V("x"), C(0, name="zero")), _add_zero),  # -0.0, also + zeros_like(-0.0)
+    Rule("sub_zero", P("sub", V("x"), C(0, name="zero")), _sub_zero),
     Rule("neg_neg", P("neg", P("neg", V("x"))), lambda m: m["x"]),
-    Rule("exp_log", P("exp", P("log", V("x"))), lambda m: m["x"] if _nonnegative(m, m["x"]) else None),
-    Rule("log_exp", P("log", P("exp", V("x"))), lambda m: m["x"] if is_float(m.type(m["x"]).dtype) else None),
+    # exact only for known operands (integers; finite constants)
+    Rule("mul_zero", P("mul", V("x"), C(0, name="zero")), lambda m: _zeros(m) if _zero_product(m) else None),
+    Rule("sub_self", P("sub", V("x"), V("x")), lambda m: _zeros(m) if _finite(m, m["x"]) else None),
+    # rounding or range: unsafe_math only on floating values
+    Rule("exp_log", P("exp", P("log", V("x"))), _unsafe_only(lambda m: m["x"])),
+    Rule("log_exp", P("log", P("exp", V("x"))), _unsafe_only(_log_exp)),
+    # views and casts: exact
     Rule("cast_same", P("cast", V("x")), lambda m: _exact(m, m["x"])),
     Rule("transpose_transpose", P("transpose", P("transpose", V("x"), name="inner")), _compose_transposes),
     Rule("transpose_identity", P("transpose", V("x"), where=_identity_perm), lambda m: m["x"]),
@@ -176,9 +228,10 @@ RULES: list[Rule] = [
     Rule("reshape_same", P("reshape", V("x")), lambda m: _exact(m, m["x"])),
     Rule("broadcast_broadcast", P("broadcast_to", P("broadcast_to", V("x"))), lambda m: m.fit(m["x"])),
     Rule("broadcast_same", P("broadcast_to", V("x")), lambda m: _exact(m, m["x"])),
-    Rule("sum_no_axes", P("sum", V("x"), axes=()), lambda m: _exact(m, m["x"])),
-    Rule("sum_of_broadcast", P("sum", P("broadcast_to", V("x"), name="b")), _sum_of_broadcast),
-    Rule("sum_chain", P("sum", V()), _sum_chain),
+    # sums (numpy's sum makes -0.0 +0.0 and rounds in its own order) and reassociation: exact on integers
+    Rule("sum_no_axes", P("sum", V("x"), axes=()), _unsafe_only(lambda m: _exact(m, m["x"]))),
+    Rule("sum_of_broadcast", P("sum", P("broadcast_to", V("x"), name="b")), _unsafe_only(_sum_of_broadcast)),
+    Rule("sum_chain", P("sum", V()), _unsafe_only(_sum_chain)),
     _reassociate("mul", np.multiply),
     _reassociate("add", np.add),
 ]
