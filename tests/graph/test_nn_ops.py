@@ -124,7 +124,7 @@ def test_max_pool_gradient_goes_to_the_first_maximum_of_each_window():
 def test_max_pool_gradient_with_ties_agrees_with_torch(kernel, stride):
     """Windows that tile the input take the reshaped form of the gradient, others the strided one;
     both send each window's cotangent to its first maximum, on numpy and TVM, as torch does."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (the oracle): pip install -e '.[test]'")
     x = RNG.integers(0, 3, size=(2, 3, 6, 12)).astype(np.float32)  # many ties
     with gk.Graph() as g:
         xi = gk.input("x", ("N", 3, 6, 12))
@@ -277,7 +277,7 @@ def test_small_cnn_trains_the_same_on_numpy_and_tvm():
 
 
 def test_conv_and_pool_agree_with_torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (the oracle): pip install -e '.[test]'")
     F = torch.nn.functional  # noqa: N806
     x, w = RNG.normal(size=(2, 4, 7, 6)), RNG.normal(size=(6, 2, 3, 3))
     got = run(lambda x, w: gb.conv2d(x, w, (2, 1), (1, 2), (1, 2), 2), x=x, w=w)

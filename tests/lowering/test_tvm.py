@@ -264,7 +264,7 @@ def test_float16_matmul_accumulates_in_float32_like_numpy():
 def test_compiling_does_not_import_torch_which_then_imports_normally():
     """apache-tvm-ffi imports torch whenever it is installed (1.4 s of a cold compile); gradkiln
     hides it while TVM loads, and torch stays importable afterwards."""
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="needs torch: pip install -e '.[test]'")
     script = (
         "import sys, numpy as np, gradkiln as gk\n"
         "with gk.Graph() as g:\n"

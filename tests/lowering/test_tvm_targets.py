@@ -3,7 +3,6 @@ compiles to PTX with nvcc, and exported artifacts run in a process that has TVM 
 
 import json
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -68,7 +67,7 @@ def test_gpu_targets_take_no_cpu_schedule_option():
         gk.compile(g, outputs, target="cuda", schedule=False)
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
+@pytest.mark.needs("nvcc")
 def test_cuda_source_of_an_mlp_training_step_compiles_to_ptx(cuda_mlp):
     from tvm.support import nvcc
 
@@ -169,14 +168,14 @@ def test_launches_are_a_gpu_notion():
 @pytest.fixture(scope="module")
 def wgpu_device(tmp_path_factory):
     """A WebGPU device on a CPU adapter (Mesa's lavapipe through Vulkan, else llvmpipe GL)."""
-    wgpu = pytest.importorskip("wgpu", reason="WGSL validation needs the wgpu package (test extra)")
+    wgpu = pytest.importorskip("wgpu", reason="needs the wgpu package (WGSL validation): pip install -e '.[test]'")
     runtime_dir = tmp_path_factory.mktemp("xdg")
     runtime_dir.chmod(0o700)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))  # Mesa complains without one
         adapter = wgpu.gpu.request_adapter_sync(power_preference="high-performance")
         if adapter is None:
-            pytest.skip("no WebGPU adapter: install mesa-vulkan-drivers (lavapipe) as .ci/run does")
+            pytest.skip("needs a WebGPU adapter, Mesa's lavapipe: apt-get install mesa-vulkan-drivers libvulkan1")
         yield adapter.request_device_sync()
 
 
@@ -279,7 +278,7 @@ template <class T> T min(T a, T b) { return a < b ? a : b; }
 """
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not on PATH")
+@pytest.mark.needs("g++")
 def test_every_msl_kernel_type_checks_as_cpp_against_a_stub_metal_stdlib(tmp_path):
     """No Metal compiler runs on Linux; MSL is C++14-based, so g++ with a stub header catches
     C++-level errors (undeclared names, type errors, syntax), not MSL-only rules."""

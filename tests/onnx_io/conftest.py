@@ -7,7 +7,7 @@ import onnx
 import onnx.reference
 import pytest
 
-ort = pytest.importorskip("onnxruntime")
+ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install -e '.[test]'")
 
 
 def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

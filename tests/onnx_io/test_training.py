@@ -13,7 +13,7 @@ import pytest
 import gradkiln as gk
 from gradkiln.graph import GradientError, ONNXError
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (the oracle): pip install -e '.[test]'")
 nn = torch.nn
 
 

@@ -8,7 +8,7 @@ import pytest
 import gradkiln as gk
 from gradkiln.testing import complex_samples, numeric_grads
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (the oracle): pip install -e '.[test]'")
 
 RNG = np.random.default_rng(0)
 SAMPLES = complex_samples()
@@ -171,7 +171,7 @@ def test_gradient_descent_on_complex_parameters_converges():
 
 @pytest.mark.slow  # importing jax takes seconds
 def test_gradient_is_the_conjugate_of_jax_grad_and_jvp_equals_jax_jvp():
-    jax = pytest.importorskip("jax")
+    jax = pytest.importorskip("jax", reason="needs jax (the oracle): pip install -e '.[bench]'")
     jnp = jax.numpy
     z0, v = crand(3), crand(3)
     with gk.Graph() as g:

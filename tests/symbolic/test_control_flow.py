@@ -263,7 +263,7 @@ def test_while_loop_stops_at_max_trips_and_keeps_the_state_after_the_condition_f
 
 
 def test_jax_agrees_on_scan_gradients_when_installed():
-    jax = pytest.importorskip("jax")
+    jax = pytest.importorskip("jax", reason="needs jax (the oracle): pip install -e '.[bench]'")
     jax.config.update("jax_enable_x64", True)
 
     def loss(x, h0, w):

@@ -124,7 +124,7 @@ def test_solver_errors_name_the_solver_and_what_to_do():
 
 
 def test_fixed_point_gradient_graph_exports_to_onnx_with_the_same_numbers():
-    ort = pytest.importorskip("onnxruntime")
+    ort = pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install -e '.[test]'")
     g, x, _, (da, db) = _fixed_point_graph(30)
     want = gk.compile(g, [x, da, db])(a=A0, b=B0)
     model = gk.onnx_io.export(g, [x, da, db])

@@ -138,7 +138,7 @@ def test_bad_report_arguments_are_clear_errors(tmp_path, pipeline, bindings, mat
     assert not (tmp_path / "r.html").exists()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs it: apt chromium)")
+@pytest.mark.needs("chromium")
 def test_chromium_renders_the_report_without_errors(small_report, tmp_path):
     path, page = small_report
     command = [CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr", "--v=0"]
