@@ -1,4 +1,5 @@
-"""Every ```python block of README.md and docs/*.md runs as written, and the scripts in examples/ run.
+"""Every ```python block of README.md and docs/*.md runs as written, the scripts in examples/ run, and
+the README names the system packages `.ci/run` installs for the tests.
 
 A block runs on its own: in a fresh namespace (it names its own imports and builds its own graph),
 in the current process (TVM is imported once), with its stdout captured. The blocks of one
@@ -123,3 +124,13 @@ def run_python(path: Path, cwd: Path) -> str:
 @pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
 def test_example_runs(script, tmp_path):
     run_python(script, tmp_path)
+
+
+def test_the_readme_names_every_system_package_ci_installs():
+    """`.ci/run` installs system packages the tests need; the README lists them beside the test command."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    packages = {
+        word for line in re.findall(r"apt-get install ([^>\n]*)", ci) for word in line.split() if word[0] != "-"
+    }
+    command = re.search(r"^apt-get update && apt-get install -y ([\w .-]+)$", (ROOT / "README.md").read_text(), re.M)
+    assert packages and command and packages <= set(command.group(1).split()), (packages, command)
