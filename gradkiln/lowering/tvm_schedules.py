@@ -38,6 +38,7 @@ from tvm.tirx import compilation_pipeline
 from .tvm_arguments import element_aligned_arguments
 from .tvm_ieee import LEGALIZE_MAP, shield_float_identities
 from .tvm_operand_transposes import absorb_operand_transposes
+from .tvm_reductions import initialize_before_reducing
 
 SPATIAL, REDUCE = 0, 2  # tirx.IterVar kinds: data parallel, commutative reduction
 PARALLEL_MIN_ELEMENTS = 1 << 16  # below this, waking the thread pool costs more than it saves
@@ -97,10 +98,11 @@ CPU_TIR_PIPELINE = "gradkiln_cpu"
 
 def _cpu_tir_pipeline() -> tuple[Any, Any, Any]:
     """TVM's TIR pipeline with IEEE float semantics kept (`tvm_ieee.shield_float_identities` before its
-    first simplification) and kernels promising LLVM element-aligned arguments only (`tvm_arguments`)."""
+    first simplification), reductions initialised even when empty (`tvm_reductions`) and kernels
+    promising LLVM element-aligned arguments only (`tvm_arguments`)."""
     lower, finalize_host, finalize_device = default_s_tir_pipeline()
-    shielded = tvm.transform.Sequential([shield_float_identities, lower])
-    return shielded, lambda: tvm.transform.Sequential([element_aligned_arguments, finalize_host()]), finalize_device
+    first = tvm.transform.Sequential([shield_float_identities, initialize_before_reducing, lower])
+    return first, lambda: tvm.transform.Sequential([element_aligned_arguments, finalize_host()]), finalize_device
 
 
 compilation_pipeline.PIPELINE_MAP[CPU_TIR_PIPELINE] = _cpu_tir_pipeline

@@ -112,3 +112,55 @@ def test_denormals_are_not_flushed():
     assert np.count_nonzero(want[0]) == want[0].size
     for g, w in zip(got, want):
         assert_ieee_equal(g, w, rtol=1e-6)
+
+
+EMPTY_REDUCTIONS = {
+    "sum": lambda a: gk.sum(a, 0),
+    "prod": lambda a: gk.prod(a, 0),
+    "mean": lambda a: gk.mean(a, 0),
+    "mean_all": lambda a: gk.mean(a),
+    "var": lambda a: gk.var(a, 0),
+    "sum_of_exp": lambda a: gk.sum(gk.exp(a) * 2.0, 0),
+    "matmul": lambda a: gk.transpose(a, (1, 0)) @ a,
+}
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:Degrees of freedom")
+@pytest.mark.parametrize("schedule", [True, False])
+@pytest.mark.parametrize("name", EMPTY_REDUCTIONS)
+def test_reductions_over_an_empty_symbolic_axis_give_the_identity(name, schedule):
+    """sum 0, prod 1, mean NaN, as numpy; the module compiled for N still serves N = 4 afterwards."""
+    with gk.Graph() as g:
+        out = EMPTY_REDUCTIONS[name](gk.input("a", ("N", 3)))
+    compiled = gk.compile(g, out, target="llvm", schedule=schedule)
+    reference = gk.compile(g, out, target="numpy")
+    rng = np.random.default_rng(0)
+    for a in (np.full((0, 3), 7.0, "float32"), rng.normal(size=(4, 3)).astype("float32")):
+        with np.errstate(all="ignore"):
+            want = reference(a=a)
+        assert_ieee_equal(compiled(a=a), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["max", "min", "argmax", "argmin", "logsumexp"])
+def test_reductions_without_identity_refuse_an_empty_axis_at_run_time(op):
+    """numpy raises for these; llvm used to return garbage (argmax: a pointer-sized index)."""
+    with gk.Graph() as g:
+        a = gk.input("a", ("N", 3))
+        out = getattr(gk, op)(a, 0)
+    compiled = gk.compile(g, out, target="llvm")
+    with pytest.raises(gk.GradkilnError):
+        gk.compile(g, out, target="numpy")(a=np.zeros((0, 3), "float32"))
+    with pytest.raises(gk.ShapeError, match=rf"{op}\(f32\[N,3\]\) reduces axes of sizes \[0\] at N=0"):
+        compiled(a=np.zeros((0, 3), "float32"))
+    a = np.arange(6, dtype="float32").reshape(2, 3)
+    np.testing.assert_array_equal(compiled(a=a), gk.compile(g, out, target="numpy")(a=a))
+
+
+def test_fused_max_reduction_refuses_an_empty_axis():
+    with gk.Graph() as g:
+        a = gk.input("a", ("N", 3))
+        out = gk.max(gk.exp(a) * 2.0, 0)
+    compiled = gk.compile(g, out, target="llvm", optimize="O3")
+    assert any(n.op == "fused_reduce" for n in compiled.nodes)
+    with pytest.raises(gk.ShapeError, match="max of zero elements"):
+        compiled(a=np.zeros((0, 3), "float32"))
