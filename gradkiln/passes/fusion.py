@@ -6,8 +6,16 @@ dtype, the cluster has room (`ctx.fuse_limit` operations), and every user outsid
 after the root in topological order: then no path leaves the cluster and comes back, so the
 fused node cannot create a cycle. A member read outside the cluster (a forward value the
 backward pass needs, say) becomes one more output of the fused node, which computes all its
-outputs in one kernel. Size-1 constants are inlined as numbers. A cluster of one node stays as
-it is. The expressions come from `symbolic.sympy_bridge`, so fused nodes differentiate again.
+outputs in one kernel. Size-1 constants that are finite and nonzero are inlined as numbers
+(sympy has no -0.0, and a literal zero, Inf or NaN lets TVM's simplifier fold `x * 0` or fail on
+`x / 0`); the others stay operands. A cluster of one node stays as it is.
+
+Fused nodes compute exactly what their members computed, bit for bit (without `unsafe_math`):
+fused expressions read a product's reciprocal factors as divisions (`fold`: x * y**-1 is x / y),
+so a reciprocal that is an operand of a product enters it as 1.0 * y**-1 (evaluated 1.0 / y, the
+same value), and x * reciprocal(y) stays x * (1 / y), which differs from x / y where 1 / y
+over- or underflows. exp2 is not fused: its expression 2**x rounds differently from numpy's exp2.
+The expressions come from `symbolic.sympy_bridge`, so fused nodes differentiate again.
 Then a matmul whose result only one elementwise (or fused) node of its type reads
 becomes, with it, one `fused_matmul` node (the epilogue: bias, activation, residual add). And a
 sum, mean or max whose input only it reads and a (fused) elementwise node computes
@@ -37,10 +45,12 @@ from ..graph.types import TensorType, broadcast_shapes, same_type
 from .fusion_simplify import simplify_exprs
 from .manager import PassContext, register_pass
 
+INEXACT = frozenset({"exp2"})  # ops whose expression does not evaluate bit for bit as the op does
+
 
 def _fusable(node: Node) -> bool:
     ty = node.types[0]
-    return node.op in EXPRESSIBLE and is_float(ty.dtype) and all(t == ty for t in node.types)
+    return node.op in EXPRESSIBLE - INEXACT and is_float(ty.dtype) and all(t == ty for t in node.types)
 
 
 def _operations(node: Node) -> int:
@@ -52,6 +62,22 @@ def _operations(node: Node) -> int:
 
 def _is_scalar_constant(node: Node) -> bool:
     return node.op == "constant" and np.size(node.attrs["value"]) == 1
+
+
+def _inlinable(node: Node) -> bool:
+    """A size-1 constant sympy holds exactly and TVM cannot fold into a wrong or failing result:
+    finite and nonzero (-0.0 would become 0; x / 0 failed to compile on llvm)."""
+    if not _is_scalar_constant(node):
+        return False
+    value = np.asarray(node.attrs["value"]).reshape(-1)[0]
+    return bool(np.isfinite(value) and value != 0)
+
+
+def _as_operand(expr: sympy.Expr) -> sympy.Expr:
+    """A reciprocal as 1.0 * y**-1, so that a product reading it does not turn into a division."""
+    if isinstance(expr, sympy.Pow) and expr.exp == -1:
+        return sympy.Mul(sympy.Float(1.0), expr, evaluate=False)
+    return expr
 
 
 class _Clusters:
@@ -255,9 +281,9 @@ def _simplified(
 def _operand(graph: Graph, value: Value, env: dict[Value, sympy.Expr], leaves: list[Value]) -> sympy.Expr:
     """A member's operand: a cluster value's expression, an inlined scalar, or an input symbol."""
     if value in env:
-        return env[value]
+        return _as_operand(env[value])
     producer = graph.node(value.node)
-    if _is_scalar_constant(producer):
+    if _inlinable(producer):
         return number(producer.attrs["value"])
     if value not in leaves:
         leaves.append(value)

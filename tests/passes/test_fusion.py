@@ -219,3 +219,83 @@ def test_zero_times_inf_stays_nan_in_a_fused_node():
     optimized, (value,), _ = optimize(g, [out.value], "O3")
     assert optimized.nodes_of("fused")
     np.testing.assert_array_equal(gk.compile(optimized, value)(y=np.float32([0.0, 2.0])), [np.nan, 0.0])
+
+
+UNARY_OPS = ["neg", "reciprocal", "exp", "log", "sqrt", "rsqrt", "square", "tanh", "sigmoid", "abs", "relu", "sin"]
+UNARY_OPS += ["exp2", "expm1", "log1p", "softplus", "silu", "erf", "sign", "cosh"]
+BINARY_OPS = ["add", "sub", "mul", "div", "pow"]
+CONSTANTS = [0.0, -0.0, 1.0, -1.0, 2.0, 0.5, -0.5, 1e20, 3e38, np.inf, -np.inf, np.nan, -2.5]
+
+
+def random_elementwise_graph(seed, size=8):
+    """An elementwise graph over x and y whose operations and scalar constants are drawn from the
+    ones whose fused forms are easy to get wrong (reciprocals beside products, -0.0, Inf, NaN)."""
+    rng = np.random.default_rng(seed)
+    with gk.Graph() as g:
+        values = [gk.input("x", (15,)), gk.input("y", (15,))]
+        for _ in range(size):
+            pick = lambda: values[-1 - min(int(rng.geometric(0.5)) - 1, len(values) - 1)]  # noqa: E731
+            if rng.random() < 0.45:
+                values.append(getattr(gk, str(rng.choice(UNARY_OPS)))(pick()))
+                continue
+            a = pick()
+            b = gk.constant(np.float32(rng.choice(CONSTANTS))) if rng.random() < 0.4 else pick()
+            a, b = (b, a) if rng.random() < 0.5 else (a, b)
+            values.append(gk.emit(str(rng.choice(BINARY_OPS)), a, b))
+        values.append(gk.sum(values[-1]))  # a fused_reduce
+    return g, values[-4:]
+
+
+@pytest.mark.parametrize("seed", range(80))
+def test_o3_on_numpy_gives_the_o0_result_bit_for_bit(seed, identical, special):
+    graph, outputs = random_elementwise_graph(seed)
+    optimized, new_outputs, _ = optimize(graph, [v.value for v in outputs], "O3", verify=True)
+    feeds = {"x": special((15,)), "y": special((15,), shift=4)}
+    for got, want in zip(gk.compile(optimized, new_outputs)(**feeds), gk.compile(graph, outputs)(**feeds)):
+        identical(got, want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda x: gk.exp(x) / gk.constant(np.float32(0.0)),
+        lambda x: gk.reciprocal(x * gk.constant(np.float32(-0.0))),
+        lambda x: gk.reciprocal(gk.constant(np.float32(-0.0)) + x * 0.0),
+        lambda x: x * gk.constant(np.float32(np.inf)) + gk.constant(np.float32(np.nan)) * x,
+    ],
+    ids=["exp_over_zero", "reciprocal_of_negative_zero_product", "negative_zero_sum", "inf_and_nan"],
+)
+def test_o3_keeps_zero_inf_and_nan_constants_exact_on_numpy_and_llvm(build, identical, special):
+    with gk.Graph() as g:
+        x = gk.input("x", (15,))
+        out = build(x)
+    optimized, outs, _ = optimize(g, [out.value], "O3")
+    assert optimized.nodes_of("fused")
+    feeds = {"x": special((15,))}
+    want = gk.compile(g, out)(**feeds)
+    identical(gk.compile(optimized, outs)(**feeds)[0], want)
+    identical(gk.compile(optimized, outs, target="llvm")(**feeds)[0], want)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda x, y, z: x * gk.reciprocal(y),
+        lambda x, y, z: gk.reciprocal(y) * x,
+        lambda x, y, z: gk.reciprocal(y) / z,
+        lambda x, y, z: gk.reciprocal(y) * gk.reciprocal(z),
+        lambda x, y, z: gk.constant(np.float32(2.0)) * gk.reciprocal(y),
+        lambda x, y, z: x * gk.emit("pow", y, gk.constant(np.float32(-1.0))),
+    ],
+    ids=["x_times_reciprocal", "reciprocal_times_x", "reciprocal_over_z", "two_reciprocals", "two_times", "pow"],
+)
+def test_o3_keeps_the_order_of_reciprocals_and_products(build, identical):
+    """1/y overflows for y = 1e-39: x * (1/y) is inf where x / y is 1, (1/y) / z is inf where 1 / (y*z) is 1e29."""
+    with gk.Graph() as g:
+        x, y, z = (gk.input(name, (4,)) for name in "xyz")
+        out = build(x, y, z)
+    optimized, outs, _ = optimize(g, [out.value], "O3")
+    assert optimized.nodes_of("fused")
+    feeds = {"x": np.float32([1e-39, 2, 0, 1e30]), "y": np.float32([1e-39, 4, 0, 1e-39]), "z": np.float32([1e10] * 4)}
+    identical(gk.compile(optimized, outs)(**feeds)[0], gk.compile(g, out)(**feeds))
