@@ -26,7 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^( *)```python\n(.*?)^\1```$", re.S | re.M)
-MARKER = re.compile(r"<!-- doc-test: (needs [\w+.-]+(?: [\w+.-]+)*|skip \(.+?\)) -->\n *$")
+MARKER = re.compile(r"<!-- doc-test: (needs [\w+.-]+(?: [\w+.-]+)*|skip \(.+?\)) -->")
 NEVER_RUN_LIMIT = 0  # blocks marked `skip`: none today; raise this only with a reason in the marker
 
 
@@ -41,7 +41,7 @@ class Block:
 
     @property
     def name(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
+        return f"{self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path}:{self.line}"
 
 
 def blocks_of(path: Path) -> list[Block]:
@@ -49,8 +49,8 @@ def blocks_of(path: Path) -> list[Block]:
     text = path.read_text()
     blocks = []
     for fence in FENCE.finditer(text):
-        before = text[: fence.start()]
-        marker = MARKER.search(before[before.rfind("\n", 0, len(before) - 1) + 1 :] if before else "")
+        before = text[: fence.start()]  # ends with the newline of the line before the fence
+        marker = MARKER.fullmatch(before[:-1].rpartition("\n")[2].strip())
         line = before.count("\n") + 2
         blocks.append(Block(path, line, textwrap.dedent(fence.group(2)), marker.group(1) if marker else None))
     return blocks
@@ -60,8 +60,8 @@ BLOCKS = [block for path in DOCUMENTS for block in blocks_of(path)]
 
 
 @pytest.fixture(scope="module")
-def doc_folders(tmp_path_factory):
-    """Per document: its shared folder and how many of its blocks have run there."""
+def doc_folders():
+    """Per document: [its shared folder, how many of its blocks have run there]."""
     return {}
 
 
@@ -91,7 +91,7 @@ def test_doc_block_runs_as_written(block, doc_folders, tmp_path_factory, monkeyp
     if block.path not in doc_folders:
         doc_folders[block.path] = [tmp_path_factory.mktemp(block.path.stem), 0]
     folder, done = doc_folders[block.path]
-    for earlier in siblings[done:index]:  # when run alone (-k), first what the page runs before it
+    for earlier in siblings[done:index]:  # run alone (-k): first the unmarked blocks the page has before it
         if earlier.marker is None:
             run_block(earlier, folder, monkeypatch)
     run_block(block, folder, monkeypatch)
@@ -107,6 +107,21 @@ def test_every_python_block_is_collected_and_every_marker_is_known():
             f"{path.name}: a doc-test marker is malformed or not on the line before a ```python block: {markers}"
         )
     assert len(BLOCKS) >= 33
+
+
+def test_blocks_are_read_with_their_markers_dedented_and_numbered(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# t\n\n<!-- doc-test: needs dot g++ -->\n```python\nx = 1\n```\n\n"
+        "- item:\n\n  ```python\n  y = 2\n  ```\n<!-- doc-test: skip (needs a CUDA GPU) -->\n```python\nz\n```\n"
+    )
+    blocks = blocks_of(page)
+    assert [(b.line, b.code, b.marker) for b in blocks] == [
+        (5, "x = 1\n", "needs dot g++"),
+        (11, "y = 2\n", None),
+        (15, "z\n", "skip (needs a CUDA GPU)"),
+    ]
+    assert [m.name for b in blocks for m in marks(b)] == ["needs", "skip"]
 
 
 def test_blocks_that_never_run_are_few():
