@@ -9,23 +9,26 @@ import numpy as np
 
 from ..graph import Graph, Node, Tensor, Value
 from ..graph.dtypes import is_int
+from .import_limits import ImportBudget
 
 # gradkiln ops the importer evaluates when their ONNX counterparts meet known values (shape_rules)
 _FOLDED_SHAPE_OPS = frozenset({"expand_dims", "squeeze", "reshape", "slice", "concat", "take", "where"})
 _FOLDED_COMPARISONS = frozenset({"equal", "not_equal", "less", "less_equal", "greater", "greater_equal"})
 
 
-def fold_as_import_would(graph: Graph, outputs: dict[str, Tensor]) -> dict[str, Tensor]:
+def fold_as_import_would(graph: Graph, outputs: dict[str, Tensor], budget: ImportBudget) -> dict[str, Tensor]:
     """Evaluate the nodes that rules built over constants where the importer evaluates the same
     ONNX ops over known values (shape arithmetic: integer elementwise ops, comparisons, shape
     ops; Hardmax's index arithmetic, an unrolled Loop over known values), so that a model imports
     as the graph its export imports as: import -> export -> import is stable. Float arithmetic
     on constants stays as written, as in ONNX. The folded nodes stay (unused): other tensors a
-    rule made may refer to them. Returns `outputs`, the folded ones replaced."""
+    rule made may refer to them. Each folded value is charged to the import's `budget` first.
+    Returns `outputs`, the folded ones replaced."""
     replaced: dict[Value, Value] = {}
     for node in list(graph.nodes()):
         if not _folds(graph, node):
             continue
+        budget.value(node.types[0].shape, f"folding the {node.op} node {node.label} at the end of the import")
         args = [graph.node(v.node).attrs["value"] for v in node.inputs]
         with np.errstate(all="ignore"):
             result = node.opdef.compute(*args, **node.attrs)

@@ -126,5 +126,5 @@ def _cast_like(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
         return ctx.cast_narrow(args[0], narrow, bool(n.attrs.get("saturate", 1)))
     dtype = args[1].dtype
     if foldable(args[:1]):
-        return eval_elementwise("Cast", args[:1], dtype)
+        return eval_elementwise(ctx, "Cast", args[:1], dtype)
     return gb.cast(ctx.tensor(args[0]), dtype)

@@ -10,7 +10,8 @@
   with scan outputs needs a condition that stays true (their length would depend on it).
   Other Loops (a trip count or, with scan outputs, a condition that only the run decides; a
   body that needs the iteration number at import time, as a Slice bound) are unrolled while
-  the trip count and conditions are known at import time.
+  the trip count and conditions are known at import time, up to the import's
+  `max_unrolled_iterations` and `max_unrolled_nodes` (`import_limits.py`).
 A body is imported into the sub-graph being traced; outer values it reads are captured.
 """
 
@@ -122,6 +123,7 @@ class _NeedsUnrollingError(Exception):
 @register_importer("Loop")
 def _loop(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> list[Operand]:
     args = args + [None] * (2 - len(args))
+    _check_loop_body(n, len(args) - 2)
     trips = None if args[0] is None else _known_trips(ctx, args[0])
     if trips is not None and trips >= 1:
         try:
@@ -129,6 +131,17 @@ def _loop(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> list[Operand]
         except (_NeedsUnrollingError, ShapeError, RunTimeValueError):  # e.g. slicing at the iteration number
             pass
     return _unrolled_loop(ctx, n, args)
+
+
+def _check_loop_body(n: OnnxNode, states: int) -> None:
+    """The body takes (iteration, condition, states) and gives (condition, states, scan outputs)."""
+    body = n.attrs["body"]
+    if len(body.input) != 2 + states or len(body.output) != 1 + n.num_outputs or n.num_outputs < states:
+        raise ONNXError(
+            f"the Loop carries {states} state(s) into {n.num_outputs} output(s), so its body needs "
+            f"{2 + states} inputs (iteration, condition, states) and {1 + n.num_outputs} outputs (condition, "
+            f"states, scan outputs), but the body has {len(body.input)} input(s) and {len(body.output)} output(s)"
+        )
 
 
 def _known_trips(ctx: ImportContext, operand: Operand) -> int | None:
@@ -171,8 +184,9 @@ def _unrolled_loop(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> list
     state, outputs, i = list(args[2:]), [], 0
     while going and (trips is None or i < trips):
         counter = Known(np.asarray(i, np.int64), "int64")
-        results = ctx.subgraph(n.attrs["body"], [counter, Known(np.asarray(True), "bool"), *state])
-        going = _flag(ctx, results[0], "loop condition computed by the body")
+        with ctx.budget.iteration():
+            results = ctx.subgraph(n.attrs["body"], [counter, Known(np.asarray(True), "bool"), *state])
+            going = _flag(ctx, results[0], "loop condition computed by the body")
         state, produced = results[1 : 1 + len(state)], results[1 + len(state) :]
         outputs.append(produced)
         i += 1

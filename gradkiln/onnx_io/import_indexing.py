@@ -15,6 +15,7 @@ from ..graph.types import normalize_axis
 from .dtypes import from_onnx
 from .import_select import gather, take_range
 from .importer import ImportContext, ImportRule, OnnxNode, Operand, register_importer
+from .shape_rules import static_dims
 
 
 def iota(x: Tensor, axis: int, dtype: str = "int64") -> Tensor:
@@ -66,6 +67,7 @@ def _one_hot(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     wrapped = gb.where(gb.less(indices, 0), gb.add(indices, depth), indices)
     column = gb.expand_dims(wrapped, axis)
     shape = [depth if i == axis else 1 for i in range(column.ndim)]
+    ctx.budget.value(shape, f"the index ramp of depth {depth}")
     ramp = gb.constant(np.arange(depth).reshape(shape), indices.dtype, graph=indices.graph)
     return gb.where(gb.equal(column, ramp), gb.getitem(values, 1), gb.getitem(values, 0))
 
@@ -137,5 +139,6 @@ def _gather_nd(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 def _eye_like(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     x = ctx.tensor(args[0])
     dtype = from_onnx(n.attrs["dtype"], n.label) if "dtype" in n.attrs else x.dtype
-    rows, cols = (int(d) for d in x.shape)
+    rows, cols = static_dims(x, 2, "EyeLike")
+    ctx.budget.value((rows, cols), "the identity matrix")
     return gb.constant(np.eye(rows, cols, n.attrs.get("k", 0)), dtype, graph=x.graph)

@@ -13,7 +13,7 @@ from ..graph import ONNXError, Tensor
 from ..graph import builder as gb
 from ..graph.types import normalize_axis
 from .importer import ImportContext, OnnxNode, Operand, register_importer
-from .shape_rules import reduction
+from .shape_rules import reduction, static_dims
 
 Axes = Sequence[int] | None
 
@@ -110,9 +110,11 @@ def _lp_norm(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 
 def _nll(scores: Tensor, target: Tensor, weight: Tensor | None, n: OnnxNode) -> Tensor:
     """-scores[n, target[n, ...], ...] weighted by weight[target], picked with a one-hot mask
-    (exact: one product per position is non-zero); ignored targets weigh 0."""
+    (exact: one product per position is non-zero); ignored targets (often -100) weigh 0 and read a
+    zero row (one_hot's mode "fill"); without ignore_index an out-of-range target raises."""
     rank = scores.ndim
-    hot = gb.one_hot(target, int(scores.shape[1]), scores.dtype)  # (N, d..., C)
+    mode = "fill" if "ignore_index" in n.attrs else "raise"
+    hot = gb.one_hot(target, int(scores.shape[1]), scores.dtype, mode)  # (N, d..., C)
     hot = gb.transpose(hot, (0, rank - 1, *range(1, rank - 1)))  # (N, C, d...)
     loss = gb.neg(gb.sum(gb.mul(scores, hot), 1))
     weights = gb.sum(gb.mul(hot, _per_channel(weight, rank)), 1) if weight is not None else None
@@ -175,8 +177,9 @@ def _tile(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 def _trilu(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     x = ctx.tensor(args[0])
     k = int(ctx.optional(args, 1, "k", 0))
-    rows, cols = x.shape[-2:]
-    keep = (np.triu if n.attrs.get("upper", 1) else np.tril)(np.ones((int(rows), int(cols)), bool), k)
+    rows, cols = static_dims(x, 2, "Trilu")
+    ctx.budget.value((rows, cols), "Trilu's mask")
+    keep = (np.triu if n.attrs.get("upper", 1) else np.tril)(np.ones((rows, cols), bool), k)
     return gb.where(gb.constant(keep, graph=x.graph), x, gb.constant(0, x.dtype, graph=x.graph))
 
 

@@ -62,7 +62,7 @@ REDUCTIONS = {"ReduceSum": gb.sum, "ReduceMean": gb.mean, "ReduceMax": gb.max}
 def _elementwise(op_type: str, op: str) -> ImportRule:
     def rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
         if op_type in KNOWN_ELEMENTWISE and foldable(args):
-            return eval_elementwise(op_type, args)
+            return eval_elementwise(ctx, op_type, args)
         tensors = [ctx.tensor(a) for a in args]
         if op == "pow" and tensors[1].dtype != tensors[0].dtype:
             tensors[1] = gb.cast(tensors[1], tensors[0].dtype)
@@ -92,7 +92,7 @@ def _reduce_min(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand
 def _mod(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     """Integer remainder of known values (shape arithmetic) only."""
     if foldable(args) and not n.attrs.get("fmod", 0):
-        return eval_elementwise("Mod", args)
+        return eval_elementwise(ctx, "Mod", args)
     raise ONNXError("Mod of run-time tensors needs a remainder op, which gradkiln's op table lacks")
 
 
@@ -117,7 +117,7 @@ def _cast(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     if n.attrs["to"] in NARROW:
         return ctx.cast_narrow(args[0], n.attrs["to"], bool(n.attrs.get("saturate", 1)))
     if foldable(args):
-        return eval_elementwise("Cast", args, dtype)
+        return eval_elementwise(ctx, "Cast", args, dtype)
     return gb.cast(ctx.tensor(args[0]), dtype)
 
 
@@ -187,7 +187,14 @@ def _expand(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 @register_importer("Concat")
 def _concat(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     if foldable(args):
-        return tidy(np.concatenate([a.array for a in args], n.attrs["axis"]), args[0].dtype)
+        ctx.budget.value((sum(a.array.size for a in args),), f"the concatenation of {len(args)} known values")
+        try:
+            return tidy(np.concatenate([a.array for a in args], n.attrs["axis"]), args[0].dtype)
+        except ValueError as err:  # ranks or dims that differ, an axis out of range (AxisError)
+            shapes = [a.array.shape for a in args]
+            raise ONNXError(
+                f"cannot concatenate known values of shapes {shapes} on axis {n.attrs['axis']}: {err}"
+            ) from None
     return gb.concat([ctx.tensor(a) for a in args], n.attrs["axis"])
 
 

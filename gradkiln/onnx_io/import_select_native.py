@@ -52,10 +52,15 @@ def _scatter_elements(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> O
 @register_importer("Slice")
 def _slice(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     """Axes with a negative step are flipped, their bounds mirrored; the rest is an ordinary Slice."""
-    if n.opset < 10 or len(args) < 5 or args[4] is None or min(ctx.dims(args[4], "steps")) > 0:
+    if n.opset < 10 or len(args) < 5 or args[4] is None:
+        return _SLICE(ctx, n, args)
+    steps = ctx.dims(args[4], "steps")
+    if any(isinstance(step, int) and step == 0 for step in steps):
+        raise ONNXError(f"a step is 0 (steps {steps}); ONNX requires non-zero steps")
+    if min(steps) > 0:
         return _SLICE(ctx, n, args)
     x = ctx.tensor(args[0])
-    starts, ends, steps = (ctx.dims(args[i], what) for i, what in ((1, "starts"), (2, "ends"), (4, "steps")))
+    starts, ends = (ctx.dims(args[i], what) for i, what in ((1, "starts"), (2, "ends")))
     axes = [normalize_axis(int(a), x.ndim) for a in ctx.optional(args, 3, "axes", range(len(starts)), dims=True)]
     flipped, kept = [], []
     for axis, start, end, step in zip(axes, starts, ends, steps):

@@ -25,6 +25,7 @@ from ..lowering.numpy_backend import NumpyExecutable
 from . import functions
 from .constant_folding import fold_as_import_would
 from .dtypes import NARROW, TO_ONNX, from_onnx, narrow_known, narrow_tensor, stand_in, widen
+from .import_limits import ImportBudget, ImportLimits
 from .model_file import default_opset, load
 
 
@@ -84,10 +85,13 @@ def register_importer(op_type: str) -> Callable[[ImportRule], ImportRule]:
 class ImportContext:
     """Turns operands into tensors or known values for the rules, materializing known values once."""
 
-    def __init__(self, graph: Graph, opset: int = 1, rules: dict | None = None) -> None:
+    def __init__(
+        self, graph: Graph, opset: int = 1, rules: dict | None = None, limits: ImportLimits | None = None
+    ) -> None:
         self.graph = graph
         self.opset = opset
         self.rules = rules if rules is not None else IMPORTERS
+        self.budget = ImportBudget(limits)
         self.env: MutableMapping[str, Any] = {"": None}
         self.sources: dict[sympy.Symbol, tuple[Tensor, int]] = {}
         self._constants: dict[int, tuple[Known, Tensor]] = {}
@@ -147,7 +151,7 @@ class ImportContext:
         """The import-time value of `operand` (evaluated when it is computed from constants only);
         an error naming the graph inputs it is computed from when it is only known at run time."""
         if isinstance(operand, Tensor) and not self._inputs_behind(operand):
-            return NumpyExecutable(self.graph, operand)()  # computed from constants only
+            return self._evaluate(operand, what)  # computed from constants only
         if not isinstance(operand, Known):
             inputs = self._inputs_behind(operand)
             raise RunTimeValueError(
@@ -156,6 +160,14 @@ class ImportContext:
                 inputs,
             )
         return operand.array
+
+    def _evaluate(self, tensor: Tensor, what: str) -> np.ndarray:
+        """Run the nodes computing `tensor` on the numpy executor, each output charged first."""
+        nodes = (self.graph.node(i) for i in self.graph.needed_nodes([tensor.value]))
+        for node in nodes:
+            for ty in node.types if node.op != "constant" else ():  # constants hold their values already
+                self.budget.value(ty.shape, f"evaluating the {what}, a {node.op} node's result")
+        return NumpyExecutable(self.graph, tensor)()
 
     def _inputs_behind(self, operand: Operand) -> list[str]:
         if not isinstance(operand, Tensor):
@@ -209,7 +221,9 @@ def _as_int_or_expr(value: Any) -> Dim:
 
 
 def import_model(
-    model_or_path: onnx.ModelProto | str | os.PathLike | bytes, rules: Mapping[str, ImportRule] | None = None
+    model_or_path: onnx.ModelProto | str | os.PathLike | bytes,
+    rules: Mapping[str, ImportRule] | None = None,
+    limits: ImportLimits | None = None,
 ) -> tuple[Graph, dict[str, Tensor]]:
     """Import an ONNX model (a ModelProto, a path or serialized bytes).
 
@@ -219,7 +233,9 @@ def import_model(
     Narrow element types import as their stand-ins (see `dtypes.py`): bfloat16, float8 and
     float4 as float32, int4 and int2 as int8, uint4 and uint2 as uint8. `rules` maps ONNX op
     types to import rules used for this import in place of (or besides) the registered
-    `IMPORTERS`, e.g. training-mode BatchNorm.
+    `IMPORTERS`, e.g. training-mode BatchNorm. `limits` bounds the work import does itself
+    (values evaluated at import time, unrolled Loop iterations, node imports; `ImportLimits`
+    holds the defaults): past one, an `ONNXError` names the node and the limit.
     """
     from . import import_rules  # noqa: F401  (fills IMPORTERS)
 
@@ -227,13 +243,13 @@ def import_model(
     model = load(model_or_path, table)
     opset = default_opset(model)
     graph = Graph(model.graph.name or "onnx")
-    ctx = ImportContext(graph, opset, table)
+    ctx = ImportContext(graph, opset, table, limits)
     with graph:
         env = ctx.env = _sources(ctx, model.graph)
         for proto in model.graph.node:
             _import_node(ctx, proto, opset, env, table)
         outputs = {o.name: ctx.tensor(env[o.name], f"output {o.name!r}") for o in model.graph.output}
-    return graph, fold_as_import_would(graph, outputs)
+    return graph, fold_as_import_would(graph, outputs, ctx.budget)
 
 
 def _sources(ctx: ImportContext, onnx_graph: onnx.GraphProto) -> dict[str, Operand]:
@@ -272,13 +288,21 @@ def _shape(info: onnx.ValueInfoProto) -> tuple[Dim, ...]:
     if not info.type.tensor_type.HasField("shape"):
         raise ONNXError(f"graph input {info.name!r} has no shape; gradkiln needs at least its rank")
     dims = info.type.tensor_type.shape.dim
-    return tuple(_dim(d, f"{info.name}_{i}") for i, d in enumerate(dims))
+    return tuple(_dim(d, info.name, i) for i, d in enumerate(dims))
 
 
-def _dim(d: onnx.TensorShapeProto.Dimension, fallback: str) -> Dim:
+def _dim(d: onnx.TensorShapeProto.Dimension, input_name: str, axis: int) -> Dim:
+    """A dim_value as an int; a dim_param (or no dim at all) as a symbol, named after the input
+    and axis when it is not an identifier."""
     if d.HasField("dim_value"):
         return as_dim(d.dim_value)
+    fallback = f"{input_name}_{axis}"
     name = d.dim_param if d.HasField("dim_param") else fallback
+    if isinstance(name, bytes):  # protobuf hands back a string that is not UTF-8 as bytes
+        raise ONNXError(
+            f"graph input {input_name!r}: the dim_param of axis {axis} is not UTF-8 text ({name[:16]!r}); "
+            "the model file is damaged"
+        )
     return symbol(name) if name.isidentifier() else symbol(fallback)
 
 
@@ -289,6 +313,7 @@ def _import_node(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dic
     attrs = {a.name: _attr(proto, a.name, helper.get_attribute_value(a)) for a in proto.attribute}
     node = OnnxNode(proto.op_type, proto.name, attrs, opset, len(proto.output))
     try:
+        ctx.budget.node()
         args = [env[name] for name in proto.input]
         result = rules[proto.op_type](ctx, node, args)
     except GradkilnError as err:

@@ -33,6 +33,7 @@ def load(model_or_path: onnx.ModelProto | str | os.PathLike | bytes, rules: Mapp
             raise ONNXError(f"{where} is not an ONNX model (it does not parse as a ModelProto: {err})") from None
     if not model.HasField("graph"):
         raise ONNXError(f"{where} is not an ONNX model: it has no graph (an empty, truncated or foreign file?)")
+    _check_opset(model, where)
     if rules is not None:
         _check_supported(model, rules)
     _check_external_files(model, where, folder)
@@ -46,23 +47,52 @@ def load(model_or_path: onnx.ModelProto | str | os.PathLike | bytes, rules: Mapp
     return model
 
 
+def _check_opset(model: onnx.ModelProto, where: str) -> None:
+    """An `ONNXError` for a default-domain opset newer than the installed onnx package defines
+    (its ops' meanings are unknown, so importing them by an older definition could be wrong)."""
+    newest = onnx.defs.onnx_opset_version()
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx") and entry.version > newest:
+            raise ONNXError(
+                f"{where} imports opset {entry.version} of the ONNX domain, but the installed onnx "
+                f"{onnx.__version__} supports opsets up to {newest}; upgrade onnx, or export the model at "
+                f"opset {newest} or older"
+            )
+
+
 def _check_external_files(model: onnx.ModelProto, where: str, folder: str | None) -> None:
-    """An `ONNXError` naming the first tensor whose external data file cannot be read."""
+    """An `ONNXError` naming the first tensor whose external data cannot be read: no folder to
+    look in, a field that is not a number, a location that is not a file, a range past its end."""
     for tensor in _tensors(model.graph):
         if not external_data_helper.uses_external_data(tensor):
             continue
-        location = external_data_helper.ExternalDataInfo(tensor).location
+        what = f"{where}: tensor {tensor.name!r} keeps its data in the external file"
+        try:
+            info = external_data_helper.ExternalDataInfo(tensor)
+        except ValueError as err:  # offset or length not a number, or negative
+            raise ONNXError(f"{what}, but its offset or length is not a non-negative number ({err})") from None
         if folder is None:
             raise ONNXError(
-                f"{where}: tensor {tensor.name!r} keeps its data in the external file {location!r}, which "
-                "a ModelProto or bytes cannot locate; pass the model's path, or onnx.load(path) it first"
+                f"{what} {info.location!r}, which a ModelProto or bytes cannot locate; pass the model's path, "
+                "or onnx.load(path) it first"
             )
-        path = os.path.join(folder, location)
-        if not os.path.isfile(path):
-            raise ONNXError(
-                f"{where}: tensor {tensor.name!r} keeps its data in the external file {location!r}, but "
-                f"{path!r} does not exist; keep the data file next to the model, under that name"
-            )
+        _check_external_range(what, info, os.path.join(folder, info.location))
+
+
+def _check_external_range(what: str, info: external_data_helper.ExternalDataInfo, path: str) -> None:
+    if os.path.isdir(path):
+        raise ONNXError(f"{what} {info.location!r}, but {path!r} is a folder, not a file; the model is malformed")
+    if not os.path.isfile(path):
+        raise ONNXError(
+            f"{what} {info.location!r}, but {path!r} does not exist; keep the data file next to the model, "
+            "under that name"
+        )
+    size, offset, length = os.path.getsize(path), info.offset or 0, info.length
+    if offset + (length or 0) > size:
+        raise ONNXError(
+            f"{what} {info.location!r} at offset {offset}, length {length}, past the end of that "
+            f"{size}-byte file; the data file is truncated or belongs to another model"
+        )
 
 
 def _read(source: str | os.PathLike | bytes) -> tuple[bytes, str]:

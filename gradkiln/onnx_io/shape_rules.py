@@ -6,6 +6,7 @@ expressions, on which the arithmetic below works unchanged (partial evaluation).
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any, Callable
 
@@ -57,6 +58,14 @@ def tidy(array: Any, dtype: str) -> Known:
     return Known(array.astype(dtype), dtype)
 
 
+def static_dims(x: Tensor, count: int, op_type: str) -> list[int]:
+    """The last `count` dims of `x`, which `op_type` needs static (it builds a constant of their size)."""
+    dims = list(x.shape[-count:]) if x.ndim >= count else []
+    if len(dims) < count or not all(isinstance(d, int) for d in dims):
+        raise ONNXError(f"{op_type} needs an input whose last {count} dims are static, got shape {x.shape}")
+    return dims
+
+
 def foldable(args: list[Operand]) -> bool:
     """Whether to evaluate an op at import time: its inputs are known, and it computes on ints or
     symbolic dims (shape arithmetic); float constant arithmetic stays in the graph as written."""
@@ -64,16 +73,31 @@ def foldable(args: list[Operand]) -> bool:
     return all(isinstance(a, Known) for a in known) and any(is_int(a.dtype) or a.array.dtype == object for a in known)
 
 
-def eval_elementwise(op_type: str, args: list[Operand], dtype: str | None = None) -> Known:
+def known_broadcast(ctx: ImportContext, op_type: str, args: list[Known]) -> None:
+    """Charge the import-time result of elementwise `op_type` over `args` (their broadcast shape)
+    before it is computed; an `ONNXError` when the shapes do not broadcast."""
+    shapes = [a.array.shape for a in args]
+    try:
+        shape = np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ONNXError(f"{op_type} of known values of shapes {shapes}, which do not broadcast") from None
+    ctx.budget.value(shape, f"the {op_type} of known values of shapes {shapes}")
+
+
+def eval_elementwise(ctx: ImportContext, op_type: str, args: list[Operand], dtype: str | None = None) -> Known:
     """Evaluate an elementwise op on known values (object arrays included)."""
     dtype = dtype or args[0].dtype
     if op_type == "Cast":
         return tidy(args[0].array, dtype)
+    known_broadcast(ctx, op_type, args)
     fn = _int_div if op_type == "Div" and is_int(dtype) else KNOWN_ELEMENTWISE[op_type]
     arrays = [a.array.astype(object) for a in args]
     result = arrays[0]
-    for other in arrays[1:]:
-        result = np.frompyfunc(fn, 2, 1)(result, other)
+    try:
+        for other in arrays[1:]:
+            result = np.frompyfunc(fn, 2, 1)(result, other)
+    except ZeroDivisionError:
+        raise ONNXError(f"{op_type} of known integers is a division by zero (ONNX leaves it undefined)") from None
     if len(arrays) == 1:
         result = np.frompyfunc(fn, 1, 1)(result)
     return tidy(result, dtype)
@@ -99,6 +123,7 @@ def folding(op_type: str, rule: ImportRule) -> ImportRule:
 
     def fold_or_rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
         if all(isinstance(a, Known) and a.array.dtype != object for a in args):
+            known_broadcast(ctx, op_type, args)
             fn, dtype = KNOWN_NUMERIC[op_type]
             return tidy(fn(*(a.array for a in args)), dtype or args[-1].dtype)
         return rule(ctx, n, args)
@@ -153,8 +178,14 @@ def _gather(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     """Evaluated when the data is known; else picked from the tensor at the known indices."""
     if isinstance(args[0], Tensor):
         return gather(args[0], ctx.known(args[1], "indices"), n.attrs.get("axis", 0))
-    data, indices = ctx.known(args[0], "data"), ctx.known(args[1], "indices")
-    return tidy(np.take(data, indices.astype(np.int64), axis=n.attrs.get("axis", 0)), args[0].dtype)
+    data, indices = ctx.known(args[0], "data"), ctx.known(args[1], "indices").astype(np.int64)
+    axis = normalize_axis(n.attrs.get("axis", 0), data.ndim)
+    if indices.size and (indices.min() < -data.shape[axis] or indices.max() >= data.shape[axis]):
+        raise ONNXError(
+            f"indices {indices.min()}..{indices.max()} are out of range for axis {axis} of size {data.shape[axis]}"
+        )
+    ctx.budget.value((*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :]), "the gathered known value")
+    return tidy(np.take(data, indices, axis=axis), args[0].dtype)
 
 
 @register_importer("Range")
@@ -163,6 +194,10 @@ def _range(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     if any(a.dtype == object for a in bounds):
         raise ONNXError("Range over symbolic dims cannot be evaluated at import time")
     start, limit, delta = (a.reshape(-1)[0] for a in bounds)
+    steps = np.float64(limit - start) / delta if delta else np.inf
+    if not np.isfinite(steps):
+        raise ONNXError(f"Range from {start} to {limit} by {delta} never ends")
+    ctx.budget.value((max(0, math.ceil(steps)),), f"the range from {start} to {limit} by {delta}")
     return tidy(np.arange(start, limit, delta), args[0].dtype)
 
 
@@ -179,6 +214,7 @@ def _constant_of_shape(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> 
     dtype = from_onnx(helper.np_dtype_to_tensor_dtype(value.dtype), n.label)
     shape = ctx.dims(args[0], "shape")
     if all(isinstance(d, int) for d in shape):
+        ctx.budget.value(shape, f"the constant of shape {shape}")
         return tidy(np.full(shape, value), dtype)
     return gb.broadcast_to(gb.constant(value, dtype, graph=ctx.graph), shape)
 
@@ -208,7 +244,10 @@ def _reshape(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     if not n.attrs.get("allowzero", 0):
         target = [shape[i] if isinstance(d, int) and d == 0 else d for i, d in enumerate(target)]
     if foldable(args[:1]):
-        return Known(x.array.reshape([int(d) for d in target]), x.dtype)
+        try:
+            return Known(x.array.reshape([int(d) for d in target]), x.dtype)
+        except (ValueError, TypeError) as err:  # sizes that differ; a symbolic dim
+            raise ONNXError(f"cannot reshape the known value of shape {shape} to {target}: {err}") from None
     return gb.reshape(ctx.tensor(x), target)
 
 
