@@ -2,9 +2,10 @@
 
 - `export(graph, outputs, path=None, opset=OPSET, name=None) -> onnx.ModelProto` writes the part
   of `graph` that `outputs` needs (opset 18 by default), checked with `full_check`.
-- `import_model(model_or_path, rules=None) -> (Graph, {onnx output name: Tensor})` reads a
-  ModelProto, a path (with external data files) or serialized bytes; `gk.compile(graph,
-  outputs)` then runs it. `rules` overrides import rules for one call.
+- `import_model(model_or_path, rules=None, limits=None) -> (Graph, {onnx output name: Tensor})`
+  reads a ModelProto, a path (with external data files) or serialized bytes; `gk.compile(graph,
+  outputs)` then runs it. `rules` overrides import rules for one call; `limits` (`ImportLimits`)
+  bounds the work import does itself.
 - `training_graph(model, loss, trainable, optimizer) -> TrainingGraph` imports a model as a
   training step: loss, parameter gradients, optimizer and batch-norm state updates.
 
@@ -21,6 +22,7 @@ from . import (
 )
 from .export_rules import EXPORTERS, register_exporter
 from .exporter import OPSET, ExportContext, export
+from .import_limits import ImportLimits
 from .import_rules import IMPORTERS, register_importer
 from .importer import ImportContext, Known, import_model
 from .training import TrainingGraph, training_graph
@@ -31,6 +33,7 @@ __all__ = [
     "OPSET",
     "ExportContext",
     "ImportContext",
+    "ImportLimits",
     "Known",
     "TrainingGraph",
     "export",
