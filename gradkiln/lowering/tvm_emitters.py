@@ -82,8 +82,6 @@ DIRECT: dict[str, Callable[..., relax.Expr]] = {
     "div": R.divide,
     "pow": R.power,
     "atan2": R.atan2,
-    "mod": R.floor_mod,
-    "floordiv": R.floor_divide,
     "where": R.where,
 }
 for _name, _fn in DIRECT.items():
@@ -420,6 +418,7 @@ from . import (  # noqa: E402,F401  (each family's emitters, into EMITTERS)
     tvm_emitters_bitwise,  # the bitwise ops
     tvm_emitters_complex,  # the complex ops: refused, TVM has no complex dtype
     tvm_emitters_control,  # scan and cond, unrolled
+    tvm_emitters_divmod,  # mod and floordiv as numpy computes them
     tvm_emitters_fused,  # the fused elementwise op
     tvm_emitters_linalg,  # the linear algebra ops
     tvm_emitters_nn,  # the nn ops

@@ -14,7 +14,9 @@ arithmetic: `ieee_barrier(x)` is an identity that TVM cannot see through, lowere
 LowerIntrin, after the last simplification. Two places put barriers in: `LEGALIZE_MAP` wraps the
 zero scalar constants of add, multiply and divide, and `shield_float_identities` (first pass of
 the TIR pipeline) wraps the right operand of float subtractions and equalities, writes `a != b` as
-`!(a == b)` (an unordered compare in LLVM) and hides comparisons under a `!`.
+`!(a == b)` (an unordered compare in LLVM), and hides comparisons under a `!`.
+TVM also takes a -0.0 constant for 0.0 (`select(c, -0.0, 0.0)` became -0.0 during fusion): kernels
+that need a signed zero compute it with copysign.
 """
 
 from __future__ import annotations

@@ -164,3 +164,37 @@ def test_fused_max_reduction_refuses_an_empty_axis():
     assert any(n.op == "fused_reduce" for n in compiled.nodes)
     with pytest.raises(gk.ShapeError, match="max of zero elements"):
         compiled(a=np.zeros((0, 3), "float32"))
+
+
+def special_pairs(dtype: str) -> dict[str, np.ndarray]:
+    """Every pair of special and ordinary values, with huge and mixed-sign operands."""
+    values = np.concatenate([SPECIAL, [5.5, -5.5, 2.0, -3.0, 0.5, 1e30, -7e-39]]).astype("float64")
+    a, b = np.meshgrid(values, values)
+    with np.errstate(over="ignore"):
+        return {"a": a.ravel().astype(dtype), "b": b.ravel().astype(dtype)}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_mod_and_floordiv_follow_numpy(dtype):
+    """mod(3e38, -3) is -1 (not 1e31), mod(x, -inf) is -inf for x > 0, floordiv(1, -inf) is -1,
+    zeros carry numpy's signs; float16 rounds once from float32, as numpy's half loops do."""
+    got, want = run_both(lambda a, b: [gk.mod(a, b), gk.floordiv(a, b)], special_pairs(dtype))
+    for g, w in zip(got, want):
+        assert_ieee_equal(g, w)
+    one = run_both(
+        lambda a, b: [gk.mod(a, b), gk.floordiv(a, b)], {"a": np.float32([3e38, 1]), "b": np.float32([-3, -np.inf])}
+    )
+    np.testing.assert_array_equal(one[0][0], [-1, -np.inf])
+    np.testing.assert_array_equal(one[0][1], np.float32([-1e38, -1]))
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int32", "int64", "uint8", "uint32"])
+def test_integer_division_by_zero_and_minus_one_does_not_trap(dtype):
+    """x // 0 and x % 0 are 0 as in numpy, INT_MIN // -1 wraps; x86 traps on both (the process died)."""
+    info = np.iinfo(dtype)
+    values = np.array(sorted({info.min, info.min + 1, -7, -1, 0, 1, 2, 7, info.max}), "int64")
+    values = values[(values >= info.min) & (values <= info.max)]
+    a, b = (v.ravel().astype(dtype) for v in np.meshgrid(values, values))
+    got, want = run_both(lambda a, b: [gk.mod(a, b), gk.floordiv(a, b)], {"a": a, "b": b})
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
