@@ -41,3 +41,8 @@ class VizError(GradkilnError, RuntimeError):
 
 class AnomalyError(GradkilnError, FloatingPointError):
     """Anomaly detection found a NaN or Inf; the message names the node, its source line and inputs."""
+
+
+class IndexOutOfRangeError(GradkilnError, IndexError):
+    """An index op met an index outside its axis in mode "raise"; the message names the op, the node,
+    the offending index and the valid range."""

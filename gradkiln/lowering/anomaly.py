@@ -5,7 +5,8 @@ executable with `gk.compile(..., detect_anomaly=True)`. The numpy executor then 
 floating output right after computing it and raises `AnomalyError` naming the node, the user's
 source line that built it and statistics of its inputs. Runs without it pay one flag check per node.
 TVM executables run an instrumented build instead (every value an output of the module, built on
-first use) and check the values in the same order (`check_in_order`).
+first use) and check the values in the same order (`check_in_order`), with the indices of index ops
+in mode "raise" checked as the numpy executor always checks them (graph/ops/index_mode.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..graph import AnomalyError, Node, Value
+from ..graph import AnomalyError, IndexOutOfRangeError, Node, Value
+from ..graph.ops.index_mode import check_indices
 
 _mode = threading.local()
 
@@ -46,9 +48,23 @@ def check_finite(node: Node, args: Sequence[np.ndarray], results: Sequence[np.nd
 
 def check_in_order(nodes: Sequence[Node], values: Mapping[Value, np.ndarray]) -> None:
     """`check_finite` over `nodes` in order, their inputs and outputs read from `values` (what an
-    instrumented TVM build returns): the first node with a NaN or Inf output is reported."""
+    instrumented TVM build returns): the first node with a NaN or Inf output is reported. Index ops
+    in mode "raise" first have their indices checked (compiled kernels cannot raise), so an
+    out-of-range index raises `IndexOutOfRangeError` as on the numpy executor."""
     for node in nodes:
-        check_finite(node, [values[v] for v in node.inputs], [values[v] for v in node.outputs])
+        args = [values[v] for v in node.inputs]
+        try:
+            check_indices(node.op, args, node.attrs)
+        except IndexOutOfRangeError as err:
+            raise located(node, err) from None
+        check_finite(node, args, [values[v] for v in node.outputs])
+
+
+def located(node: Node, err: IndexOutOfRangeError) -> IndexOutOfRangeError:
+    """`err` with the node that raised it and the user's line that built the node."""
+    return IndexOutOfRangeError(
+        f"{node.label} = {err}\n  built at {node.source or 'an unknown place (inside gradkiln)'}"
+    )
 
 
 def _describe(node: Node, index: int, args: Sequence[np.ndarray], result: np.ndarray) -> str:

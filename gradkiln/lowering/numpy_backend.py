@@ -15,10 +15,10 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 import sympy
 
-from ..graph import GradkilnError, Graph, LoweringError, Node, Value, get_op
+from ..graph import GradkilnError, Graph, IndexOutOfRangeError, LoweringError, Node, Value, get_op
 from ..graph.types import is_symbolic
 from ..passes.memory import MemoryPlan, plan_memory
-from .anomaly import anomaly_enabled, check_finite
+from .anomaly import anomaly_enabled, check_finite, located
 from .executable import Executable, resolve
 from .numpy_kernels import OUT_KERNELS, blockwise_kernel
 from .profile import KernelTotal, Profile, check_repeat
@@ -202,6 +202,8 @@ class NumpyExecutable(Executable):
         try:
             with np.errstate(all="ignore"):
                 return fn(*fn_args, **fn_kwargs)
+        except IndexOutOfRangeError as err:
+            raise located(node, err) from None
         except GradkilnError:
             raise
         except Exception as err:

@@ -364,9 +364,14 @@ def _slice(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
 
 @register_emitter("one_hot")
 def _one_hot(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    """Relax's one_hot compares each index with 0..depth-1, so out-of-range indices give zero rows."""
-    dtype = node.attrs["dtype"]
-    return R.one_hot(args[0], tirx.const(1, dtype), tirx.const(0, dtype), node.attrs["depth"])
+    """Relax's one_hot compares each index with 0..depth-1, so out-of-range indices give zero rows
+    (mode "fill"; "raise" too, as kernels cannot raise); mode "clip" clamps them into range first."""
+    dtype, depth, indices = node.attrs["dtype"], node.attrs["depth"], args[0]
+    if node.attrs.get("mode") == "clip":
+        index_dtype = node.graph.type_of(node.inputs[0]).dtype
+        low, high = relax.const(0, index_dtype), relax.const(depth - 1, index_dtype)
+        indices = ctx.bb.emit(R.minimum(R.maximum(indices, low), high))
+    return R.one_hot(indices, tirx.const(1, dtype), tirx.const(0, dtype), depth)
 
 
 @register_emitter("size")

@@ -1,12 +1,15 @@
 """ONNX export rules of the neural-network ops: Conv, ConvTranspose, MaxPool, AveragePool and
-Gather one to one; scatter_add as ScatterND with reduction "add" over the axis moved first."""
+Gather one to one (take's indices mapped as its mode says: `export_select.mode_indices`);
+scatter_add as ScatterND with reduction "add" over the axis moved first."""
 
 from __future__ import annotations
 
 from onnx import TensorProto
 
 from ..graph import Node
+from ..graph.ops.index_mode import fill_value
 from .export_rules import register_exporter
+from .export_select import mode_indices
 from .exporter import ExportContext
 
 
@@ -64,7 +67,10 @@ def _avg_pool2d(ctx: ExportContext, node: Node, ins: list[str], outs: list[str])
 
 @register_exporter("take")
 def _take(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
-    ctx.emit("Gather", ins, outs, axis=node.attrs["axis"])
+    axis = node.attrs["axis"]
+    safe = mode_indices(ctx, node, ins[1])
+    read = ctx.emit("Gather", [ins[0], safe.indices], [safe.read_into(ctx, outs[0])], axis=axis)
+    safe.masked(ctx, read, axis, node, fill_value(node.types[0].dtype), outs[0])
 
 
 @register_exporter("scatter_add")
@@ -74,6 +80,8 @@ def _scatter_add(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]
     x, indices, updates = ins
     axis = node.attrs["axis"]
     rank, index_rank = (len(node.graph.type_of(v).shape) for v in node.inputs[:2])
+    safe = mode_indices(ctx, node, indices)
+    indices, updates = safe.indices, safe.masked(ctx, updates, axis, node, 0, ctx.fresh(f"{updates}_kept"))
     if node.graph.type_of(node.inputs[1]).dtype != "int64":  # ScatterND takes int64 indices only
         indices = ctx.emit("Cast", [indices], [ctx.fresh(f"{indices}_int64")], to=TensorProto.INT64)
     column = ctx.emit("Unsqueeze", [indices, ctx.ints([-1], "axes")], [ctx.fresh(f"{indices}_column")])

@@ -194,10 +194,14 @@ def _interior_pad(ctx: ExportContext, node: Node, x: str) -> str:
 
 @register_exporter("one_hot")
 def _one_hot(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
-    """Compare each index with 0..depth-1: out-of-range indices match nothing (a zero row)."""
-    index_dtype = node.graph.type_of(node.inputs[0]).dtype
-    classes = ctx.const(np.arange(node.attrs["depth"]), "classes", dtype=index_dtype)
-    column = ctx.emit("Unsqueeze", [ins[0], ctx.ints([-1], "axes")], [ctx.fresh(f"{ins[0]}_column")])
+    """Compare each index with 0..depth-1: out-of-range indices match nothing (a zero row: mode
+    "fill", and "raise", which a model cannot); mode "clip" clips them into range first."""
+    index_dtype, depth, indices = node.graph.type_of(node.inputs[0]).dtype, node.attrs["depth"], ins[0]
+    if node.attrs.get("mode") == "clip":
+        bounds = [ctx.const(0, "zero", index_dtype), ctx.const(depth - 1, "last_class", index_dtype)]
+        indices = ctx.emit("Clip", [indices, *bounds], [ctx.fresh(f"{indices}_clipped")])
+    classes = ctx.const(np.arange(depth), "classes", dtype=index_dtype)
+    column = ctx.emit("Unsqueeze", [indices, ctx.ints([-1], "axes")], [ctx.fresh(f"{indices}_column")])
     hits = ctx.emit("Equal", [column, classes], [ctx.fresh(f"{outs[0]}_hits")])
     ctx.emit("Cast", [hits], outs, to=TO_ONNX[node.attrs["dtype"]])
 

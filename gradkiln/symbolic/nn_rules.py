@@ -10,7 +10,8 @@ avg_pool2d, take, scatter_add), written with the builder API like every other ru
   of one mask per kernel offset, so they need no extra op; where the windows tile the input
   (stride = kernel, no padding) the gradient is reshapes and broadcasts of a window view instead.
 - avg_pool2d's gradient is a depthwise conv_transpose2d with a kernel of ones.
-- take's gradient is a scatter_add into zeros and scatter_add's is a take.
+- take's gradient is a scatter_add into zeros and scatter_add's is a take, in the op's index mode
+  (clip: to the clamped index; fill: nowhere, as for gather_elements in select_rules).
 - Batching folds a batched input into the N axis; a batched weight folds the batch into the
   groups of the convolution; batched indices are offset into a flattened (batch, axis) axis.
 """
@@ -30,6 +31,7 @@ from ..graph.ops.nn_ops import Padding, Pair, pool_counts, transpose_out
 from ..graph.types import Dim, dims_equal
 from .batching import register_batch
 from .jvp_rules import Tangents, register_jvp
+from .select_rules import both, linear_read
 from .vjp_rules import register_vjp
 
 
@@ -221,25 +223,32 @@ def _avg_pool2d_jvp(inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents,
 
 # -- indexing -------------------------------------------------------------------------------------
 @register_vjp("take")
-def _take(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axis: int) -> tuple[Tensor, None]:
+def _take(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axis: int, mode: str = "raise") -> tuple[Tensor, None]:
     x, indices = inputs
-    return gb.scatter_add(zeros_like(x), indices, g, axis), None
+    return gb.scatter_add(zeros_like(x), indices, g, axis, mode), None
 
 
 @register_jvp("take")
-def _take_jvp(inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents, axis: int) -> Tensor:
-    return gb.take(tangents[0], inputs[1], axis)
+def _take_jvp(inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents, axis: int, mode: str = "raise") -> Tensor:
+    x, indices = inputs
+    return linear_read(lambda i, m: gb.take(tangents[0], i, axis, m), x, indices, axis, mode, axis)
 
 
 @register_vjp("scatter_add")
-def _scatter_add(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axis: int) -> tuple[Tensor, None, Tensor]:
-    return g, None, gb.take(g, inputs[1], axis)
+def _scatter_add(
+    inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axis: int, mode: str = "raise"
+) -> tuple[Tensor, None, Tensor]:
+    x, indices, _ = inputs
+    return g, None, linear_read(lambda i, m: gb.take(g, i, axis, m), x, indices, axis, mode, axis)
 
 
 @register_jvp("scatter_add")
-def _scatter_add_jvp(inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents, axis: int) -> Tensor:
+def _scatter_add_jvp(
+    inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents, axis: int, mode: str = "raise"
+) -> Tensor:
     (x, indices, updates), (tx, _, tu) = inputs, tangents
-    return gb.scatter_add(zeros_like(x) if tx is None else tx, indices, zeros_like(updates) if tu is None else tu, axis)
+    tx, tu = zeros_like(x) if tx is None else tx, zeros_like(updates) if tu is None else tu
+    return gb.scatter_add(tx, indices, tu, axis, mode)
 
 
 # -- batching -------------------------------------------------------------------------------------
@@ -288,9 +297,15 @@ for _op in ("max_pool2d", "avg_pool2d"):
     register_batch(_op)(_pool_batch(_op))
 
 
-def _flat_offsets(indices: Tensor, size: int, length: Dim) -> Tensor:
-    """Batched indices (B, *I) into (B * length) rows: i + b * length, negatives made positive."""
-    indices = gb.where(indices < 0, indices + length, indices)
+def _flat_offsets(indices: Tensor, size: int, length: Dim, mode: str) -> Tensor:
+    """Batched indices (B, *I) into (B * length) rows: i + b * length, with i as `mode` reads it
+    (clamped, or negatives made positive); an out-of-range index stays out of range (>= B * length),
+    so it raises, or fills, as it would have unbatched, instead of reading another batch row."""
+    if mode == "clip":
+        indices = gb.clip(indices, 0, length - 1)
+    else:
+        valid = both(indices >= -length, indices < length)
+        indices = gb.where(valid, gb.where(indices < 0, indices + length, indices), size * length)
     starts = np.arange(size).reshape((size,) + (1,) * (indices.ndim - 1)) * length
     return indices + gb.constant(starts.astype(indices.dtype), graph=indices.graph)
 
@@ -306,13 +321,15 @@ def _batched(x: Tensor, flag: bool, size: Dim) -> Tensor:
 
 
 @register_batch("take")
-def _take_batch(inputs: tuple[Tensor, ...], batched: tuple[bool, ...], out: Tensor, size: Dim, axis: int) -> Tensor:
+def _take_batch(
+    inputs: tuple[Tensor, ...], batched: tuple[bool, ...], out: Tensor, size: Dim, axis: int, mode: str = "raise"
+) -> Tensor:
     x, indices = inputs
     if not batched[1]:
-        return gb.take(x, indices, axis + 1)
+        return gb.take(x, indices, axis + 1, mode)
     b = _static_batch(size, "take")
     x = _batched(x, batched[0], b)
-    r = gb.take(_axis_first(x, axis), _flat_offsets(indices, b, x.shape[axis + 1]), 0)
+    r = gb.take(_axis_first(x, axis), _flat_offsets(indices, b, x.shape[axis + 1], mode), 0, mode)
     index_rank = indices.ndim - 1
     perm = (
         0,
@@ -325,12 +342,12 @@ def _take_batch(inputs: tuple[Tensor, ...], batched: tuple[bool, ...], out: Tens
 
 @register_batch("scatter_add")
 def _scatter_add_batch(
-    inputs: tuple[Tensor, ...], batched: tuple[bool, ...], out: Tensor, size: Dim, axis: int
+    inputs: tuple[Tensor, ...], batched: tuple[bool, ...], out: Tensor, size: Dim, axis: int, mode: str = "raise"
 ) -> Tensor:
     x, indices, updates = inputs
     x, updates = _batched(x, batched[0], size), _batched(updates, batched[2], size)
     if not batched[1]:
-        return gb.scatter_add(x, indices, updates, axis + 1)
+        return gb.scatter_add(x, indices, updates, axis + 1, mode)
     b = _static_batch(size, "scatter_add")
     index_rank = indices.ndim - 1
     perm = (
@@ -339,8 +356,7 @@ def _scatter_add_batch(
         *range(1, 1 + axis),
         *range(1 + axis + index_rank, updates.ndim),
     )
-    flat = gb.scatter_add(
-        _axis_first(x, axis), _flat_offsets(indices, b, x.shape[axis + 1]), gb.transpose(updates, perm), 0
-    )
+    offsets = _flat_offsets(indices, b, x.shape[axis + 1], mode)
+    flat = gb.scatter_add(_axis_first(x, axis), offsets, gb.transpose(updates, perm), 0, mode)
     back = gb.reshape(flat, (b, x.shape[axis + 1], *flat.shape[1:]))
     return gb.transpose(back, (0, *range(2, axis + 2), 1, *range(axis + 2, back.ndim)))

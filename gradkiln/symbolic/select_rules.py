@@ -3,7 +3,8 @@ scatter_elements_add, flip) and of dropout; argsort is non-differentiable (integ
 
 - gather_elements and scatter_elements_add are each other's transpose: the gradient of a
   gather is a scatter-add of the cotangent into zeros, the gradient of a scatter-add passes g to
-  x and gathers it for the updates.
+  x and gathers it for the updates. Both keep the op's index mode: with "clip" the gradient goes to
+  the clamped index, with "fill" nowhere (a fill read is a constant; a dropped update gets 0).
 - sort and topk scatter the cotangent of each value back to the index it came from (argsort of
   x, or topk's own indices), so ties follow the ops' convention: the first index wins, and with
   several equal values each gets the cotangent of its own place in the sorted order.
@@ -16,6 +17,8 @@ scatter_elements_add, flip) and of dropout; argsort is non-differentiable (integ
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..graph import Tensor
@@ -27,8 +30,38 @@ from .jvp_rules import Tangents, register_jvp
 from .vjp_rules import register_vjp
 
 
-def _scatter_into_zeros(x: Tensor, indices: Tensor, g: Tensor, axis: int) -> Tensor:
-    return gb.scatter_elements_add(zeros_like(x), indices, g, axis)
+def _scatter_into_zeros(x: Tensor, indices: Tensor, g: Tensor, axis: int, mode: str = "raise") -> Tensor:
+    return gb.scatter_elements_add(zeros_like(x), indices, g, axis, mode)
+
+
+def in_range(x: Tensor, indices: Tensor, axis: int) -> Tensor:
+    """Where -n <= indices < n for the size n of x's `axis` (bool; read at run time when symbolic)."""
+    dim, n = x.shape[axis], gb.size(x, axis, indices.dtype)
+    low = -dim if isinstance(dim, int) else gb.neg(n)
+    return both(gb.greater_equal(indices, low), gb.less(indices, n))
+
+
+def both(above_low: Tensor, below_high: Tensor) -> Tensor:
+    """above_low and below_high, for bounds low < high: the two are never both false, so they are both
+    true where they are equal. An equal, not a logical and: ONNX And imports as a bool where, which
+    onnxruntime cannot run, and Equal round-trips as itself."""
+    return gb.equal(above_low, below_high)
+
+
+def linear_read(
+    read: Callable[[Tensor, str], Tensor], x: Tensor, indices: Tensor, axis: int, mode: str, at: int
+) -> Tensor:
+    """A tangent or cotangent read `read(indices, mode)` with the op's mode, except that a "fill" read
+    gives 0, not NaN: the derivative of a constant. It reads at the indices made non-negative, the
+    out-of-range ones at 0, and zeroes those positions (the indices' mask placed at axis `at` of the
+    read), so no NaN is made."""
+    if mode != "fill":
+        return read(indices, mode)
+    mask = in_range(x, indices, axis)
+    n = gb.size(x, axis, indices.dtype)
+    values = read(gb.where(mask, gb.where(gb.less(indices, 0), indices + n, indices), 0), "raise")
+    before, after = tuple(range(at)), tuple(range(at + mask.ndim, values.ndim))
+    return gb.where(gb.expand_dims(mask, before + after) if before + after else mask, values, 0.0)
 
 
 def _tangent_or_zeros(t: Tensor | None, like: Tensor) -> Tensor:
@@ -61,25 +94,35 @@ def _topk_jvp(
 
 
 @register_vjp("gather_elements")
-def _gather_elements(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axis: int) -> tuple[Tensor, None]:
+def _gather_elements(
+    inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axis: int, mode: str = "raise"
+) -> tuple[Tensor, None]:
     x, indices = inputs
-    return _scatter_into_zeros(x, indices, g, axis), None
+    return _scatter_into_zeros(x, indices, g, axis, mode), None
 
 
 @register_jvp("gather_elements")
-def _gather_elements_jvp(inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents, axis: int) -> Tensor:
-    return gb.gather_elements(tangents[0], inputs[1], axis)
+def _gather_elements_jvp(
+    inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents, axis: int, mode: str = "raise"
+) -> Tensor:
+    x, indices = inputs
+    return linear_read(lambda i, m: gb.gather_elements(tangents[0], i, axis, m), x, indices, axis, mode, 0)
 
 
 @register_vjp("scatter_elements_add")
-def _scatter_elements_add(inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axis: int) -> tuple[Tensor, None, Tensor]:
-    return g, None, gb.gather_elements(g, inputs[1], axis)
+def _scatter_elements_add(
+    inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, axis: int, mode: str = "raise"
+) -> tuple[Tensor, None, Tensor]:
+    x, indices, _ = inputs
+    return g, None, linear_read(lambda i, m: gb.gather_elements(g, i, axis, m), x, indices, axis, mode, 0)
 
 
 @register_jvp("scatter_elements_add")
-def _scatter_elements_add_jvp(inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents, axis: int) -> Tensor:
+def _scatter_elements_add_jvp(
+    inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents, axis: int, mode: str = "raise"
+) -> Tensor:
     (x, indices, updates), (tx, _, tu) = inputs, tangents
-    return gb.scatter_elements_add(_tangent_or_zeros(tx, x), indices, _tangent_or_zeros(tu, updates), axis)
+    return gb.scatter_elements_add(_tangent_or_zeros(tx, x), indices, _tangent_or_zeros(tu, updates), axis, mode)
 
 
 @register_vjp("flip")

@@ -63,11 +63,7 @@ def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
         OpSample("pad", {"x": r(3, 4)}, lambda x: gb.pad(x, (1, 0), (2, 1), (0, 2))),
         OpSample("matmul", {"a": r(3, 4), "b": r(4, 5)}, lambda a, b: a @ b),
         OpSample("matmul", {"a": r(2, 3, 4), "b": r(4, 5)}, lambda a, b: a @ b, name="matmul_batched"),
-        OpSample(
-            "one_hot",
-            {"x": r(4, 3), "i": np.array([0, 2, 1, 5])},
-            lambda x, i: x * gb.one_hot(i, 3, dtype),
-        ),
+        OpSample("one_hot", {"x": r(4, 3), "i": np.array([0, 2, 1, 2])}, lambda x, i: x * gb.one_hot(i, 3, dtype)),
         OpSample("constant", {"x": r(3)}, lambda x: x * gb.constant(np.arange(3, dtype=dtype))),
         OpSample("param", {"x": r(3)}, lambda x: x * gb.param("p", np.linspace(-1, 1, 3).astype(dtype))),
         OpSample("input", {"x": r(3)}, lambda x: x * 1.0),
@@ -86,6 +82,7 @@ def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
     ]
     return (
         samples
+        + index_mode_samples(dtype, rng)
         + math_samples(dtype, rng)
         + nn_samples(dtype, rng)
         + custom_jvp_samples(dtype, rng)
@@ -95,6 +92,57 @@ def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
         + control_samples(dtype, rng)
         + bitwise_samples(dtype, rng)
     )
+
+
+def index_mode_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
+    """The index ops in modes "clip" and "fill" with indices out of range on both sides. A "fill"
+    read is NaN there, so those samples keep only the in-range positions (`kept`): outputs and
+    gradients stay finite, which finite differences need."""
+
+    def r(*shape: int) -> np.ndarray:
+        return rand(rng, shape, dtype, -2.0, 2.0)
+
+    i = np.array([0, 5, -1, -7, 2])  # axis of size 4: in range, above, negative in range, below, in range
+    kept = np.array([True, False, True, False, True])
+    j = np.array([[0, 3, -1], [-6, 1, 4], [2, -3, 9], [1, 1, 0]])  # gather_elements along axis 1 (size 3)
+    kept_j = (j >= -3) & (j < 3)
+    return [
+        OpSample("take", {"x": r(4, 3), "i": i}, lambda x, i: gb.take(x, i, 0, "clip"), name="take_clip"),
+        OpSample(
+            "take",
+            {"x": r(3, 4), "i": i},
+            lambda x, i: gb.where(kept, gb.take(x, i, 1, "fill"), 0.0),
+            name="take_fill",
+        ),
+        OpSample(
+            "scatter_add",
+            {"x": r(4, 3), "upd": r(5, 3), "i": i},
+            lambda x, upd, i: gb.scatter_add(x, i, upd, 0, "clip") * gb.scatter_add(x, i, upd, 0, "fill"),
+            name="scatter_add_modes",
+        ),
+        OpSample(
+            "gather_elements",
+            {"x": r(4, 3), "j": j},
+            lambda x, j: (
+                gb.gather_elements(x, j, 1, "clip") + gb.where(kept_j, gb.gather_elements(x, j, 1, "fill"), 0.0)
+            ),
+            name="gather_elements_modes",
+        ),
+        OpSample(
+            "scatter_elements_add",
+            {"x": r(4, 3), "upd": r(4, 3), "j": j},
+            lambda x, upd, j: (
+                gb.scatter_elements_add(x, j, upd, 1, "clip") * gb.scatter_elements_add(x, j, upd, 1, "fill")
+            ),
+            name="scatter_elements_add_modes",
+        ),
+        OpSample(
+            "one_hot",
+            {"x": r(5, 4), "i": i},
+            lambda x, i: x * gb.one_hot(i, 4, dtype, "clip") + x * gb.one_hot(i, 4, dtype, "fill"),
+            name="one_hot_modes",
+        ),
+    ]
 
 
 def complex_samples(dtype: str = "complex128", seed: int = 0) -> list[OpSample]:

@@ -1,5 +1,6 @@
 """Anomaly detection: the first NaN/Inf is reported with its node, role, source line and inputs,
-in plain and memory-planned numpy runs and in TVM's instrumented build; runs without it are unchanged."""
+in plain and memory-planned numpy runs and in TVM's instrumented build; runs without it are unchanged.
+Out-of-range indices of index ops in mode "raise" are reported the same way on every target."""
 
 import re
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 import gradkiln as gk
+from gradkiln.graph.errors import IndexOutOfRangeError
 
 HERE = Path(__file__).resolve()
 DOC = HERE.parents[2] / "docs" / "troubleshooting.md"
@@ -80,6 +82,44 @@ def test_clean_graphs_raise_nothing_and_give_the_same_results_as_unchecked_runs(
     for a, b, c in zip(plain, checked, in_mode):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
+
+
+def take_graph(mode="raise"):
+    with gk.Graph() as g:
+        x = gk.input("x", (4, 2))
+        out = gk.take(x, gk.input("i", (3,), "int64"), 0, mode) * 2.0  # take-line
+    return g, out
+
+
+TAKE_FEEDS = {"x": np.arange(8, dtype=np.float32).reshape(4, 2), "i": np.array([0, 4, -1])}
+
+
+@RUNS
+def test_an_out_of_range_index_in_the_default_mode_raises_on_every_target_under_detection(options):
+    g, out = take_graph()
+    with pytest.raises(IndexOutOfRangeError) as info:
+        gk.compile(g, out, detect_anomaly=True, **options)(**TAKE_FEEDS)
+    message = str(info.value)
+    assert message.startswith("%2 = take: index 4 at position (1,) of the indices is out of range [-4, 3]"), message
+    assert f"{HERE}:{line_of('# take-line')} in take_graph" in message
+
+
+def test_without_detection_llvm_reads_the_fill_value_where_numpy_raises():
+    g, out = take_graph()
+    np.testing.assert_array_equal(gk.compile(g, out, target="llvm")(**TAKE_FEEDS), [[0, 2], [np.nan] * 2, [12, 14]])
+    with pytest.raises(IndexOutOfRangeError):
+        gk.compile(g, out)(**TAKE_FEEDS)
+
+
+@RUNS
+def test_clip_passes_the_index_check_and_a_fill_read_is_reported_as_the_nan_it_is(options):
+    g, out = take_graph("clip")
+    np.testing.assert_array_equal(
+        gk.compile(g, out, detect_anomaly=True, **options)(**TAKE_FEEDS), [[0, 2], [12, 14], [0, 2]]
+    )
+    g, out = take_graph("fill")
+    with pytest.raises(gk.AnomalyError, match=r"^%2 = take\(\.\.\.\) \(forward\) produced 2 NaN"):
+        gk.compile(g, out, detect_anomaly=True, **options)(**TAKE_FEEDS)
 
 
 def test_without_detection_nans_flow_through_and_the_mode_ends_with_its_block():

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ShapeError
+from ..ops.index_mode import check_mode
 from ..tensor import Tensor
 from ..types import normalize_axis
 from .core import TensorLike, _promoted, emit, mean
@@ -116,16 +117,23 @@ def global_avg_pool2d(x: Tensor) -> Tensor:
     return mean(x, (2, 3), keepdims=True)
 
 
-def take(x: Tensor, indices: TensorLike, axis: int = 0) -> Tensor:
-    """numpy.take: the slices of x at `indices` (int32/int64, negative from the end) along `axis`."""
-    return emit("take", x, indices, axis=normalize_axis(axis, x.ndim))
+def take(x: Tensor, indices: TensorLike, axis: int = 0, mode: str = "raise") -> Tensor:
+    """numpy.take: the slices of x at `indices` (int32/int64, negative from the end) along `axis`.
+    `mode` treats out-of-range indices: "raise", "clip" (clamp into range) or "fill" (read NaN for
+    floats; docs/autodiff.md, "Index modes")."""
+    return emit("take", x, indices, axis=normalize_axis(axis, x.ndim), mode=check_mode(mode, "take"))
 
 
-def scatter_add(x: Tensor, indices: TensorLike, updates: TensorLike, axis: int = 0) -> Tensor:
-    """x plus `updates` added at the slices `take(x, indices, axis)` reads (repeats accumulate)."""
-    return emit("scatter_add", x, indices, updates, axis=normalize_axis(axis, x.ndim))
+def scatter_add(x: Tensor, indices: TensorLike, updates: TensorLike, axis: int = 0, mode: str = "raise") -> Tensor:
+    """x plus `updates` added at the slices `take(x, indices, axis)` reads (repeats accumulate); with
+    mode "clip" out-of-range indices are clamped, with "fill" their updates are dropped."""
+    return emit(
+        "scatter_add", x, indices, updates, axis=normalize_axis(axis, x.ndim), mode=check_mode(mode, "scatter_add")
+    )
 
 
-def embedding(weights: Tensor, ids: TensorLike) -> Tensor:
-    """The rows of `weights` (vocabulary, dim) at integer `ids`: shape (*ids.shape, dim)."""
-    return take(weights, ids, 0)
+def embedding(weights: Tensor, ids: TensorLike, mode: str = "raise") -> Tensor:
+    """The rows of `weights` (vocabulary, dim) at integer `ids`: shape (*ids.shape, dim). An id
+    outside [-vocabulary, vocabulary) raises on the numpy executor unless `mode` is "clip" or "fill"
+    (as `take`'s)."""
+    return take(weights, ids, 0, mode)

@@ -13,6 +13,7 @@ from itertools import accumulate, pairwise
 from typing import Sequence
 
 from ..errors import GraphError, ShapeError
+from ..ops.index_mode import check_mode
 from ..tensor import Tensor
 from ..types import Dim, as_dim, dims_equal, normalize_axes, normalize_axis
 from .core import TensorLike, emit
@@ -35,16 +36,23 @@ def topk(x: Tensor, k: int, axis: int = -1, largest: bool = True) -> tuple[Tenso
     return emit("topk", x, k=int(k), axis=normalize_axis(axis, x.ndim), largest=bool(largest))
 
 
-def gather_elements(x: Tensor, indices: TensorLike, axis: int = 0) -> Tensor:
+def gather_elements(x: Tensor, indices: TensorLike, axis: int = 0, mode: str = "raise") -> Tensor:
     """torch.gather / ONNX GatherElements: out[..., j, ...] = x[..., indices[..., j, ...], ...]
-    along `axis`; indices (int32/int64, negative from the end) have x's rank and dims off `axis`."""
-    return emit("gather_elements", x, indices, axis=normalize_axis(axis, x.ndim))
+    along `axis`; indices (int32/int64, negative from the end) have x's rank and dims off `axis`.
+    `mode` treats out-of-range indices: "raise", "clip" or "fill" (docs/autodiff.md, "Index modes")."""
+    return emit(
+        "gather_elements", x, indices, axis=normalize_axis(axis, x.ndim), mode=check_mode(mode, "gather_elements")
+    )
 
 
-def scatter_elements_add(x: Tensor, indices: TensorLike, updates: TensorLike, axis: int = 0) -> Tensor:
+def scatter_elements_add(
+    x: Tensor, indices: TensorLike, updates: TensorLike, axis: int = 0, mode: str = "raise"
+) -> Tensor:
     """x with each update added at the element of x that gather_elements(x, indices, axis) reads
-    at its position (torch.scatter_add); repeated indices accumulate."""
-    return emit("scatter_elements_add", x, indices, updates, axis=normalize_axis(axis, x.ndim))
+    at its position (torch.scatter_add); repeated indices accumulate. With mode "clip" out-of-range
+    indices are clamped, with "fill" their updates are dropped."""
+    mode = check_mode(mode, "scatter_elements_add")
+    return emit("scatter_elements_add", x, indices, updates, axis=normalize_axis(axis, x.ndim), mode=mode)
 
 
 def flip(x: Tensor, axis: int | Sequence[int] | None = None) -> Tensor:

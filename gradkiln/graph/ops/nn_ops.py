@@ -18,6 +18,7 @@ from ..errors import DTypeError, ShapeError
 from ..opdef import OpDef, register_op
 from ..types import Dim, TensorType, as_dim, dims_equal, normalize_axis
 from .common import require_float, require_same_dtype
+from .index_mode import check_mode, fill_invalid, resolve
 
 Pair = tuple[int, int]
 Padding = tuple[Pair, Pair]
@@ -189,16 +190,28 @@ def _avg_pool2d(x: np.ndarray, kernel: Pair, stride: Pair, padding: Padding, cou
     return (total / count).astype(x.dtype, copy=False)
 
 
-def _take_shape(x: TensorType, indices: TensorType, axis: int) -> tuple[Dim, ...]:
+def _take_shape(x: TensorType, indices: TensorType, axis: int, mode: str, op: str) -> tuple[Dim, ...]:
     if not is_int(indices.dtype):
-        raise DTypeError(f"take: indices must be int32 or int64, got {indices.dtype}")
+        raise DTypeError(f"{op}: indices must be int32 or int64, got {indices.dtype}")
+    check_mode(mode, op)
     normalize_axis(axis, x.rank)
     return x.shape[:axis] + indices.shape + x.shape[axis + 1 :]
 
 
-def _scatter_add_infer(x: TensorType, indices: TensorType, updates: TensorType, axis: int) -> tuple[TensorType]:
+def _take_infer(x: TensorType, indices: TensorType, axis: int, mode: str = "raise") -> tuple[TensorType]:
+    return (x.with_shape(_take_shape(x, indices, axis, mode, "take")),)
+
+
+def _take(x: np.ndarray, indices: np.ndarray, axis: int, mode: str = "raise") -> np.ndarray:
+    safe, valid = resolve(indices, x.shape[axis], mode, "take")
+    return fill_invalid(np.take(x, safe, axis=axis), valid, axis)
+
+
+def _scatter_add_infer(
+    x: TensorType, indices: TensorType, updates: TensorType, axis: int, mode: str = "raise"
+) -> tuple[TensorType]:
     require_same_dtype(x, updates)
-    want = _take_shape(x, indices, axis)
+    want = _take_shape(x, indices, axis, mode, "scatter_add")
     if len(want) != updates.rank or not all(map(dims_equal, want, updates.shape)):
         raise ShapeError(
             f"scatter_add: updates {updates.shape} must have the shape {want} of take(x {x.shape}, "
@@ -207,9 +220,13 @@ def _scatter_add_infer(x: TensorType, indices: TensorType, updates: TensorType, 
     return (x,)
 
 
-def _scatter_add(x: np.ndarray, indices: np.ndarray, updates: np.ndarray, axis: int) -> np.ndarray:
+def _scatter_add(x: np.ndarray, indices: np.ndarray, updates: np.ndarray, axis: int, mode: str = "raise") -> np.ndarray:
+    """In mode "fill" the updates at out-of-range indices are dropped."""
+    safe, valid = resolve(indices, x.shape[axis], mode, "scatter_add")
+    if valid is not None:
+        safe, updates = safe[valid], updates[(slice(None),) * axis + (valid,)]
     out = x.copy()
-    np.add.at(out, (slice(None),) * axis + (indices,), updates)
+    np.add.at(out, (slice(None),) * axis + (safe,), updates)
     return out
 
 
@@ -255,11 +272,11 @@ register_op(
 register_op(
     OpDef(
         "take",
-        lambda x, indices, axis: (x.with_shape(_take_shape(x, indices, axis)),),
-        lambda x, indices, axis: np.take(x, indices, axis=axis, mode="raise"),
+        _take_infer,
+        _take,
         2,
-        doc="numpy.take(x, indices, axis): negative indices count from the end; out of range raises "
-        "IndexError in numpy (TVM wraps them modulo the axis size, onnxruntime raises).",
+        doc="numpy.take(x, indices, axis): negative indices count from the end; attrs: axis, mode (out-of-range "
+        "indices: 'raise', 'clip' or 'fill', see graph/ops/index_mode.py).",
     )
 )
 register_op(
@@ -269,6 +286,7 @@ register_op(
         _scatter_add,
         3,
         doc="scatter_add(x, indices, updates, axis): x with updates added at the positions take(x, "
-        "indices, axis) reads (repeats accumulate); the transpose of take.",
+        "indices, axis) reads (repeats accumulate); the transpose of take; attrs: axis, mode (as take's; 'fill' "
+        "drops the updates at out-of-range indices).",
     )
 )

@@ -3,8 +3,9 @@
 Ordering is stable everywhere: equal elements keep their order of appearance, in ascending and
 descending order alike, so at ties the first index wins (PyTorch's `stable=True`, ONNX TopK).
 `gather_elements` and `scatter_elements_add` pair each element of `indices` with one element of
-`x` (same rank, equal dims off `axis`); negative indices count from the end. They are each
-other's transpose, which is how the gradients of sort and topk route cotangents back.
+`x` (same rank, equal dims off `axis`); negative indices count from the end, and the `mode`
+attribute says what an out-of-range index does (graph/ops/index_mode.py). They are each other's
+transpose, which is how the gradients of sort and topk route cotangents back.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..errors import DTypeError, ShapeError
 from ..opdef import OpDef, register_op
 from ..types import TensorType, dims_equal, normalize_axis
 from .common import require_numeric, require_same_dtype
+from .index_mode import check_mode, fill_invalid, resolve
 
 
 def _sort_infer(x: TensorType, axis: int, descending: bool) -> tuple[TensorType]:
@@ -56,10 +58,11 @@ def _topk(x: np.ndarray, k: int, axis: int, largest: bool) -> tuple[np.ndarray, 
     return np.take_along_axis(x, order, axis), order
 
 
-def _paired_indices(x: TensorType, indices: TensorType, axis: int, op: str) -> None:
-    """indices must be integer, of x's rank, with x's dims off `axis`."""
+def _paired_indices(x: TensorType, indices: TensorType, axis: int, mode: str, op: str) -> None:
+    """indices must be integer, of x's rank, with x's dims off `axis`; mode one of index_mode.MODES."""
     if not is_int(indices.dtype):
         raise DTypeError(f"{op}: indices must be int32 or int64, got {indices.dtype}")
+    check_mode(mode, op)
     normalize_axis(axis, x.rank)
     if indices.rank != x.rank or not all(
         i == axis or dims_equal(a, b) for i, (a, b) in enumerate(zip(x.shape, indices.shape))
@@ -70,20 +73,21 @@ def _paired_indices(x: TensorType, indices: TensorType, axis: int, op: str) -> N
         )
 
 
-def _gather_elements_infer(x: TensorType, indices: TensorType, axis: int) -> tuple[TensorType]:
-    _paired_indices(x, indices, axis, "gather_elements")
+def _gather_elements_infer(x: TensorType, indices: TensorType, axis: int, mode: str = "raise") -> tuple[TensorType]:
+    _paired_indices(x, indices, axis, mode, "gather_elements")
     return (x.with_shape(indices.shape),)
 
 
-def _gather_elements(x: np.ndarray, indices: np.ndarray, axis: int) -> np.ndarray:
-    return np.take_along_axis(x, indices.astype(np.int64), axis)
+def _gather_elements(x: np.ndarray, indices: np.ndarray, axis: int, mode: str = "raise") -> np.ndarray:
+    safe, valid = resolve(indices, x.shape[axis], mode, "gather_elements")
+    return fill_invalid(np.take_along_axis(x, safe, axis), valid, 0)
 
 
 def _scatter_elements_add_infer(
-    x: TensorType, indices: TensorType, updates: TensorType, axis: int
+    x: TensorType, indices: TensorType, updates: TensorType, axis: int, mode: str = "raise"
 ) -> tuple[TensorType]:
     require_same_dtype(x, updates)
-    _paired_indices(x, indices, axis, "scatter_elements_add")
+    _paired_indices(x, indices, axis, mode, "scatter_elements_add")
     if not all(map(dims_equal, indices.shape, updates.shape)) or indices.rank != updates.rank:
         raise ShapeError(
             f"scatter_elements_add: updates {updates.shape} must have the shape of indices {indices.shape}"
@@ -91,11 +95,17 @@ def _scatter_elements_add_infer(
     return (x,)
 
 
-def _scatter_elements_add(x: np.ndarray, indices: np.ndarray, updates: np.ndarray, axis: int) -> np.ndarray:
+def _scatter_elements_add(
+    x: np.ndarray, indices: np.ndarray, updates: np.ndarray, axis: int, mode: str = "raise"
+) -> np.ndarray:
+    """In mode "fill" the updates at out-of-range indices are dropped."""
     grid = list(np.indices(indices.shape, sparse=True))
-    grid[axis] = indices.astype(np.int64)
+    grid[axis], valid = resolve(indices, x.shape[axis], mode, "scatter_elements_add")
+    where = tuple(np.broadcast_to(g, indices.shape) for g in grid)
+    if valid is not None:
+        where, updates = tuple(w[valid] for w in where), updates[valid]
     out = x.copy()
-    np.add.at(out, tuple(grid), updates)
+    np.add.at(out, where, updates)
     return out
 
 
@@ -142,7 +152,8 @@ register_op(
         _gather_elements,
         2,
         doc="out[..., j, ...] = x[..., indices[..., j, ...], ...] along `axis` (torch.gather, ONNX "
-        "GatherElements); indices have x's rank and its dims off the axis; attrs: axis.",
+        "GatherElements); indices have x's rank and its dims off the axis; attrs: axis, mode (out-of-range "
+        "indices: 'raise', 'clip' or 'fill').",
     )
 )
 register_op(
@@ -153,7 +164,7 @@ register_op(
         3,
         doc="x with updates[..., j, ...] added at x[..., indices[..., j, ...], ...] along `axis` (repeats "
         "accumulate; torch.scatter_add, ONNX ScatterElements with reduction 'add'); the transpose of "
-        "gather_elements; attrs: axis.",
+        "gather_elements; attrs: axis, mode ('fill' drops the updates at out-of-range indices).",
     )
 )
 register_op(OpDef("flip", _flip_infer, lambda x, axes: np.flip(x, axes), 1, doc="Reverse x along `axes`; attrs: axes."))
