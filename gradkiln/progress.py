@@ -97,6 +97,7 @@ class Progress:
             self._write(self.line())
 
     def _write(self, text: str, end: str = "") -> None:
+        text = "".join(c if c.isprintable() else "?" for c in text)  # names may hold terminal escapes
         with self._lock:
             self.stream.write("\r" + text.ljust(self._drawn) + end)
             self.stream.flush()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -327,3 +328,36 @@ def test_no_command_writes_over_its_input_or_another_output(mlp_onnx, tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith(f"gradkiln {extra[0]}: error: refusing to write ") and err.count("\n") == 1
     assert model.read_bytes() == before and not (tmp_path / "g.dot").exists()
+
+
+def lstm_onnx(path, steps=8, hidden=16, features=8):
+    """One ONNX LSTM layer: its import has about 200 nodes and no name scopes."""
+    rng = np.random.default_rng(0)
+    weights = [
+        onnx.numpy_helper.from_array(rng.normal(size=(1, 4 * hidden, n)).astype(np.float32), name)
+        for name, n in (("W", features), ("R", hidden))
+    ]
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=hidden)],
+        "lstm",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [steps, 1, features])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [steps, 1, 1, hidden])],
+        weights,
+    )
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 14)]), path)
+    return path
+
+
+def test_viz_honours_max_nodes_on_a_model_without_name_scopes(tmp_path, capsys):
+    model = lstm_onnx(tmp_path / "lstm.onnx")
+    out = tmp_path / "lstm.dot"
+    assert main(["viz", str(model), "-o", str(out), "--max-nodes", "150"]) == 0
+    statements = [line for line in out.read_text().splitlines() if re.match(r"\s*(\d+|box\d+) \[", line)]
+    nodes, boxes = re.search(r"(\d+) nodes drawn as (\d+) boxes", capsys.readouterr().out).groups()
+    assert len(statements) == int(boxes) <= 150 < int(nodes)
+
+
+def test_viz_says_when_max_nodes_cannot_be_met(mlp_onnx, tmp_path, capsys):
+    assert main(["viz", str(mlp_onnx[0]), "-o", str(tmp_path / "g.dot"), "--max-nodes", "2"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.match(r"gradkiln viz: note: \d+ boxes drawn, over --max-nodes 2: ", err)

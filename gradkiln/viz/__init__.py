@@ -2,7 +2,18 @@
 
 from ..graph import Graph, VizError
 from ..graph.ir import set_svg_renderer
-from .render import EDGE_LABEL_LIMIT, ROLE_COLOURS, SOURCE_COLOURS, drawn_units, render, to_dot, to_svg, write_dot
+from .render import (
+    DOT_TIMEOUT,
+    EDGE_LABEL_LIMIT,
+    RENDER_LIMIT,
+    ROLE_COLOURS,
+    SOURCE_COLOURS,
+    drawn_units,
+    render,
+    to_dot,
+    to_svg,
+    write_dot,
+)
 from .report import report
 from .scopes import assign_scopes, name_scope
 from .timeline import live_bytes, timeline_svg
@@ -25,8 +36,10 @@ def notebook_svg(graph: Graph) -> str | None:
 set_svg_renderer(notebook_svg)
 
 __all__ = [
+    "DOT_TIMEOUT",
     "EDGE_LABEL_LIMIT",
     "NOTEBOOK_MAX_NODES",
+    "RENDER_LIMIT",
     "ROLE_COLOURS",
     "SOURCE_COLOURS",
     "assign_scopes",

@@ -6,15 +6,28 @@ executable (`apt-get install graphviz`, `brew install graphviz` or `conda instal
 Big graphs are summarised on request: `collapse_sources` folds params and constants into the
 label of the node that reads them; `group_by="scope"` draws nodes in nested clusters by name
 scope (see `scopes.py`) and `depth` collapses the clusters deeper than it into one box with a
-node count; `max_nodes` does both, choosing the deepest depth that fits. Drawings of more than
-`EDGE_LABEL_LIMIT` nodes show edge types as tooltips, not labels (Graphviz takes minutes to
-place the labels of a few hundred edges).
+node count; `max_nodes` does both, choosing the deepest depth that fits, and when even the
+top-level scopes do not fit (a graph without name scopes), it also collapses the nodes outside
+the scopes into one box per op and role, the most numerous ops first, until the drawing fits (or
+every op is one box). Drawings of more than `EDGE_LABEL_LIMIT` nodes show edge
+types as tooltips, not labels (Graphviz takes minutes to place the labels of a few hundred edges).
+
+Every name, label and tooltip is written as an escaped DOT string (`_text`): graph, node, scope,
+op and input names come from user code or ONNX files, and a raw one could rewrite the drawing
+(a name like `<x> {n [URL="javascript:..."]} digraph <y>`). `dot` runs with a timeout and is
+killed when it expires, when the caller is interrupted, and (Linux) when the caller dies; drawings
+of more than `RENDER_LIMIT` units are refused (write .dot, or summarise with `max_nodes`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -34,6 +47,8 @@ FORMATS = ("svg", "png", "pdf")
 EDGE_LABEL_LIMIT = 150
 EXPRESSION_CHARS = 400  # of each fused expression in a tooltip
 _ATTR_LIMIT = 3  # attributes (and collapsed sources) shown in a node label; the rest go to the tooltip
+DOT_TIMEOUT = 300.0  # seconds `dot` may take to lay out one drawing before it is killed
+RENDER_LIMIT = 5000  # units (nodes and boxes) beyond which `dot` is not run: its layout takes many minutes
 
 
 @dataclass(frozen=True)
@@ -61,7 +76,8 @@ class _Layout:
 
     unit: dict[int, str] = field(default_factory=dict)
     hidden: set[int] = field(default_factory=set)
-    boxes: dict[str, tuple[Scope, str, list[int]]] = field(default_factory=dict)  # id -> (scope, role, nodes)
+    # box id -> (title: "scope a.b" or, outside any scope, "op matmul"; role; nodes)
+    boxes: dict[str, tuple[str, str, list[int]]] = field(default_factory=dict)
     cluster: dict[str, tuple[Scope, str]] = field(default_factory=dict)  # unit -> (cluster path, role)
 
 
@@ -76,16 +92,33 @@ def to_dot(
 ) -> graphviz.Digraph:
     """A graphviz Digraph of `graph` (only what `outputs` need, when given); outputs get a
     double border. The keyword options summarise big graphs (module docstring)."""
-    outputs = list(outputs or [])
-    node_ids, output_nodes, layout = _plan(graph, outputs, Summary(collapse_sources, group_by, depth, max_nodes))
-    dot = graphviz.Digraph(graph.name, graph_attr={"rankdir": "TB"}, node_attr={"fontname": "Helvetica"})
+    return _layout_dot(graph, list(outputs or []), Summary(collapse_sources, group_by, depth, max_nodes))[0]
+
+
+def _layout_dot(graph: Graph, outputs: list[Value], summary: Summary) -> tuple[graphviz.Digraph, int]:
+    """`to_dot`'s drawing and the number of units (nodes and boxes) it holds."""
+    node_ids, output_nodes, layout = _plan(graph, outputs, summary)
+    units = len(set(layout.unit.values()))
+    dot = graphviz.Digraph(_text(graph.name), graph_attr={"rankdir": "TB"}, node_attr={"fontname": "Helvetica"})
     dot.attr("edge", fontname="Helvetica", fontsize="9")
     _emit_units(dot, graph, node_ids, layout, output_nodes)
     edges = _unit_edges(graph, node_ids, layout)
-    where = "label" if len(set(layout.unit.values())) <= EDGE_LABEL_LIMIT else "tooltip"
+    where = "label" if units <= EDGE_LABEL_LIMIT else "tooltip"
     for (src, dst), values in edges.items():
         text = str(graph.type_of(next(iter(values)))) if len(values) == 1 else f"{len(values)} values"
-        dot.edge(src, dst, **{where: text})
+        dot.edge(src, dst, **{where: _text(text)})
+    return dot, units
+
+
+def _drawing(graph: Graph, outputs: Iterable[Value] | None, summary: dict[str, Any], what: str) -> graphviz.Digraph:
+    """The DOT drawing to hand to `dot`, refused when it holds more than RENDER_LIMIT units."""
+    dot, units = _layout_dot(graph, list(outputs or []), Summary(**summary))
+    if units > RENDER_LIMIT:
+        raise VizError(
+            f"{what}: {units} boxes to lay out, over the {RENDER_LIMIT} that Graphviz lays out in reasonable time "
+            "(it would take many minutes): summarise with max_nodes=150 (--max-nodes 150 on the command line), "
+            "or write a .dot file"
+        )
     return dot
 
 
@@ -112,29 +145,55 @@ def _layout(graph: Graph, node_ids: list[int], output_nodes: set[int], summary: 
         layout.unit = {n: str(n) for n in shown}
         return layout
     scopes = assign_scopes(graph, node_ids)
-    depth, box_ids = summary.depth, {}
+    depth, by_op, box_ids = summary.depth, set(), {}
     if depth is None and summary.max_nodes is not None:
         depth = _fitting_depth(graph, shown, scopes, summary.max_nodes)
+        by_op = _ops_to_collapse(graph, shown, scopes, depth, summary.max_nodes)
     for n in shown:
-        scope, role = scopes[n], graph.nx.nodes[n]["role"]
+        scope, role, op = scopes[n], graph.nx.nodes[n]["role"], graph.nx.nodes[n]["op"]
         if depth is not None and len(scope) > depth:
-            key = (scope[: depth + 1], role)
-            box = box_ids.setdefault(key, f"box{len(box_ids)}")
-            layout.boxes.setdefault(box, (*key, []))[2].append(n)
-            layout.unit[n] = box
-            layout.cluster[box] = (scope[:depth], role)
+            key: tuple = (scope[: depth + 1], role)
+            title, path = f"scope {'.'.join(key[0])}", scope[:depth]
+        elif (op, role) in by_op:
+            key = (op, role)
+            title, path = f"op {op}", ()
         else:
             layout.unit[n] = str(n)
             layout.cluster[str(n)] = (scope, role)
+            continue
+        box = box_ids.setdefault(key, f"box{len(box_ids)}")
+        layout.boxes.setdefault(box, (title, role, []))[2].append(n)
+        layout.unit[n] = box
+        layout.cluster[box] = (path, role)
     return layout
+
+
+def _units(graph: Graph, shown: list[int], scopes: dict[int, Scope], depth: int) -> set:
+    """The units drawn when scopes deeper than `depth` are collapsed into boxes."""
+    return {(scopes[n][: depth + 1], graph.nx.nodes[n]["role"]) if len(scopes[n]) > depth else n for n in shown}
+
+
+def _ops_to_collapse(
+    graph: Graph, shown: list[int], scopes: dict[int, Scope], depth: int, max_nodes: int
+) -> set[tuple[str, str]]:
+    """The (op, role) pairs whose nodes outside the collapsed scopes go into one box each, the most
+    numerous first, until at most `max_nodes` units remain (none when the scopes suffice)."""
+    units = len(_units(graph, shown, scopes, depth))
+    loose = Counter((graph.nx.nodes[n]["op"], graph.nx.nodes[n]["role"]) for n in shown if len(scopes[n]) <= depth)
+    collapsed: set[tuple[str, str]] = set()
+    for key, count in loose.most_common():
+        if units <= max_nodes or count == 1:
+            break
+        collapsed.add(key)
+        units -= count - 1
+    return collapsed
 
 
 def _fitting_depth(graph: Graph, shown: list[int], scopes: dict[int, Scope], max_nodes: int) -> int:
     """The deepest scope depth at which at most `max_nodes` units are drawn (0 if none fits)."""
     deepest = max((len(scopes[n]) for n in shown), default=0)
     for depth in range(deepest, 0, -1):
-        units = {(scopes[n][: depth + 1], graph.nx.nodes[n]["role"]) if len(scopes[n]) > depth else n for n in shown}
-        if len(units) <= max_nodes:
+        if len(_units(graph, shown, scopes, depth)) <= max_nodes:
             return depth
     return 0
 
@@ -157,9 +216,9 @@ def _emit_units(
 
     def style(unit: str) -> dict[str, str]:
         if unit in layout.boxes:
-            scope, role, members = layout.boxes[unit]
+            title, role, members = layout.boxes[unit]
             params = {p.id for m in members for p in hidden_inputs[m] if p.op == "param"}
-            return _box_style(scope, role, len(members), len(params))
+            return _box_style(title, role, len(members), len(params))
         node_id = int(unit)
         return _node_style(graph.node(node_id), node_id in output_nodes, hidden_inputs[node_id])
 
@@ -175,7 +234,7 @@ def _emit_units(
             with target.subgraph(name=f"cluster{next(clusters)}") as sub:
                 suffix = "" if role == "forward" else f" ({role})"
                 sub.attr(
-                    label=f"{'.'.join(path)}{suffix}",
+                    label=_text(f"{'.'.join(path)}{suffix}"),
                     style="rounded,dashed",
                     color="#999999",
                     fontsize="10",
@@ -230,8 +289,8 @@ def _node_style(node: Node, is_output: bool, folded: Sequence[Node] = ()) -> dic
     colour = SOURCE_COLOURS.get(node.op) or ROLE_COLOURS.get(node.role, "#ffffff")
     tooltip = f"{node.label} = {node.op} : {', '.join(map(str, node.types))} ({node.role})"
     return {
-        "label": f"{title}\n{shown}".strip(),
-        "tooltip": "\n".join([tooltip, *lines, *expressions]),
+        "label": _text(f"{title}\n{shown}".strip()),
+        "tooltip": _text("\n".join([tooltip, *lines, *expressions])),
         "shape": "box" if node.op not in SOURCES else "ellipse",
         "style": "filled,rounded",
         "fillcolor": colour,
@@ -239,16 +298,22 @@ def _node_style(node: Node, is_output: bool, folded: Sequence[Node] = ()) -> dic
     }
 
 
-def _box_style(scope: Scope, role: str, count: int, params: int) -> dict[str, str]:
+def _box_style(title: str, role: str, count: int, params: int) -> dict[str, str]:
     suffix = "" if role == "forward" else f" ({role})"
     detail = f"{count} node{'s' * (count != 1)}" + (f", {params} param{'s' * (params != 1)}" if params else "")
     return {
-        "label": f"{'.'.join(scope)}{suffix}\n{detail}",
-        "tooltip": f"scope {'.'.join(scope)}{suffix}: {detail}, collapsed",
+        "label": _text(f"{title.removeprefix('scope ')}{suffix}\n{detail}"),
+        "tooltip": _text(f"{title}{suffix}: {detail}, collapsed"),
         "shape": "box3d",
         "style": "filled",
         "fillcolor": ROLE_COLOURS.get(role, "#ffffff"),
     }
+
+
+def _text(text: str) -> str:
+    """`text` as a literal DOT string: backslashes escaped (no `\\N` or `\\l` expansion), never read
+    as an HTML-like `<...>` label; graphviz's quoting then escapes the double quotes."""
+    return graphviz.escape(str(text))
 
 
 def write_dot(graph: Graph, path: str | Path, outputs: Iterable[Value] | None = None, **summary: object) -> Path:
@@ -256,27 +321,55 @@ def write_dot(graph: Graph, path: str | Path, outputs: Iterable[Value] | None = 
     return write_atomic(path, to_dot(graph, outputs, **summary).source.encode())
 
 
-def pipe(dot: graphviz.Digraph, fmt: str, what: str) -> bytes:
+def pipe(dot: graphviz.Digraph, fmt: str, what: str, timeout: float | None = None) -> bytes:
     """Run Graphviz `dot` on `dot`, producing `fmt` bytes; a missing or failing `dot` is a VizError
-    naming `what` was being drawn."""
+    naming `what` was being drawn. `dot` is killed after `timeout` seconds (default DOT_TIMEOUT)
+    and whenever this call does not return normally (KeyboardInterrupt included)."""
     if shutil.which("dot") is None:
         raise VizError(
             f"rendering {what} needs the Graphviz `dot` executable, which is not on PATH: install it with "
             "`apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) or `conda install "
             "graphviz`, or write a .dot file instead"
         )
+    limit = DOT_TIMEOUT if timeout is None else timeout
+    command = ["dot", f"-T{fmt}"]
     try:
-        return dot.pipe(format=fmt)
-    except graphviz.backend.ExecutableNotFound as err:  # dot vanished between the check and the call
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+    except OSError as err:  # dot vanished between the check and the call
         raise VizError(f"Graphviz `dot` failed for {what}: {err}") from None
-    except graphviz.backend.CalledProcessError as err:
-        raise VizError(f"Graphviz `dot` failed for {what}: {err.stderr.decode(errors='replace')[:300]}") from None
+    try:
+        out, err = child.communicate(dot.source.encode(), timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise VizError(
+            f"Graphviz `dot` took more than {limit:g} s to lay out {what} and was stopped: draw fewer boxes "
+            "(max_nodes=150, or --max-nodes 150 on the command line) or write a .dot file"
+        ) from None
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    if child.returncode != 0:
+        raise VizError(f"Graphviz `dot` failed for {what}: {err.decode(errors='replace')[:300]}")
+    return out
+
+
+def _die_with_parent() -> None:
+    """In the forked `dot` (Linux): ask the kernel to SIGKILL it when its parent dies, so a killed
+    caller leaves no layout running."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
 
 def to_svg(graph: Graph, outputs: Iterable[Value] | None = None, **summary: object) -> str:
     """The graph as SVG text for inline use (HTML, notebooks): the `<svg>` element only,
     without the XML prolog. Takes `to_dot`'s summary options."""
-    text = pipe(to_dot(graph, outputs, **summary), "svg", f"graph {graph.name!r}").decode()
+    what = f"graph {graph.name!r}"
+    text = pipe(_drawing(graph, outputs, summary, what), "svg", what).decode()
     return text[text.index("<svg") :]
 
 
@@ -293,4 +386,4 @@ def render(graph: Graph, path: str | Path, outputs: Iterable[Value] | None = Non
         return write_dot(graph, path, values, **summary)
     if fmt not in FORMATS:
         raise VizError(f"cannot render {path.name}: use a .dot, {', '.join('.' + f for f in FORMATS)} suffix")
-    return write_atomic(path, pipe(to_dot(graph, values, **summary), fmt, path.name))
+    return write_atomic(path, pipe(_drawing(graph, values, summary, path.name), fmt, path.name))

@@ -58,3 +58,11 @@ def test_an_exception_finishes_the_line_as_failed(monkeypatch):
         raise RuntimeError("boom")
     assert stream.getvalue().endswith("\n") and "work: failed in" in stream.getvalue()
     assert not progress_threads()
+
+
+def test_terminal_escapes_in_a_label_are_not_written():
+    stream = io.StringIO()
+    with Progress("report \x1b]0;owned\x07\x1b[2J", stream=stream, force=True, delay=0, interval=0.01) as bar:
+        bar.step("drawing \x1b[31mred")
+    text = stream.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "report ?]0;owned??[2J" in text

@@ -115,3 +115,52 @@ def test_a_scalar_constant_shows_its_value():
     with gk.Graph("c") as g:
         out = gk.input("x", (2,)) * gk.constant(np.float32(2.5))
     assert "const 2.5" in to_dot(g, [out.value], collapse_sources=True).source
+
+
+OP_BOX = re.compile(r'tooltip="op (\w+)(?: \(\w+\))?: (\d+) nodes?, collapsed"')
+
+
+def unscoped_chain():
+    """200 tanh, 40 exp and 5 sin nodes, none named: no scope to collapse."""
+    with gk.Graph("chain") as g:
+        out = gk.input("x", (3,))
+        for i in range(200):
+            out = gk.tanh(out)
+            if i % 5 == 0:
+                out = gk.exp(out)
+            if i % 40 == 0:
+                out = gk.sin(out)
+    return g, out
+
+
+def test_without_scopes_the_most_numerous_ops_collapse_until_the_drawing_fits():
+    g, out = unscoped_chain()
+    source = to_dot(g, [out.value], max_nodes=100).source
+    assert OP_BOX.findall(source) == [("tanh", "200")]  # 246 units -> 47: exp and sin stay nodes
+    assert len(drawn_nodes(source)) == drawn_units(g, [out.value], max_nodes=100) == 1 + 1 + 40 + 5
+    source = to_dot(g, [out.value], max_nodes=10).source
+    assert sorted(OP_BOX.findall(source)) == [("exp", "40"), ("tanh", "200")]  # 247 -> 47 -> 8 units
+    assert len(drawn_nodes(source)) == 1 + 2 + 5
+    source = to_dot(g, [out.value], max_nodes=5).source
+    assert sorted(OP_BOX.findall(source)) == [("exp", "40"), ("sin", "5"), ("tanh", "200")]
+    assert len(drawn_nodes(source)) == 4  # the input and three boxes
+    assert drawn_units(g, [out.value], max_nodes=2) == 4  # one box per op is as far as it goes
+
+
+def test_a_big_graph_without_scopes_summarises_into_a_few_boxes_that_render():
+    """(A 100k-node model ran Graphviz for minutes; 20k nodes and a gradient keep the test short.)"""
+    with gk.Graph("big") as g:
+        x = out = gk.input("x", (3,))
+        for i in range(10_000):
+            out = gk.tanh(out) if i % 3 else gk.exp(out)
+        loss = gk.sum(out * gk.input("y", (3,)))
+        (dx,) = gk.grad(loss, [x])
+    outputs = [loss.value, dx.value]
+    assert len(g) > 40_000
+    source = to_dot(g, outputs, max_nodes=150).source
+    assert len(drawn_nodes(source)) == drawn_units(g, outputs, max_nodes=150) <= 150
+    shown = [n for n in g.needed_nodes(outputs) if g.node(n).op not in ("param", "constant")]  # the rest fold
+    boxes = OP_BOX.findall(source)
+    assert sum(int(count) for _, count in boxes) + len(drawn_nodes(source)) - len(boxes) == len(shown)
+    assert "op mul (grad)" in source
+    assert ET.fromstring(to_svg(g, outputs, max_nodes=150)).tag.endswith("svg")
