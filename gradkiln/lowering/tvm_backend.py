@@ -29,6 +29,7 @@ from .tvm_arguments import cpu_arguments, fresh_outputs, numpy_results
 from .tvm_dims import DimConverter
 from .tvm_emitters import EMITTERS, EmitContext, Emitter, emit_constant
 from .tvm_profile import kernel_nodes, profile_vm
+from .tvm_quiet import tvm_section
 from .tvm_reductions import check_nonempty, nonempty_checks
 from .tvm_schedules import CPU_TIR_PIPELINE, build_pipeline, fuse_kernels, schedule_kernels
 from .tvm_targets import device_module, fusion_passes, gpu_kernels, resolve_target
@@ -57,6 +58,7 @@ def emitter_for(node: Node) -> Emitter:
     return EMITTERS[node.op]
 
 
+@tvm_section()  # BlockBuilder keeps its function stack in a class attribute: one build at a time
 def build_module(
     graph: Graph, params: dict[Value, str], nodes: Sequence[Node], outputs: Sequence[Value], target: str
 ) -> Any:
@@ -68,12 +70,17 @@ def build_module(
     for value, name in params.items():
         ty = graph.type_of(value)
         env[value] = relax.Var(name, relax.TensorType(ctx.dim.shape(ty.shape), ty.dtype))
-    with bb.function("main", list(env.values())):
-        with bb.dataflow():
-            for node in nodes:
-                env.update(_emit_node(ctx, node, [env[v] for v in node.inputs], target))
-            result = bb.emit_output(relax.Tuple([env[v] for v in outputs]))
-        bb.emit_func_output(result)
+    try:
+        with bb.function("main", list(env.values())):
+            with bb.dataflow():
+                for node in nodes:
+                    env.update(_emit_node(ctx, node, [env[v] for v in node.inputs], target))
+                result = bb.emit_output(relax.Tuple([env[v] for v in outputs]))
+            bb.emit_func_output(result)
+    except BaseException:  # close what TVM's scopes leave open, or its destructor logs "remaining blocks"
+        bb._end_block()
+        bb.end_scope()
+        raise
     return bb.get()
 
 
@@ -179,7 +186,6 @@ class TVMExecutable(Executable):
         device = self.spec.device()
         self.vm = relax.VirtualMachine(self.compiled, device) if device.exist else None
         self._vm_lock = threading.Lock()  # the Relax VM keeps per-call state: concurrent calls crash it
-        self.argument_names = [n.name for n in sources]
 
     def source(self) -> str:
         """The generated kernel source on GPU targets (CUDA C, MSL, WGSL, OpenCL C); the Relax
@@ -188,6 +194,7 @@ class TVMExecutable(Executable):
             return self.module.script()
         return device_module(self.compiled, self.target).inspect_source()
 
+    @tvm_section()
     def export(self, path: str | os.PathLike[str]) -> Path:
         """Write the compiled module to `path` (`.so`, or `.tar` of objects for cross targets),
         atomically. Load it with `tvm.runtime.load_module` and run it with
@@ -211,6 +218,7 @@ class TVMExecutable(Executable):
         except Exception as err:
             raise LoweringError(f"exporting {self.spec.label} to {path} failed: {condense(err)}") from err
 
+    @tvm_section()
     def launches(self) -> list[Launch]:
         """How each GPU kernel is launched: buffers, scalar arguments, grid and block extents (as
         expressions in the symbolic dims), read from the host code TVM generates."""
@@ -276,6 +284,7 @@ class TVMExecutable(Executable):
         title = f"'{self.graph.name}' on {self.spec.label}"
         return profile_vm(vm, args, self.kernels, nodes, repeat, title, device.sync if self.spec.is_gpu else _no_sync)
 
+    @tvm_section()  # TVM's loads and exports log to stderr; tvm_quiet drops its lines
     def _load_or_compile(self, cache: bool | str | os.PathLike[str]) -> Any:
         """The compiled module: from the compile cache when `cache` names one and holds it (then
         `.cache_hit`), else compiled now (and stored in the cache, if any)."""
@@ -307,6 +316,7 @@ class TVMExecutable(Executable):
             raise self._blame(err) from err
         return executable
 
+    @tvm_section()
     def _build(self, module: Any) -> tuple[Any, Any, dict[str, str]]:
         """The VM executable of `module`, the fused (and scheduled) module it was built from, and
         the schedule rule applied to each kernel. GPU targets take TVM's whole pipeline, dlight included."""
