@@ -13,6 +13,7 @@ from .graph import (
     GradkilnError,
     Graph,
     GraphError,
+    IndexOutOfRangeError,
     LoweringError,
     ONNXError,
     ShapeError,

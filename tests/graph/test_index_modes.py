@@ -197,3 +197,14 @@ def test_a_mode_outside_raise_clip_fill_is_refused_at_build_time():
         gb.take(gk.input("x", (3, 2)), gk.input("i", (2,), "int64"), mode="wrap")
     with gk.Graph(), pytest.raises(GraphError, match="ignore_index needs class-index"):
         gb.cross_entropy(gk.input("z", (3, 2)), gk.input("p", (3, 2)), ignore_index=0)
+
+
+def test_constant_folding_leaves_an_out_of_range_take_to_the_run():
+    with gk.Graph() as g:
+        x = gk.input("x", (2,), "float32")
+        out = x * gb.take(gb.constant(np.arange(4.0, dtype=np.float32)), gb.constant(np.array([1, 7])), 0)
+    with pytest.raises(IndexOutOfRangeError, match=r"^%\d+ = take: index 7"):
+        gk.compile(g, out, optimize="O2")(x=np.ones(2, np.float32))
+    np.testing.assert_array_equal(
+        gk.compile(g, out, optimize="O2", target="llvm")(x=np.ones(2, np.float32)), [1, np.nan]
+    )
