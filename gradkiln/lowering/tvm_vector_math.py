@@ -12,9 +12,8 @@ denormal is exact; sin/cos(+-inf) = NaN; tanh and sigmoid saturate exactly.
 
 Accuracy against the correctly rounded result (tested by dense sweeps, `tests/lowering/test_vector_math.py`):
 exp, log, sigmoid, tanh, erf within 3 ulp; sin and cos within 3 ulp or 1e-7 absolute for |x| <= 2e8,
-where the reduction is exact (pi/2 in four 26-bit parts, in float64). Beyond that (float32 spacing
->= 16) the reduction error grows as |x| * 2**-52 and the reduced argument is clamped to
-[-pi/4, pi/4], so results stay in [-1, 1]; numpy reduces exactly there. float64 and float16 keep
+where the reduction is exact (pi/2 in four 26-bit parts, in float64); a vector holding a larger
+argument, inf or NaN is computed by libm (exact reduction, as numpy). float64 and float16 keep
 TVM's rules (libm).
 """
 
@@ -201,15 +200,18 @@ SIN_FAST_LIMIT = 125.0  # below this |x|, n < 2**7 and the float32 reduction is 
 
 def sincos_f32(b: _Builder, x: PrimExpr, quadrant_shift: int) -> PrimExpr:
     """sin (shift 0) or cos (shift 1) of x: r = x - n pi/2 (n = round(2x/pi)), then sin or cos
-    of r by polynomial, picked and signed by the quadrant n + shift (mod 4). r is reduced in
-    float32 (four parts of pi/2) when every lane of the vector is below SIN_FAST_LIMIT, else in
-    float64 (a branch per vector: the float64 reduction takes twice the time of the rest)."""
+    of r by polynomial, picked and signed by the quadrant n + shift (mod 4). A branch per vector
+    picks the cheapest exact reduction for all its lanes: in float32 (four parts of pi/2) below
+    SIN_FAST_LIMIT, in float64 (twice the time of the rest) below SIN_EXACT_LIMIT, else libm
+    (LLVM's sin/cos intrinsics, scalar calls), which reduces huge arguments exactly, as numpy
+    does, and takes NaN and inf to NaN."""
 
     def body(v: PrimExpr) -> PrimExpr:
-        is_finite = tirx.abs(v) < b.const(math.inf)  # tirx.isfinite takes scalars only
-        finite = b.select(is_finite, tirx.Cast(b.f64, v), b.const(0.0, "float64"))
-        wide = b.select(is_finite, b.let(finite, lambda xd: _sincos_reduced(b, xd, quadrant_shift)), b.const(math.nan))
-        small = b.all(tirx.abs(v) < b.const(SIN_FAST_LIMIT))
+        magnitude = tirx.abs(v)
+        exact = _sincos_reduced(b, tirx.Cast(b.f64, v), quadrant_shift)
+        libm = tirx.call_llvm_pure_intrin(b.f32, "llvm.cos" if quadrant_shift else "llvm.sin", v)
+        wide = tirx.if_then_else(b.all(magnitude < b.const(SIN_EXACT_LIMIT)), exact, libm)
+        small = b.all(magnitude < b.const(SIN_FAST_LIMIT))
         return tirx.if_then_else(small, _sincos_small(b, v, quadrant_shift), wide)
 
     return b.let(x, body)
@@ -229,9 +231,8 @@ def _sincos_small(b: _Builder, v: PrimExpr, quadrant_shift: int) -> PrimExpr:
 
 
 def _sincos_reduced(b: _Builder, xd: PrimExpr, quadrant_shift: int) -> PrimExpr:
-    """r and the quadrant (n + shift) mod 4. Past SIN_EXACT_LIMIT the products n * part round and
-    r can leave [-pi/4, pi/4]; it is clamped there, so the result stays a sine (of an argument off
-    by about |x| * 2**-52) rather than the polynomial's blow-up."""
+    """The float64 reduction for |x| < SIN_EXACT_LIMIT, where each n * part is exact: r and the
+    quadrant (n + shift) mod 4."""
 
     def with_n(n: PrimExpr) -> PrimExpr:
         r = xd
@@ -239,9 +240,7 @@ def _sincos_reduced(b: _Builder, xd: PrimExpr, quadrant_shift: int) -> PrimExpr:
             r = r - n * b.const(part, "float64")
         quadrant = n + b.const(float(quadrant_shift), "float64")
         q = tirx.Cast(b.i32, quadrant - b.const(4.0, "float64") * tirx.floor(quadrant * b.const(0.25, "float64")))
-        bound = b.const(math.pi / 4 * (1 + 2**-20))
-        rf = tirx.max(tirx.min(tirx.Cast(b.f32, r), bound), -bound)
-        return b.let(rf, lambda r32: b.let(q, lambda qi: _sincos_pick(b, r32, qi)))
+        return b.let(tirx.Cast(b.f32, r), lambda r32: b.let(q, lambda qi: _sincos_pick(b, r32, qi)))
 
     return b.let(tirx.nearbyint(xd * b.const(2 / math.pi, "float64")), with_n)
 

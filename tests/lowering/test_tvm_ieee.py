@@ -198,3 +198,12 @@ def test_integer_division_by_zero_and_minus_one_does_not_trap(dtype):
     got, want = run_both(lambda a, b: [gk.mod(a, b), gk.floordiv(a, b)], {"a": a, "b": b})
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_trigonometry_of_huge_arguments(dtype):
+    """sin, cos and tan of |x| >= 1e20 as numpy (the float32 vector reduction lost every digit there)."""
+    x = np.resize(np.array([1e20, -1e20, 1e30, 3e38, 2e8, 3e8, 1e10, 0.5, np.inf, np.nan], dtype), 64)
+    got, want = run_both(lambda x: [gk.sin(x), gk.cos(x), gk.tan(x)], {"x": x})
+    for g, w in zip(got, want):
+        assert_ieee_equal(g, w, rtol=1e-6)
