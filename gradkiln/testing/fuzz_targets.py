@@ -1,0 +1,617 @@
+"""A differential fuzzer of the compile targets: random sub-graphs of every op family, run at each
+optimization level on numpy and llvm, compared with the numpy executor at O0 (the reference).
+
+    cases = draw_cases(np.random.default_rng(0), 100)
+    for mismatch in run_batch(cases, [Config("llvm", "O3")]).mismatches:
+        print(minimize(mismatch).reproducer())
+
+Many independent sub-graphs (`Case`) share one graph and one compile per configuration (an llvm
+compile costs 0.3-2 s); results are attributed per sub-graph output, and a compile or run that
+fails is bisected down to the outputs that make it fail. Results are compared NaN-aware (NaN
+positions equal, infinities equal, the sign of a zero where every op on the way defines it) within
+a tolerance in ulps summed over the ops on the way (`fuzz_ops`), or that many epsilons of the
+sub-graph's largest finite magnitude (reassociated sums and fused multiply-adds round differently).
+A mismatch is minimized by delta debugging (earlier outputs, steps bypassed, inputs halved along
+an axis) to a small sub-graph that still mismatches the same way, printed as builder code.
+Mismatch classes that are open issues are listed in `KNOWN_OPEN`, each with its reason.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .. import graph as _graph
+from ..graph import builder as gb
+from ..graph.dtypes import is_float
+from ..graph.errors import GradkilnError
+from ..graph.ir import Node
+from .fuzz_ops import FAMILIES, Draw, Leaf, Var
+
+NAMESPACE = {"gk": gb, "np": np, "nan": np.nan, "inf": np.inf}
+# the dtypes a case starts from, with their odds, and the transcendental ulp bound of each float dtype
+DTYPE_WEIGHTS = {"float32": 7, "float64": 4, "float16": 3, "int32": 2, "int64": 2, "int8": 1, "uint8": 1}
+DTYPES = {"float32": 4, "float64": 2, "float16": 2}
+TRANSCENDENTAL = {"exp", "log", "tanh", "sigmoid", "exp2", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos"}
+TRANSCENDENTAL |= {"atan", "sinh", "cosh", "erf", "softplus", "silu", "gelu", "elu", "pow", "atan2", "rsqrt"}
+ROUNDS_ONCE = {"add", "sub", "mul", "div", "sqrt", "square", "reciprocal", "floordiv", "mod", "leaky_relu"}
+ACCUMULATES = {"sum", "mean", "prod", "logsumexp", "var", "std", "cumsum", "cumprod", "softmax", "log_softmax"}
+ACCUMULATES |= {"matmul", "einsum", "conv2d", "conv_transpose2d", "avg_pool2d", "det", "inverse", "solve", "scan"}
+ACCUMULATES |= {"scatter_add", "scatter_elements_add"}
+# ops after which the sign of a zero is not defined (IEEE max/min of +-0, sums from a +0 accumulator)
+SIGNLESS = ACCUMULATES | {"maximum", "minimum", "relu", "clip", "max", "min", "max_pool2d", "sort", "topk", "cond"}
+COMPARES_OPS = {"equal", "not_equal", "less", "less_equal", "greater", "greater_equal"}
+LEVELS = ("O0", "O3")
+TARGETS = ("numpy", "llvm")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One builder expression of a case: `name = expr`, with what it reads, the ops of the nodes it
+    added and the relative error they may add (ulps times epsilon of each node's dtype)."""
+
+    name: str
+    expr: str
+    reads: tuple[str, ...]
+    ops: tuple[str, ...]
+    error: float
+
+
+@dataclass(frozen=True)
+class Case:
+    """A random sub-graph: inputs with values (at `batch` rows on each "N" axis) and steps."""
+
+    leaves: tuple[Leaf, ...]
+    steps: tuple[Step, ...]
+    batch: int
+
+    @property
+    def outputs(self) -> list[str]:
+        """The steps no other step reads."""
+        read = {r for s in self.steps for r in s.reads}
+        return [s.name for s in self.steps if s.name not in read]
+
+    def ancestry(self, name: str) -> list[Step]:
+        """The steps `name` depends on, itself included, in order."""
+        by_name, wanted, stack = {s.name: s for s in self.steps}, set(), [name]
+        while stack:
+            step = by_name.get(stack.pop())
+            if step and step.name not in wanted:
+                wanted.add(step.name)
+                stack.extend(step.reads)
+        return [s for s in self.steps if s.name in wanted]
+
+    def restricted(self, output: str) -> Case:
+        """The case computing only `output`."""
+        steps = self.ancestry(output)
+        read = {r for s in steps for r in s.reads}
+        return replace(self, leaves=tuple(x for x in self.leaves if x.name in read), steps=tuple(steps))
+
+    def build(self, prefix: str = "") -> dict[str, _graph.Tensor]:
+        """Emit the case into the current graph (inputs named `prefix` + leaf name): step tensors by name."""
+        env = {x.name: gb.input(prefix + x.name, x.shape, x.dtype) for x in self.leaves}
+        for step in self.steps:
+            env[step.name] = eval(step.expr, NAMESPACE, env)  # the fuzzer's own builder code
+        return {s.name: env[s.name] for s in self.steps}
+
+    def feeds(self, prefix: str = "") -> dict[str, np.ndarray]:
+        return {prefix + x.name: x.values for x in self.leaves}
+
+    def tolerance(self, output: str) -> tuple[float, bool]:
+        """(relative error, whether the sign of a zero is compared) of `output`."""
+        steps = self.ancestry(output)
+        return sum(s.error for s in steps), not any(SIGNLESS.intersection(s.ops) for s in steps)
+
+    def code(self, output: str, config: Config, note: str) -> str:
+        """A self-contained Python reproducer: the graph, its inputs, and both runs."""
+        lines = ["import numpy as np", "", "import gradkiln as gk", "", "nan, inf = np.nan, np.inf", "feeds = {"]
+        lines += [f"    {x.name!r}: {_array_code(x.values)}," for x in self.leaves]
+        lines += ["}", 'with gk.Graph("repro") as g:']
+        lines += [f"    {x.name} = gk.input({x.name!r}, {x.shape!r}, {x.dtype!r})" for x in self.leaves]
+        lines += [f"    {s.name} = {s.expr}" for s in self.steps]
+        lines += [f'want = gk.compile(g, {output}, target="numpy")(**feeds)']
+        lines += [f"got = gk.compile(g, {output}, target={config.target!r}, optimize={config.level!r})(**feeds)"]
+        lines += [f'print("want", want, "got", got, sep="\\n")  # {config}: {note}']
+        return "\n".join(lines)
+
+
+def _array_code(values: np.ndarray) -> str:
+    items = ", ".join(repr(float(v)) if is_float(values.dtype.name) else repr(int(v)) for v in values.ravel())
+    return f"np.array([{items}], {values.dtype.name!r}).reshape({values.shape})"
+
+
+def _node_error(node: Node) -> float:
+    """The relative error one node may add between backends, in epsilons of its dtype: none for
+    exact ops, 1 for correctly rounded ones, twice the transcendental ulp bound of the dtype, and
+    for accumulations 4 plus the number of terms summed."""
+    dtype = node.types[0].dtype
+    eps = float(np.finfo(dtype).eps) if is_float(dtype) else 0.0
+    if node.op in ACCUMULATES:
+        sizes = [_size(node.graph.type_of(v).shape) for v in node.inputs] or [1]
+        return eps * (4 + max(sizes) // max(1, _size(node.types[0].shape)))
+    if node.op in TRANSCENDENTAL:
+        return eps * 2 * DTYPES[dtype]
+    return eps * (node.op in ROUNDS_ONCE)
+
+
+def _size(shape: tuple) -> int:
+    return int(np.prod([d if isinstance(d, int) else 4 for d in shape]))
+
+
+def draw_case(
+    rng: np.random.Generator, batch: int, families: Sequence[str] = tuple(FAMILIES), dtypes: Sequence[str] = ()
+) -> Case:
+    """A random case of 1 to 4 steps from `families`, on a first input of a random dtype (of
+    `dtypes` when given) and shape (zero and one sizes, a symbolic "N" leading dim, NCHW shapes)."""
+    draw = Draw(rng, batch)
+    weights = np.array([DTYPE_WEIGHTS[t] for t in dtypes or DTYPE_WEIGHTS])
+    dtype = str(rng.choice(list(dtypes or DTYPE_WEIGHTS), p=weights / weights.sum()))
+    rank = int(rng.choice([0, 1, 2, 3, 4], p=[0.1, 0.25, 0.3, 0.15, 0.2]))
+    shape = tuple(int(rng.choice([0, 1, 2, 3, 4, 5], p=[0.05, 0.2, 0.25, 0.25, 0.15, 0.1])) for _ in range(rank))
+    if rank and rng.random() < 0.3:
+        shape = ("N", *shape[1:])
+    first = draw.fresh(shape, dtype)
+    variables, made = [Var(first, shape, dtype, True)], []
+    with _graph.Graph("draw") as graph:
+        env = {first: gb.input(first, shape, dtype)}
+        for _ in range(int(rng.integers(1, 5))):
+            step = _draw_step(draw, graph, env, variables, families, f"v{len(made)}")
+            made += [step] if step else []
+    return Case(tuple(draw.leaves), tuple(made), batch)
+
+
+def _draw_step(draw: Draw, graph: _graph.Graph, env: dict, variables: list[Var], families, name: str) -> Step | None:
+    """One step of a random family on a random value; None after a few operands that do not fit."""
+    for _ in range(8):
+        a, known = draw.pick(variables), len(draw.leaves)
+        expr = FAMILIES[draw.pick(list(families))](draw, a)
+        before = max(n.id for n in graph.nodes())
+        if expr is None:
+            del draw.leaves[known:]
+            continue
+        try:
+            env.update({x.name: gb.input(x.name, x.shape, x.dtype) for x in draw.leaves[known:]})
+            tensor = eval(expr, NAMESPACE, env)  # the fuzzer's own builder code
+        except GradkilnError:
+            del draw.leaves[known:]
+            continue
+        env[name] = tensor
+        added = [n for n in graph.nodes() if n.id > before and n.op != "input"]
+        reads = tuple(sorted(set(re.findall(r"\b[xv]\d+\b", expr))))
+        error = sum(_node_error(n) for n in added)
+        rounds = sum(_node_error(n) > 0 for n in added)
+        exact = (
+            rounds <= 1
+            and error <= float(np.finfo("float16").eps)
+            and all(v.exact for v in variables if v.name in reads)
+        )
+        shape = tuple(d if isinstance(d, int) else str(d) for d in tensor.shape)
+        variables.append(Var(name, shape, tensor.dtype, exact))
+        return Step(name, expr, reads, tuple(sorted({n.op for n in added})), error)
+    return None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A target and an optimization level ("O0" runs no pass)."""
+
+    target: str
+    level: str
+
+    def __str__(self) -> str:
+        return f"{self.target} {self.level}"
+
+
+REFERENCE = Config("numpy", "O0")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """How a result differs from the reference: kind "nan", "inf", "sign", "value", "shape" or
+    "error", at `index`, with both values (or the error message)."""
+
+    kind: str
+    detail: str
+
+
+@dataclass
+class Mismatch:
+    """A case output that differs at `config`; `values` are the reference's step values."""
+
+    case: Case
+    output: str
+    config: Config
+    difference: Difference
+    values: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def known(self) -> Known | None:
+        return next((k for k in KNOWN_OPEN if k.applies(self)), None)
+
+    def reproducer(self) -> str:
+        return self.case.restricted(self.output).code(self.output, self.config, self.difference.detail)
+
+
+@dataclass
+class Report:
+    """What `run_batch` found: mismatches, and cases the reference itself rejected (skipped)."""
+
+    mismatches: list[Mismatch] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    outputs: int = 0
+
+
+def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How many representable floats lie between a and b (+0 and -0 count as one; inf is one past
+    the largest finite value), as float64."""
+    bits = np.dtype(f"int{a.dtype.itemsize * 8}")
+
+    def ordered(x: np.ndarray) -> np.ndarray:
+        i = x.view(bits).astype(np.float64)
+        return np.where(i < 0, float(np.iinfo(bits).min) - i, i)
+
+    return np.abs(ordered(a) - ordered(b))
+
+
+def compare(want: np.ndarray, got: np.ndarray, error: float, scale: float, signed_zero: bool) -> Difference | None:
+    """The first difference of `got` from `want` beyond the relative `error` (or that error of
+    `scale`), NaN-aware; None when they agree."""
+    want, got = np.asarray(want), np.asarray(got)
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return Difference("shape", f"want {want.dtype}{list(want.shape)}, got {got.dtype}{list(got.shape)}")
+    if not is_float(want.dtype.name):
+        return _first("value", want, got, want != got) if (want != got).any() else None
+    nan = np.isnan(want) != np.isnan(got)
+    if nan.any():
+        return _first("nan", want, got, nan)
+    ulps = error / float(np.finfo(want.dtype).eps)
+    distance = ulp_distance(want, got)
+    finite = np.isfinite(want) & np.isfinite(got)
+    inf = ~finite & ~np.isnan(want) & (want != got) & (distance > ulps)
+    if inf.any():
+        return _first("inf", want, got, inf)
+    if signed_zero and ((want == 0) & (got == 0) & (np.signbit(want) != np.signbit(got))).any():
+        return _first("sign", want, got, (want == 0) & (np.signbit(want) != np.signbit(got)))
+    with np.errstate(all="ignore"):
+        far = np.abs(want.astype(np.float64) - got) > error * scale
+    off = finite & (distance > ulps) & far
+    return _first("value", want, got, off) if off.any() else None
+
+
+def _first(kind: str, want: np.ndarray, got: np.ndarray, where: np.ndarray) -> Difference:
+    index = tuple(int(i) for i in np.argwhere(where)[0])
+    return Difference(kind, f"{kind} at {index}: want {want[index]!r}, got {got[index]!r}")
+
+
+def _scale(case: Case, values: dict[str, np.ndarray]) -> float:
+    """The largest finite magnitude among a case's inputs and step values (1 at least)."""
+    arrays = [x.values for x in case.leaves] + [values[s.name] for s in case.steps if s.name in values]
+    finite = [np.abs(a[np.isfinite(a)]).max(initial=0) for a in arrays if is_float(a.dtype.name)]
+    return float(max(finite, default=1.0, key=float)) or 1.0
+
+
+def _run(graph: _graph.Graph, outputs: dict, feeds: dict, config: Config) -> tuple[dict, dict[str, str]]:
+    """Run `outputs` at `config`: (results, errors by output). When a compile or run fails, the
+    outputs that need the node the error names fail and the others run again; an error naming no
+    node is bisected. So one bad sub-graph does not hide the others' results."""
+    from ..lowering import compile as compile_graph
+
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run = compile_graph(graph, outputs, target=config.target, optimize=config.level)
+            return dict(run(**feeds)), {}
+    except Exception as error:  # every failure is a finding, whatever raised it
+        message = f"{type(error).__name__}: {str(error)[:300]}"
+        if len(outputs) == 1:
+            return {}, dict.fromkeys(outputs, message)
+        culprits = _needing(graph, outputs, re.search(r"%(\d+) = ", message))
+    results, errors = {}, dict.fromkeys(culprits, message)
+    for part in [[n for n in outputs if n not in culprits]] if culprits else _halves(list(outputs)):
+        got, failed = _run(graph, {n: outputs[n] for n in part}, feeds, config)
+        results.update(got)
+        errors.update(failed)
+    return results, errors
+
+
+def _needing(graph: _graph.Graph, outputs: dict, node: re.Match | None) -> list[str]:
+    """The outputs that need the node an error names, unless that is all of them (or none)."""
+    if node is None:
+        return []
+    culprits = [n for n, t in outputs.items() if int(node.group(1)) in graph.needed_nodes([t.value])]
+    return culprits if len(culprits) < len(outputs) else []
+
+
+def _halves(names: list[str]) -> list[list[str]]:
+    return [names[: len(names) // 2], names[len(names) // 2 :]]
+
+
+def run_batch(cases: Sequence[Case], configs: Iterable[Config]) -> Report:
+    """Build every case into one graph, run it on the reference and each configuration (one
+    compile each), and compare every case output."""
+    with _graph.Graph("fuzz") as graph:
+        tensors = [case.build(f"c{i}_") for i, case in enumerate(cases)]
+    feeds = {k: v for i, case in enumerate(cases) for k, v in case.feeds(f"c{i}_").items()}
+    every = {f"{i}.{name}": t for i, named in enumerate(tensors) for name, t in named.items()}
+    reference, rejected = _run(graph, every, feeds, REFERENCE)
+    report = Report(skipped={key.split(".")[0]: message for key, message in rejected.items()})
+    wanted = {
+        f"{i}.{name}": tensors[i][name]
+        for i, case in enumerate(cases)
+        if str(i) not in report.skipped
+        for name in case.outputs
+    }
+    report.outputs = len(wanted)
+    for config in configs:
+        got, errors = _run(graph, wanted, feeds, config)
+        for key in wanted:
+            i, name = int(key.split(".")[0]), key.split(".")[1]
+            case = cases[i]
+            values = {s.name: reference[f"{i}.{s.name}"] for s in case.steps}
+            if key in errors:
+                difference = Difference("error", errors[key])
+            else:
+                error, signed = case.tolerance(name)
+                difference = compare(reference[key], got[key], error, _scale(case, values), signed)
+            if difference:
+                report.mismatches.append(Mismatch(case, name, config, difference, values))
+    return report
+
+
+def check(case: Case, output: str, config: Config) -> Difference | None:
+    """The difference of one case output at `config` (None when it agrees or the reference rejects it)."""
+    restricted = case.restricted(output)
+    found = run_batch([restricted], [config]).mismatches
+    return next((m.difference for m in found if m.output == output), None)
+
+
+def draw_cases(
+    rng: np.random.Generator, count: int, families: Sequence[str] = tuple(FAMILIES), dtypes: Sequence[str] = ()
+) -> list[Case]:
+    """`count` random cases sharing one batch size for "N" (1, 2 or 3)."""
+    batch = int(rng.integers(1, 4))
+    return [draw_case(rng, batch, families, dtypes) for _ in range(count)]
+
+
+def minimize(mismatch: Mismatch, tries: int = 80) -> Mismatch:
+    """A smaller mismatch of the same kind and known class: delta debugging over earlier outputs,
+    bypassed steps and inputs halved along one axis, each candidate re-run alone."""
+    current, known = mismatch, mismatch.known
+
+    def same(candidate: Mismatch) -> bool:
+        difference = check(candidate.case, candidate.output, candidate.config)
+        if difference is None or difference.kind != mismatch.difference.kind:
+            return False
+        candidate.difference = difference
+        return candidate.known == known
+
+    progress = True
+    while progress and tries > 0:
+        progress = False
+        for candidate in _smaller(current):
+            tries -= 1
+            if tries < 0 or same(candidate):
+                current, progress = candidate, tries >= 0
+                break
+    current.case = current.case.restricted(current.output)
+    return current
+
+
+def _smaller(m: Mismatch) -> Iterable[Mismatch]:
+    """Candidates smaller than `m`, smallest first: an earlier output, a step replaced by what it
+    reads, an input (or the batch) halved along an axis."""
+    case = m.case.restricted(m.output)
+    for step in case.steps[:-1]:
+        yield replace(m, case=case, output=step.name)
+    for i, step in enumerate(case.steps):
+        for read in step.reads:
+            yield from _built(m, _bypass(case, i, read))
+    for j, leaf in enumerate(case.leaves):
+        for axis, size in enumerate(leaf.values.shape):
+            if leaf.shape[axis] != "N" and size > 1:
+                for part in (slice(0, size // 2), slice(size // 2, size)):
+                    yield from _built(m, _sliced(case, j, axis, part))
+    if case.batch > 1:
+        yield from _built(m, _rebatched(case, case.batch // 2))
+
+
+def _built(m: Mismatch, case: Case | None) -> Iterable[Mismatch]:
+    """`case` as a candidate if it still builds (its shapes may no longer fit an op)."""
+    if case is None:
+        return
+    try:
+        with _graph.Graph("candidate"):
+            case.build()
+    except GradkilnError:
+        return
+    output = m.output if any(s.name == m.output for s in case.steps) else case.steps[-1].name
+    yield replace(m, case=case, output=output)
+
+
+def _bypass(case: Case, index: int, read: str) -> Case | None:
+    """The case with step `index` replaced by the value `read` it reads."""
+    step = case.steps[index]
+    rest = [_renamed(s, step.name, read) for s in case.steps[index + 1 :]]
+    if not rest:
+        return None
+    return replace(case, steps=case.steps[:index] + tuple(rest)).restricted(rest[-1].name)
+
+
+def _renamed(step: Step, old: str, new: str) -> Step:
+    expr = re.sub(rf"\b{old}\b", new, step.expr)
+    return replace(step, expr=expr, reads=tuple(sorted({new if r == old else r for r in step.reads})))
+
+
+def _sliced(case: Case, j: int, axis: int, part: slice) -> Case:
+    leaf = case.leaves[j]
+    values = leaf.values[(slice(None),) * axis + (part,)]
+    shape = tuple(values.shape[i] if i == axis else d for i, d in enumerate(leaf.shape))
+    return replace(case, leaves=case.leaves[:j] + (replace(leaf, shape=shape, values=values),) + case.leaves[j + 1 :])
+
+
+def _rebatched(case: Case, batch: int) -> Case:
+    def cut(leaf: Leaf) -> Leaf:
+        index = tuple(slice(0, batch) if d == "N" else slice(None) for d in leaf.shape)
+        return replace(leaf, values=leaf.values[index])
+
+    return replace(case, leaves=tuple(cut(x) for x in case.leaves), batch=batch)
+
+
+@dataclass(frozen=True)
+class Known:
+    """An open mismatch class: `applies(mismatch)` and why it is open."""
+
+    name: str
+    reason: str
+    applies: Callable[[Mismatch], bool]
+
+
+def _ops(m: Mismatch) -> set[str]:
+    return {op for s in m.case.ancestry(m.output) for op in s.ops}
+
+
+def _exprs(m: Mismatch) -> str:
+    return "\n".join(s.expr for s in m.case.ancestry(m.output))
+
+
+def _inputs(m: Mismatch) -> list[np.ndarray]:
+    return [x.values for x in m.case.restricted(m.output).leaves]
+
+
+def _any_value(m: Mismatch, test: Callable[[np.ndarray], np.ndarray]) -> bool:
+    """Whether `test` holds for an element of an input or (on the reference) of a step on the way."""
+    values = _inputs(m) + [m.values[s.name] for s in m.case.ancestry(m.output) if s.name in m.values]
+    with np.errstate(all="ignore"):
+        return any(np.asarray(test(v)).any() for v in values if is_float(v.dtype.name))
+
+
+def _when(target: str | None = None, level: str | None = None, kinds: str = "", ops: Iterable[str] = ()) -> Callable:
+    """A predicate: the mismatch is on `target` at `level`, of one of `kinds`, after one of `ops`."""
+    ops = set(ops)
+    return lambda m: (
+        target in (None, m.config.target)
+        and level in (None, m.config.level)
+        and (not kinds or m.difference.kind in kinds.split())
+        and (not ops or bool(ops & _ops(m)))
+    )
+
+
+def _both(*tests: Callable[[Mismatch], bool]) -> Callable[[Mismatch], bool]:
+    return lambda m: all(t(m) for t in tests)
+
+
+EXTREMES = ("max", "min", "argmax", "argmin", "max_pool2d", "sort", "argsort", "topk", "maximum", "minimum")
+
+KNOWN_OPEN: list[Known] = [
+    Known(
+        "isnan on llvm",
+        "x != x and comparisons with NaN are folded on llvm (LLVM assumes no NaN); being fixed in lowering/tvm_*",
+        _both(_when("llvm", ops=COMPARES_OPS), lambda m: _any_value(m, np.isnan)),
+    ),
+    Known(
+        "p - p, p * 0 on llvm",
+        "TVM simplifies p - p and p * 0 to 0 (wrong for inf and NaN, and for the sign of -0.0 * 0); being fixed",
+        _both(
+            _when("llvm"),
+            lambda m: bool(re.search(r"\b(\w+) - \1\b|\(-?0\.0\)|leaky_relu\(\w+, 0\.0\)", _exprs(m))),
+        ),
+    ),
+    Known(
+        "reductions over empty axes on llvm",
+        "a reduction or scan over a zero-size axis fails to compile or gives a wrong identity on llvm; being fixed",
+        _both(_when("llvm", ops=ACCUMULATES | {"max", "min", "argmax", "argmin"}), lambda m: _any_empty(m)),
+    ),
+    Known(
+        "mod/floordiv special values",
+        "mod and floordiv of floats disagree with numpy at inf, NaN, zero and denormal operands; being fixed",
+        _both(_when(ops={"mod", "floordiv"}), lambda m: _any_value(m, lambda v: ~np.isfinite(v) | (np.abs(v) < 1e-30))),
+    ),
+    Known(
+        "sin/cos of |x| >= 1e20",
+        "the vector sin/cos reduce huge arguments inexactly (docs/targets.md); being fixed",
+        _both(_when("llvm", ops={"sin", "cos"}), lambda m: _any_value(m, lambda v: np.abs(v) >= 1e20)),
+    ),
+    Known(
+        "simplify's constant reassociation",
+        "simplify reassociates constants ((a * 2) * 3 -> a * 6), which rounds differently and overflows earlier",
+        _both(_when(level="O3", kinds="value inf"), lambda m: _exprs(m).count("gk.constant") >= 1),
+    ),
+    Known(
+        "fusion's reciprocal rewrites",
+        "fusion rewrites a / b as a * (1 / b), one rounding more (and inf for huge b); being fixed",
+        _when(level="O3", kinds="value inf nan", ops={"div", "reciprocal", "rsqrt", "softmax", "layer_norm"}),
+    ),
+    Known(
+        "-0.0 inlined as 0 at O3",
+        "constants -0.0 are inlined as +0.0 by the O3 pipeline; being fixed",
+        _both(_when(level="O3", kinds="sign"), lambda m: "-0.0" in _exprs(m)),
+    ),
+    Known(
+        "NaN through extremes on llvm",
+        "max/min reductions, argmax/argmin, pools and sorting drop or misplace NaN on llvm (LLVM's max and min; "
+        "documented in docs/architecture.md)",
+        _both(_when("llvm", ops=EXTREMES), lambda m: _any_value(m, np.isnan)),
+    ),
+    Known(
+        "neg and sign of unsigned integers on llvm",
+        "found by this fuzzer: neg(u8) and sign(u8) fail to compile on llvm (TVM: cannot make uint from "
+        "negative value -1); numpy wraps neg and gives 0/1 for sign",
+        _both(_when("llvm", kinds="error", ops={"neg", "sign"}), lambda m: "cannot make uint" in m.difference.detail),
+    ),
+]
+
+
+def _any_empty(m: Mismatch) -> bool:
+    return any(v.size == 0 for v in _inputs(m))
+
+
+def signature(m: Mismatch) -> tuple:
+    """What tells mismatch classes apart before minimizing: target, level, kind and the ops on the way."""
+    return m.config.target, m.difference.kind, tuple(sorted(_ops(m)))
+
+
+@dataclass
+class Summary:
+    """A fuzz run: sub-graph outputs compared, mismatches by known class (or unknown), minimized unknown ones."""
+
+    outputs: int = 0
+    cases: int = 0
+    skipped: int = 0
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    @property
+    def unknown(self) -> list[Mismatch]:
+        return [m for m in self.mismatches if m.known is None]
+
+
+def fuzz(
+    seed: int,
+    cases: int,
+    configs: Sequence[Config],
+    per_compile: int = 100,
+    families: Sequence[str] = tuple(FAMILIES),
+    dtypes: Sequence[str] = (),
+    progress: Callable[[Summary], None] | None = None,
+) -> Summary:
+    """Draw `cases` random cases from `seed` (of `families`, starting from `dtypes`), `per_compile`
+    per graph, and run each batch on `configs`."""
+    rng, summary = np.random.default_rng(seed), Summary()
+    while summary.cases < cases:
+        batch = draw_cases(rng, min(per_compile, cases - summary.cases), families, dtypes)
+        report = run_batch(batch, configs)
+        summary.cases += len(batch)
+        summary.outputs += report.outputs
+        summary.skipped += len(report.skipped)
+        summary.mismatches += report.mismatches
+        if progress:
+            progress(summary)
+    return summary
+
+
+def configurations(targets: Sequence[str] = TARGETS, levels: Sequence[str] = LEVELS) -> list[Config]:
+    """Every (target, level) pair but the reference itself."""
+    return [Config(t, lv) for t in targets for lv in levels if Config(t, lv) != REFERENCE]
