@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from gradkiln.graph import opdef
+from gradkiln.testing.fuzz_cases import draw_cases
 from gradkiln.testing.fuzz_ops import FAMILIES
 from gradkiln.testing.fuzz_targets import (
     KNOWN_OPEN,
     Config,
     compare,
     configurations,
-    draw_cases,
     fuzz,
     minimize,
     ulp_distance,
