@@ -191,35 +191,23 @@ def _optimize(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    import tempfile
-
-    import numpy as np
-
     from . import compile as compile_graph
-    from .atomic import write_atomic
+    from .deploy import write_bundle
     from .progress import Progress
 
+    if args.debug:  # TVM's own log lines reach stderr only in debug mode (lowering/tvm_quiet.py)
+        os.environ["GRADKILN_DEBUG"] = "1"
     graph, outputs = _load(args.model)
     with Progress(f"compiling for {_target_text(args.target)}"):
         executable = compile_graph(graph, outputs, target=args.target, optimize=args.level)
-    artifact = executable.export(args.output)
-    params = {n.name: n.attrs["value"] for n in executable.param_nodes}
-    manifest = {
-        "artifact": artifact.name,
-        "function": "main",
-        "arguments": [
-            {"name": n.name, "kind": n.op, "dtype": n.types[0].dtype, "shape": [str(d) for d in n.types[0].shape]}
-            for n in (executable.graph.by_name(name) for name in executable.argument_names)
-        ],
-        "outputs": list(outputs),
-        "params_file": f"{artifact.name}.params.npz",
-    }
-    with tempfile.TemporaryFile() as buffer:
-        np.savez(buffer, **params)
-        buffer.seek(0)
-        write_atomic(artifact.with_name(manifest["params_file"]), buffer.read())
-    write_atomic(artifact.with_name(f"{artifact.name}.json"), json.dumps(manifest, indent=2).encode())
-    print(f"wrote {artifact} ({artifact.stat().st_size} bytes), {artifact.name}.json and {manifest['params_file']}")
+    bundle = write_bundle(executable, args.output)
+    artifact = bundle.artifact
+    print(f"wrote {artifact} ({artifact.stat().st_size} bytes), {bundle.manifest.name} and {bundle.params.name}")
+    if bundle.loader is not None:
+        print(
+            f"and {bundle.requirements.name} and {bundle.loader.name}: pip install -r {bundle.requirements.name}, "
+            f"then python {bundle.loader.name} {artifact.name} inputs.npz -o outputs.npz"
+        )
     print("arguments, in order: " + ", ".join(executable.argument_names))
     return 0
 

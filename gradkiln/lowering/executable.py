@@ -105,6 +105,18 @@ class Executable:
             )
         return _merged(dict(zip(self.argument_names, args)), kwargs)
 
+    @property
+    def structure(self) -> str:
+        """What a call returns: "tensor" (one array), "list" or "dict" (by `output_names`)."""
+        return "tensor" if self._structure is None else "dict" if isinstance(self._structure, tuple) else "list"
+
+    @property
+    def output_names(self) -> list[str]:
+        """The outputs' names: the keys of a dict of outputs, else output0, output1, ..."""
+        if isinstance(self._structure, tuple):
+            return [str(key) for key in self._structure]
+        return [f"output{i}" for i in range(len(self.output_values))]
+
     def signature(self) -> str:
         """The arguments in calling order with their types; params show that they have a default."""
         return ", ".join(
