@@ -54,10 +54,12 @@ def _fusable(node: Node) -> bool:
 
 
 def _operations(node: Node) -> int:
-    """What a node adds to a cluster's size: 1, or a fused node's operation count."""
+    """What a node adds to a cluster's size: 1, or a fused node's operation count (its composite
+    subexpressions, each once: sympy's `is_number` on them walks the whole tree below without a
+    memo, which made fusion time exponential in the depth of fused nodes)."""
     if node.op != "fused":
         return 1
-    return sum(1 for e in subexpressions(list(node.attrs["exprs"])) if e.args and not e.is_number)
+    return sum(1 for e in subexpressions(list(node.attrs["exprs"])) if e.args)
 
 
 def _is_scalar_constant(node: Node) -> bool:
@@ -93,18 +95,19 @@ class _Clusters:
         for node_id in reversed(self.order):
             node = graph.node(node_id)
             if _fusable(node):
-                root = self._cluster_to_join(node)
+                operations = _operations(node)
+                root = self._cluster_to_join(node, operations)
                 self.root_of[node_id] = root
                 self.members.setdefault(root, []).append(node_id)
-                self.size[root] = self.size.get(root, 0) + _operations(node)
+                self.size[root] = self.size.get(root, 0) + operations
 
-    def _cluster_to_join(self, node: Node) -> int:
+    def _cluster_to_join(self, node: Node, operations: int) -> int:
         users = set(self.graph.nx.successors(node.id))
         roots = sorted({self.root_of[u] for u in users if u in self.root_of}, key=self.position.__getitem__)
         for root in roots:
             outside = [u for u in users if self.root_of.get(u) != root]
             if (
-                self.size[root] + _operations(node) <= self.limit
+                self.size[root] + operations <= self.limit
                 and same_type(node.types[0], self.graph.node(root).types[0])
                 and all(self.position[u] > self.position[root] for u in outside)
             ):
