@@ -98,6 +98,17 @@ def log_of_a_negative(request):
     return run
 
 
+def take_past_the_end(target: str = "numpy") -> None:
+    with gk.Graph() as g:
+        w, i = gk.input("w", (4, 2), "float64"), gk.input("i", (3,), "int64")
+        y = gk.take(w, i, axis=0)
+    gk.compile(g, y, target=target, detect_anomaly=target != "numpy")(w=np.zeros((4, 2)), i=np.array([0, 5, -1]))
+
+
+def take_past_the_end_on_llvm_under_anomaly_detection():
+    take_past_the_end("llvm")
+
+
 def render_as_jpeg():
     with gk.Graph() as g:
         y = gk.sum(gk.input("x", (2,)))
@@ -113,6 +124,7 @@ EXAMPLES = {
     "LoweringError": [unknown_target],
     "ONNXError": [bytes_that_are_not_onnx],
     "RunTimeValueError": [axes_from_a_graph_input],
+    "IndexOutOfRangeError": [take_past_the_end, take_past_the_end_on_llvm_under_anomaly_detection],
     "VizError": [render_as_jpeg],
 }
 
