@@ -41,7 +41,7 @@ def debug_enabled() -> bool:
 def tvm_section() -> Iterator[None]:
     """Hold the process-wide TVM lock; unless debugging, drop TVM's log lines meanwhile. Nests."""
     with TVM_LOCK:
-        if getattr(_state, "filtering", False) or debug_enabled():
+        if getattr(_state, "filtering", False) or debug_enabled() or not hasattr(os, "pread"):  # pread: POSIX
             yield
             return
         _state.filtering = True
@@ -55,25 +55,25 @@ def tvm_section() -> Iterator[None]:
 @contextlib.contextmanager
 def _tvm_lines_dropped() -> Iterator[None]:
     """Point fd 2 at a temporary file and forward everything but TVM's log lines to the old fd 2."""
-    if not hasattr(os, "pread"):  # not POSIX: TVM's lines stay
-        yield
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all: nothing to keep clean
-        yield
-        return
-    with tempfile.TemporaryFile() as capture:
+    with contextlib.ExitStack() as stack:
+        try:
+            capture = stack.enter_context(tempfile.TemporaryFile())
+            saved = os.dup(2)
+        except OSError:  # no room for the file, or no stderr: TVM's lines stay
+            saved = None
+        if saved is None:
+            yield
+            return
+        stack.callback(os.close, saved)
+        forwarder = _Forwarder(capture.fileno(), saved)
+        stack.callback(forwarder.finish)
         _flush_python_stderr()
         os.dup2(capture.fileno(), 2)
-        forwarder = _Forwarder(capture.fileno(), saved)
         try:
             yield
         finally:
             _flush_python_stderr()
             os.dup2(saved, 2)
-            forwarder.finish()
-            os.close(saved)
 
 
 def _flush_python_stderr() -> None:

@@ -12,6 +12,7 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 import gradkiln as gk
 from gradkiln.graph import OpDef, register_op, symbol
 from gradkiln.lowering.tvm_emitters import EMITTERS, register_emitter
+from gradkiln.lowering.tvm_quiet import tvm_section
 from gradkiln.lowering.tvm_targets import target_options
 from gradkiln.symbolic import grad
 from gradkiln.testing import op_samples
@@ -353,3 +354,14 @@ def test_tvm_log_lines_reach_the_user_only_with_gradkiln_debug():
     output = quiet.stdout + quiet.stderr
     assert "Scope" not in output and "Warning:" not in output, output
     assert quiet.stderr == "python's own stderr stays\n"
+
+
+def test_tvm_sections_drop_tvm_log_lines_and_forward_the_rest(capfd, monkeypatch):
+    monkeypatch.delenv("GRADKILN_DEBUG", raising=False)
+    with tvm_section():
+        os.write(2, b"[19:03:11] /project/src/runtime/vm/executable.cc:276: Warning: Scope Saving:")
+        os.write(2, b"\nkept line\n\rprogress 1")
+        with tvm_section():  # nested: the outer section's filter stays in place
+            os.write(2, b"\n[19:03:11] /project/src/relax/ir/block_builder.cc:67: Warning: BlockBuilder destroyed\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "kept line\n\rprogress 1\nafter\n"
