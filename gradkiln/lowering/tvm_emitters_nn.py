@@ -1,7 +1,7 @@
 """Relax emitters of the neural-network ops: convolutions and pools map onto Relax's NCHW ops;
-take reads at indices mapped into range as its mode says (`safe_indices`: clamped, or read at 0
-and replaced by the fill value); scatter_add is a scatter_elements over indices broadcast to the
-updates' shape, the updates at out-of-range indices dropped unless the mode clamps them."""
+take is one TE kernel reading each element at its index as the mode says (`read_at_indices`:
+clamped, or the fill value out of range); scatter_add is a scatter_elements over indices broadcast
+to the updates' shape, the updates at out-of-range indices dropped unless the mode clamps them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
 from .tvm_emitters import EmitContext, register_emitter
-from .tvm_emitters_select import fill_constant, safe_indices
+from .tvm_emitters_select import read_at_indices, safe_indices
 
 
 def _pads(node: Node) -> tuple[int, int, int, int]:
@@ -48,11 +48,7 @@ def _avg_pool2d(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.E
 
 @register_emitter("take")
 def _take(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    x, indices = args
-    axis, out = node.attrs["axis"], node.types[0]
-    safe = safe_indices(ctx, node, x, indices)
-    read = ctx.bb.emit(R.take(x, safe.indices, axis, mode="clip"))
-    return safe.masked(ctx, read, axis, out.rank, fill_constant(out.dtype))
+    return read_at_indices(ctx, node, *args, paired=False)
 
 
 @register_emitter("scatter_add")
@@ -65,9 +61,7 @@ def _scatter_add(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.
     pre, post = x_type.shape[:axis], x_type.shape[axis + 1 :]
     flat = ctx.dim.shape((*pre, count, *post))
     safe = safe_indices(ctx, node, x, indices)
-    updates = ctx.bb.emit(
-        safe.masked(ctx, updates, axis, node.types[0].rank - 1 + index_type.rank, relax.const(0, x_type.dtype))
-    )
+    updates = safe.kept(ctx, updates, axis, len(pre) + index_type.rank + len(post), x_type.dtype)
     column = R.reshape(safe.indices, [1] * len(pre) + [count] + [1] * len(post))
     spread = R.broadcast_to(column, relax.ShapeExpr(flat))
     return R.scatter_elements(x, spread, R.reshape(updates, flat), axis, reduction="add")

@@ -1,9 +1,10 @@
 """Relax emitters of the selection ops and dropout: sort, argsort and topk map onto Relax's
-(stable, first index first at ties, like the numpy reference); gather_elements and
-scatter_elements_add first map their indices into range as their mode reads them (`safe_indices`,
-TE kernels shared with take and scatter_add: clamped for "clip"; else negatives counted from the
-end and out-of-range ones read 0 and masked: a fill value read, an update dropped; kernels cannot
-raise, so "raise" reads as "fill" and `detect_anomaly` checks the indices); flip is one Relax flip
+(stable, first index first at ties, like the numpy reference); gather_elements, like take, is one
+TE kernel reading each element at its index as the mode says (`read_at_indices`: clamped for
+"clip", else negatives counted from the end and out-of-range ones giving the fill value; kernels
+cannot raise, so "raise" reads as "fill" and `detect_anomaly` checks the indices); the scatters
+map their indices the same way first (`safe_indices`) and drop the updates at out-of-range ones;
+flip is one Relax flip
 per axis; dropout is a TE kernel that hashes each element's flat index with the same
 `keep_code` the numpy reference runs, so both draw the same mask."""
 
@@ -38,70 +39,85 @@ def _topk(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     return R.topk(args[0], a["k"], a["axis"], "both", a["largest"], "int64")
 
 
+def _resolved(j: tirx.PrimExpr, n: tirx.PrimExpr, mode: str) -> tuple[tirx.PrimExpr, tirx.PrimExpr | None]:
+    """(the index in [0, n) that `mode` reads for j, whether j is in range; None in mode "clip",
+    which clamps every index into range). Out-of-range indices read 0, to be masked."""
+    zero = tirx.const(0, j.dtype)
+    if mode == "clip":
+        return tirx.max(tirx.min(j, n - 1), zero), None
+    in_range = tirx.all(j >= -n, j < n)
+    return tirx.if_then_else(in_range, tirx.if_then_else(j < 0, j + n, j), zero), in_range
+
+
+def read_at_indices(ctx: EmitContext, node: Node, x: relax.Expr, indices: relax.Expr, paired: bool) -> relax.Expr:
+    """take (`paired` False: the output holds the indices' axes in place of x's `axis`) or
+    gather_elements (`paired`: indices of x's rank, one per output element) as one TE kernel:
+    each element reads x at its index as the node's mode says, or the fill value."""
+    axis, mode, out = node.attrs["axis"], mode_of(node.attrs), node.types[0]
+
+    def compute(x: te.Tensor, indices: te.Tensor) -> te.Tensor:
+        rank = 1 if paired else len(indices.shape)
+        fill = tirx.const(fill_value(out.dtype), out.dtype)
+
+        def element(*o: tirx.PrimExpr) -> tirx.PrimExpr:
+            j = indices[o] if paired else indices[tuple(o[axis : axis + rank])]
+            k, in_range = _resolved(j, x.shape[axis].astype(j.dtype), mode)
+            value = x[(*o[:axis], k, *o[axis + rank :])]
+            return value if in_range is None else tirx.if_then_else(in_range, value, fill)
+
+        shape = indices.shape if paired else (*x.shape[:axis], *indices.shape, *x.shape[axis + 1 :])
+        return te.compute(shape, element, name=node.op)
+
+    return ctx.bb.emit_te(compute, x, indices, primfunc_name_hint=node.op)
+
+
 class SafeIndices(NamedTuple):
-    """Indices in [0, n) as an index op's mode reads them, and the mask of the in-range ones (None
-    in mode "clip", where every index is clamped into range)."""
+    """A scatter's indices in [0, n) as its mode reads them, and the mask of the in-range ones
+    (None in mode "clip", where every index is clamped into range)."""
 
     indices: relax.Expr
     valid: relax.Expr | None
     rank: int  # of the indices
 
-    def masked(self, ctx: EmitContext, values: relax.Expr, at: int, rank: int, otherwise: relax.Expr) -> relax.Expr:
-        """`values` (of `rank` axes, the indices' axes from axis `at`) where the index was in range,
-        else `otherwise`."""
+    def kept(self, ctx: EmitContext, updates: relax.Expr, at: int, rank: int, dtype: str) -> relax.Expr:
+        """The updates (of `rank` axes, the indices' axes from axis `at`), zero where the index was
+        out of range: those are dropped."""
         if self.valid is None:
-            return values
+            return updates
         spread = [*range(at), *range(at + self.rank, rank)]
         mask = ctx.bb.emit(R.expand_dims(self.valid, spread)) if spread else self.valid
-        return R.where(mask, values, otherwise)
+        return ctx.bb.emit(R.where(mask, updates, relax.const(0, dtype)))
 
 
 def safe_indices(ctx: EmitContext, node: Node, x: relax.Expr, indices: relax.Expr) -> SafeIndices:
-    """The indices (input 1) of an index op `node` over x's `node.attrs["axis"]`, in TE kernels
-    (the axis may be symbolic): clamped into [0, n) in mode "clip", else the negative ones moved up
-    by n and the out-of-range ones replaced by 0, with their mask."""
+    """The indices (input 1) of a scatter `node` over x's `node.attrs["axis"]`, in TE kernels (the
+    axis may be symbolic): as `_resolved` reads them, with their mask."""
     axis, mode = node.attrs["axis"], mode_of(node.attrs)
 
     def index(x: te.Tensor, indices: te.Tensor) -> te.Tensor:
-        def element(*i: tirx.PrimExpr) -> tirx.PrimExpr:
-            j, n = indices[i], x.shape[axis].astype(indices.dtype)
-            if mode == "clip":
-                return tirx.max(tirx.min(j, n - 1), tirx.const(0, j.dtype))
-            wrapped = tirx.if_then_else(j < 0, j + n, j)
-            return tirx.if_then_else(tirx.all(j >= -n, j < n), wrapped, tirx.const(0, j.dtype))
-
-        return te.compute(indices.shape, element, name="indices_in_range")
+        n = x.shape[axis].astype(indices.dtype)
+        return te.compute(indices.shape, lambda *i: _resolved(indices[i], n, mode)[0], name="indices_in_range")
 
     def mask(x: te.Tensor, indices: te.Tensor) -> te.Tensor:
         n = x.shape[axis].astype(indices.dtype)
-        return te.compute(indices.shape, lambda *i: tirx.all(indices[i] >= -n, indices[i] < n), name="index_valid")
+        return te.compute(indices.shape, lambda *i: _resolved(indices[i], n, mode)[1], name="index_valid")
 
     safe = ctx.bb.emit_te(index, x, indices, primfunc_name_hint="indices_in_range")
     valid = None if mode == "clip" else ctx.bb.emit_te(mask, x, indices, primfunc_name_hint="index_valid")
     return SafeIndices(safe, valid, node.graph.type_of(node.inputs[1]).rank)
 
 
-def fill_constant(dtype: str) -> relax.Expr:
-    """What a "fill" read gives (index_mode.fill_value), as a Relax scalar."""
-    return relax.const(fill_value(dtype), dtype)
-
-
 @register_emitter("gather_elements")
 def _gather_elements(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    x, indices = args
-    axis, dtype = node.attrs["axis"], node.types[0].dtype
-    safe = safe_indices(ctx, node, x, indices)
-    read = ctx.bb.emit(R.gather_elements(x, safe.indices, axis))
-    return safe.masked(ctx, read, 0, node.types[0].rank, fill_constant(dtype))
+    return read_at_indices(ctx, node, *args, paired=True)
 
 
 @register_emitter("scatter_elements_add")
 def _scatter_elements_add(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     x, indices, updates = args
-    axis, dtype = node.attrs["axis"], node.types[0].dtype
     safe = safe_indices(ctx, node, x, indices)
-    kept = safe.masked(ctx, updates, 0, node.types[0].rank, relax.const(0, dtype))
-    return R.scatter_elements(x, safe.indices, ctx.bb.emit(kept), axis, reduction="add")
+    kept = safe.kept(ctx, updates, 0, node.types[0].rank, node.types[0].dtype)
+    return R.scatter_elements(x, safe.indices, kept, node.attrs["axis"], reduction="add")
 
 
 @register_emitter("flip")
