@@ -148,13 +148,13 @@ def _layout(graph: Graph, node_ids: list[int], output_nodes: set[int], summary: 
     depth, by_op, box_ids = summary.depth, set(), {}
     if depth is None and summary.max_nodes is not None:
         depth = _fitting_depth(graph, shown, scopes, summary.max_nodes)
-        by_op = _ops_to_collapse(graph, shown, scopes, depth, summary.max_nodes)
+        by_op = _ops_to_collapse(graph, shown, scopes, depth, summary.max_nodes, output_nodes)
     for n in shown:
         scope, role, op = scopes[n], graph.nx.nodes[n]["role"], graph.nx.nodes[n]["op"]
         if depth is not None and len(scope) > depth:
             key: tuple = (scope[: depth + 1], role)
             title, path = f"scope {'.'.join(key[0])}", scope[:depth]
-        elif (op, role) in by_op:
+        elif (op, role) in by_op and n not in output_nodes:
             key = (op, role)
             title, path = f"op {op}", ()
         else:
@@ -174,12 +174,15 @@ def _units(graph: Graph, shown: list[int], scopes: dict[int, Scope], depth: int)
 
 
 def _ops_to_collapse(
-    graph: Graph, shown: list[int], scopes: dict[int, Scope], depth: int, max_nodes: int
+    graph: Graph, shown: list[int], scopes: dict[int, Scope], depth: int, max_nodes: int, keep: set[int]
 ) -> set[tuple[str, str]]:
-    """The (op, role) pairs whose nodes outside the collapsed scopes go into one box each, the most
-    numerous first, until at most `max_nodes` units remain (none when the scopes suffice)."""
+    """The (op, role) pairs whose nodes outside the collapsed scopes (but those in `keep`: the
+    outputs stay visible) go into one box each, the most numerous first, until at most `max_nodes`
+    units remain (none when the scopes suffice)."""
     units = len(_units(graph, shown, scopes, depth))
-    loose = Counter((graph.nx.nodes[n]["op"], graph.nx.nodes[n]["role"]) for n in shown if len(scopes[n]) <= depth)
+    loose = Counter(
+        (graph.nx.nodes[n]["op"], graph.nx.nodes[n]["role"]) for n in shown if len(scopes[n]) <= depth and n not in keep
+    )
     collapsed: set[tuple[str, str]] = set()
     for key, count in loose.most_common():
         if units <= max_nodes or count == 1:

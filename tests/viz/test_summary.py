@@ -136,15 +136,16 @@ def unscoped_chain():
 def test_without_scopes_the_most_numerous_ops_collapse_until_the_drawing_fits():
     g, out = unscoped_chain()
     source = to_dot(g, [out.value], max_nodes=100).source
-    assert OP_BOX.findall(source) == [("tanh", "200")]  # 246 units -> 47: exp and sin stay nodes
-    assert len(drawn_nodes(source)) == drawn_units(g, [out.value], max_nodes=100) == 1 + 1 + 40 + 5
+    assert OP_BOX.findall(source) == [("tanh", "199")]  # 246 units -> 48: exp and sin stay nodes
+    assert len(drawn_nodes(source)) == drawn_units(g, [out.value], max_nodes=100) == 1 + 1 + 1 + 40 + 5
+    assert re.search(r"label=tanh .*peripheries=2", source)  # the output (a tanh) stays visible
     source = to_dot(g, [out.value], max_nodes=10).source
-    assert sorted(OP_BOX.findall(source)) == [("exp", "40"), ("tanh", "200")]  # 247 -> 47 -> 8 units
-    assert len(drawn_nodes(source)) == 1 + 2 + 5
+    assert sorted(OP_BOX.findall(source)) == [("exp", "40"), ("tanh", "199")]  # 248 -> 48 -> 9 units
+    assert len(drawn_nodes(source)) == 1 + 2 + 1 + 5
     source = to_dot(g, [out.value], max_nodes=5).source
-    assert sorted(OP_BOX.findall(source)) == [("exp", "40"), ("sin", "5"), ("tanh", "200")]
-    assert len(drawn_nodes(source)) == 4  # the input and three boxes
-    assert drawn_units(g, [out.value], max_nodes=2) == 4  # one box per op is as far as it goes
+    assert sorted(OP_BOX.findall(source)) == [("exp", "40"), ("sin", "5"), ("tanh", "199")]
+    assert len(drawn_nodes(source)) == 5  # the input, three boxes and the output
+    assert drawn_units(g, [out.value], max_nodes=2) == 5  # one box per op is as far as it goes
 
 
 def test_a_big_graph_without_scopes_summarises_into_a_few_boxes_that_render():
