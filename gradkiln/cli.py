@@ -438,8 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=150,
         metavar="N",
-        help="fold params into their readers and collapse name scopes until at most N boxes are drawn; 0 draws "
-        "every node (default 150)",
+        help="fold params into their readers and collapse name scopes (then nodes outside scopes, one box per "
+        "op) until at most N boxes are drawn; 0 draws every node, up to 5000 (default 150)",
     )
     viz.set_defaults(run=_viz, writes=("output", "report"))
     train = commands.add_parser(
