@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual spelling)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gradkiln as gk
 from gradkiln.graph import builder as gb
@@ -133,15 +135,50 @@ def test_forward_mode_fill_gives_zero_tangents_out_of_range_without_making_a_nan
 
 @pytest.mark.parametrize("mode", ["clip", "fill"])
 def test_vmap_over_indices_keeps_each_example_in_its_own_rows(mode):
-    xs, ids = RNG.normal(size=(3, 4, 2)), np.array([[0, 4], [-1, 9], [-5, 3]])
+    xs, ids, us = RNG.normal(size=(3, 4, 2)), np.array([[0, 4], [-1, 9], [-5, 3]]), RNG.normal(size=(3, 2, 2))
+
+    def ops(x, i, u):
+        return [gb.take(x, i, 0, mode), gb.scatter_add(x, i, u, 0, mode)]
+
     with gk.Graph() as g:
-        x = gk.input("x", (4, 2), "float64")
-        i = gk.input("i", (2,), "int64")
-        out = gb.take(x, i, 0, mode)
-        (batched,) = vmap(out, [x, i], [gk.input("xs", (3, 4, 2), "float64"), gk.input("is", (3, 2), "int64")])
-    got = gk.compile(g, batched)(xs=xs, **{"is": ids})
+        x, i, u = gk.input("x", (4, 2), "float64"), gk.input("i", (2,), "int64"), gk.input("u", (2, 2), "float64")
+        batch = [
+            gk.input("xs", (3, 4, 2), "float64"),
+            gk.input("is", (3, 2), "int64"),
+            gk.input("us", (3, 2, 2), "float64"),
+        ]
+        batched = vmap(ops(x, i, u), [x, i, u], batch)
+    got = gk.compile(g, batched)(xs=xs, us=us, **{"is": ids})
     for b in range(3):
-        np.testing.assert_array_equal(got[b], run(lambda x, i: gb.take(x, i, 0, mode), x=xs[b], i=ids[b]))
+        for name, all_got, want in zip(["take", "scatter_add"], got, run(ops, x=xs[b], i=ids[b], u=us[b])):
+            np.testing.assert_array_equal(all_got[b], want, err_msg=f"{name}, example {b}")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    data=st.data(),
+)
+def test_take_modes_match_numpy_on_random_shapes_axes_and_indices(shape, data):
+    x = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    n = shape[axis]
+    i = np.array(data.draw(st.lists(st.integers(-2 * n - 1, 2 * n), min_size=1, max_size=5)))
+    np.testing.assert_array_equal(
+        run(lambda x, i: gb.take(x, i, axis, "clip"), x=x, i=i), np.take(x, i, axis, mode="clip")
+    )
+    valid = (i >= -n) & (i < n)
+    fill = np.moveaxis(np.take(x, np.where(valid, i, 0), axis), axis, 0)
+    fill[~valid] = np.nan
+    got = run(lambda x, i: gb.take(x, i, axis, "fill"), x=x, i=i)
+    np.testing.assert_array_equal(got, np.moveaxis(fill, 0, axis))
+    if valid.all():
+        np.testing.assert_array_equal(
+            run(lambda x, i: gb.take(x, i, axis), x=x, i=i), np.take(x, i, axis, mode="raise")
+        )
+    else:
+        with pytest.raises(IndexOutOfRangeError, match=f"index {i[~valid][0]} at position"):
+            run(lambda x, i: gb.take(x, i, axis), x=x, i=i)
 
 
 def test_embedding_matches_torch_and_both_raise_past_the_vocabulary():
