@@ -12,6 +12,10 @@ The key is the sha256 of a canonical form of what decides the compiled code: the
 name, attrs, output types, inputs by position), the selected outputs, the target with all its
 options, the compile options, the emitters used, and the gradkiln, TVM and cache-format versions.
 Param values are left out (the executable takes them at run time); constants' bytes are hashed in.
+A user's emitter is hashed with everything it can read: its code, default arguments, closure cells
+and the globals its code names, following the functions it reaches (`_function_state`); an
+emitter that reads a value whose state cannot be hashed reliably (an instance of a user class, a
+TVM object) gets no key: the graph is compiled without the cache, with a CacheWarning.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import hashlib
 import json
 import os
 import threading
+import types
 import uuid
 import warnings
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
@@ -33,6 +38,7 @@ import tvm_ffi
 
 from ..atomic import write_atomic, write_atomic_with
 from ..graph import Graph, LoweringError, Value
+from ..graph.ops.fused import Expressions
 
 CACHE_FORMAT = 1
 CACHE_DIR_VARIABLE = "GRADKILN_CACHE_DIR"
@@ -63,10 +69,16 @@ def cache_key(
     target: str,
     options: dict[str, Any],
     emitters: Iterable[Callable[..., Any]],
-) -> str:
-    """The sha256 (hex) naming the cache entry of these nodes compiled for `target` with `options`."""
+) -> str | None:
+    """The sha256 (hex) naming the cache entry of these nodes compiled for `target` with `options`;
+    None (with a CacheWarning) when an emitter reads a value whose state cannot be hashed."""
     from .. import __version__  # imported here: gradkiln's __init__ imports this package
 
+    try:
+        emitter_states = sorted({json.dumps(_emitter_state(fn), sort_keys=True) for fn in emitters})
+    except _OpaqueValueError as err:
+        warnings.warn(f"not using the compile cache: {err}", CacheWarning, 3)
+        return None
     position = {node_id: i for i, node_id in enumerate(node_ids)}
     nodes = [_canonical_node(graph, node_id, position) for node_id in node_ids]
     document = {
@@ -74,7 +86,7 @@ def cache_key(
         "versions": [__version__, tvm.__version__, tvm_ffi.__version__, _lowering_sources_digest()],
         "target": target,
         "options": {name: _canonical(value) for name, value in sorted(options.items())},
-        "emitters": sorted({_code_digest(fn) for fn in emitters}),
+        "emitters": emitter_states,
         "nodes": nodes,
         "outputs": [[position[v.node], v.index] for v in outputs],
     }
@@ -96,6 +108,8 @@ def _canonical(value: Any) -> Any:
         return ["array", array.dtype.str, list(array.shape), hashlib.sha256(array.tobytes()).hexdigest()]
     if isinstance(value, sympy.Basic):
         return ["sympy", sympy.srepr(value)]
+    if isinstance(value, Expressions):  # its repr prints numbers to 15 digits: 0.1 and 0.1 + 1e-17 looked alike
+        return ["Expressions", [sympy.srepr(e) for e in value]]
     if isinstance(value, dict):
         return ["dict", [[str(k), _canonical(v)] for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))]]
     if isinstance(value, (list, tuple)):
@@ -107,11 +121,78 @@ def _canonical(value: Any) -> Any:
     return [type(value).__qualname__, repr(value)]
 
 
-def _code_digest(fn: Callable[..., Any]) -> str:
-    """Names and bytecode of an emitter, so editing a user-registered emitter changes the key."""
-    code = getattr(fn, "__code__", None)
-    body = hashlib.sha256(code.co_code).hexdigest()[:16] if code is not None else ""
-    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}:{body}"
+class _OpaqueValueError(Exception):
+    """An emitter reads a value whose state cannot be hashed reliably."""
+
+
+_LIBRARIES = ("gradkiln", "tvm", "tvm_ffi", "numpy", "sympy", "builtins", "math", "functools", "operator")
+
+
+def _emitter_state(fn: Callable[..., Any]) -> Any:
+    """What decides an emitter's output: gradkiln's own emitters are named (their sources are in
+    the key's versions); a user's emitter by its code and everything it can read."""
+    if _from_library(fn):
+        return ["function", getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn))]
+    return _value_state(fn, set(), f"emitter {getattr(fn, '__qualname__', fn)!r}")
+
+
+def _from_library(value: Any) -> bool:
+    return (getattr(value, "__module__", None) or "").split(".")[0] in _LIBRARIES
+
+
+def _value_state(value: Any, seen: set[int], where: str) -> Any:
+    """A JSON form of a value an emitter reads, equal exactly when the values are; functions are
+    followed into their code, defaults, closure cells and globals. Raises _OpaqueValueError otherwise."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return [type(value).__name__, repr(value)]
+    if isinstance(value, (np.ndarray, np.generic, sympy.Basic)):
+        return _canonical(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_value_state(v, seen, where) for v in value]
+        return [type(value).__name__, sorted(items, key=json.dumps) if isinstance(value, (set, frozenset)) else items]
+    if isinstance(value, dict):
+        pairs = [[_value_state(k, seen, where), _value_state(v, seen, where)] for k, v in value.items()]
+        return ["dict", sorted(pairs, key=json.dumps)]
+    if isinstance(value, types.ModuleType):
+        return ["module", value.__name__]
+    if isinstance(value, partial):
+        return ["partial", *(_value_state(v, seen, where) for v in (value.func, value.args, value.keywords))]
+    if isinstance(value, types.FunctionType) and not _from_library(value):
+        return _function_state(value, seen, where)
+    if _from_library(value) and isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType, np.ufunc)):
+        return ["named", value.__module__, getattr(value, "__qualname__", getattr(value, "__name__", ""))]
+    raise _OpaqueValueError(f"{where} reads a {type(value).__qualname__} ({value!r:.60}), whose state cannot be hashed")
+
+
+def _function_state(fn: types.FunctionType, seen: set[int], where: str) -> Any:
+    """A user function's code, defaults, closure cells and the globals its code names."""
+    if id(fn) in seen:  # recursion: the function is already being described
+        return ["recursive", fn.__qualname__]
+    seen.add(id(fn))
+    cells = []
+    for cell in fn.__closure__ or ():
+        try:
+            cells.append(_value_state(cell.cell_contents, seen, where))
+        except ValueError:  # an empty cell
+            cells.append(["empty"])
+    return [
+        "function",
+        fn.__qualname__,
+        _code_state(fn.__code__, fn.__globals__, seen, where),
+        _value_state(fn.__defaults__, seen, where),
+        _value_state(fn.__kwdefaults__, seen, where),
+        cells,
+    ]
+
+
+def _code_state(code: types.CodeType, globals_: dict[str, Any], seen: set[int], where: str) -> Any:
+    """Bytecode, constants (nested functions' code included) and the globals the code names."""
+    consts = [
+        _code_state(c, globals_, seen, where) if isinstance(c, types.CodeType) else _value_state(c, seen, where)
+        for c in code.co_consts
+    ]
+    read = {name: _value_state(globals_[name], seen, where) for name in code.co_names if name in globals_}
+    return [hashlib.sha256(code.co_code).hexdigest(), list(code.co_names), consts, read]
 
 
 @cache
@@ -143,8 +224,11 @@ class CompileCache:
     def entry(self, key: str) -> Path:
         return self.root / key
 
-    def load(self, key: str) -> CacheHit | None:
-        """The entry of `key`, or None when there is none or it is unusable (then with a CacheWarning)."""
+    def load(self, key: str | None) -> CacheHit | None:
+        """The entry of `key`, or None when there is none, it is unusable (then with a CacheWarning)
+        or there is no key (`cache_key` found an emitter it cannot hash)."""
+        if key is None:
+            return None
         folder = self.entry(key)
         if not (folder / MANIFEST).exists():
             return None
@@ -158,10 +242,13 @@ class CompileCache:
             return None
 
     def store(
-        self, key: str, compiled: Any, kernels: tvm.IRModule, scheduled: dict[str, str], target: str
+        self, key: str | None, compiled: Any, kernels: tvm.IRModule, scheduled: dict[str, str], target: str
     ) -> Path | None:
         """Write the entry of `key`: the library of `compiled`, the kernel module, then the manifest.
-        A failed write (disk full, no linker) warns and leaves no entry: the compile itself stands."""
+        A failed write (disk full, no linker) warns and leaves no entry: the compile itself stands.
+        Without a key nothing is written."""
+        if key is None:
+            return None
         try:
             return self._store(key, compiled, kernels, scheduled, target)
         except Exception as err:

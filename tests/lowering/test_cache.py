@@ -2,6 +2,7 @@
 truncated entries are detected by their sha256 and rebuilt, distinct graphs, targets and options
 never share an entry, and racing writers never leave a broken one."""
 
+import functools
 import json
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from tvm import relax
 
 import gradkiln as gk
 from gradkiln.lowering.cache import MANIFEST, CacheWarning, CompileCache, cache_key, cache_root
+from gradkiln.lowering.tvm_emitters import EMITTERS
 from gradkiln.testing import mlp_feeds, mlp_training_step
 
 
@@ -241,3 +243,83 @@ def test_racing_writer_processes_leave_one_loadable_entry(tmp_path):
     graph, y = scaled_tanh()
     x = np.ones((2, 8), "float32")
     np.testing.assert_allclose(run_library(hit.library, graph, x), numpy_reference(graph, y, {"x": x}), rtol=1e-6)
+
+
+OFFSET = 0.0  # a global a custom emitter reads
+
+
+def scaling_emitter(scale, kind):
+    """A custom emitter computing x * scale + OFFSET, with `scale` captured as `kind` says."""
+    if kind == "closure":
+        return lambda ctx, node, args: relax.op.add(relax.op.multiply(args[0], relax.const(scale, "float32")), offset())
+    if kind == "default":
+        return lambda ctx, node, args, scale=scale: relax.op.multiply(args[0], relax.const(scale, "float32"))
+    return functools.partial(partial_emitter, scale)
+
+
+def partial_emitter(scale, ctx, node, args):
+    return relax.op.multiply(args[0], relax.const(scale, "float32"))
+
+
+def offset():
+    return relax.const(OFFSET, "float32")
+
+
+def custom_scale_graph(emitter):
+    """A graph of one custom op `cache_test_scale` whose TVM lowering is `emitter`."""
+    if "cache_test_scale" not in gk.graph.OPS:
+        gk.graph.register_op(gk.graph.OpDef("cache_test_scale", lambda x: (x,), lambda x: x, 1))
+    EMITTERS["cache_test_scale"] = emitter
+    with gk.Graph() as g:
+        out = gk.emit("cache_test_scale", gk.input("x", (2,)))
+    return g, out
+
+
+@pytest.mark.parametrize("kind", ["closure", "default", "partial"])
+def test_a_custom_emitter_captured_constant_is_part_of_the_key(kind, tmp_path):
+    x = np.float32([1, 2])
+    g, out = custom_scale_graph(scaling_emitter(2.0, kind))
+    first = gk.compile(g, out, target="llvm", cache=tmp_path)
+    np.testing.assert_array_equal(first(x=x), [2, 4])
+    g, out = custom_scale_graph(scaling_emitter(3.0, kind))  # the same code, another captured value
+    second = gk.compile(g, out, target="llvm", cache=tmp_path)
+    assert not second.cache_hit
+    np.testing.assert_array_equal(second(x=x), [3, 6])
+    g, out = custom_scale_graph(scaling_emitter(2.0, kind))  # the first value again: its entry
+    again = gk.compile(g, out, target="llvm", cache=tmp_path)
+    assert again.cache_hit
+    np.testing.assert_array_equal(again(x=x), [2, 4])
+
+
+def test_a_global_a_custom_emitter_reads_is_part_of_the_key(tmp_path, monkeypatch):
+    g, out = custom_scale_graph(scaling_emitter(1.0, "closure"))
+    assert gk.compile(g, out, target="llvm", cache=tmp_path)(x=np.float32([1, 2])).tolist() == [1, 2]
+    monkeypatch.setattr(sys.modules[__name__], "OFFSET", 10.0)  # read by offset(), which the emitter calls
+    changed = gk.compile(g, out, target="llvm", cache=tmp_path)
+    assert not changed.cache_hit
+    np.testing.assert_array_equal(changed(x=np.float32([1, 2])), [11, 12])
+
+
+def test_an_emitter_reading_a_value_it_cannot_hash_is_compiled_without_the_cache(tmp_path):
+    class Scale:
+        value = 2.0
+
+    scale = Scale()
+    g, out = custom_scale_graph(lambda ctx, node, args: relax.op.multiply(args[0], relax.const(scale.value, "float32")))
+    with pytest.warns(CacheWarning, match=r"not using the compile cache: emitter .*lambda.* reads a .*Scale"):
+        compiled = gk.compile(g, out, target="llvm", cache=tmp_path)
+    assert not compiled.cache_hit and entries(tmp_path) == []
+    np.testing.assert_array_equal(compiled(x=np.float32([1, 2])), [2, 4])
+
+
+def test_fused_constants_are_keyed_at_full_precision(tmp_path):
+    """Two O3 graphs whose fused constants differ past the 15th digit get distinct entries."""
+    compiled = []
+    for c in (0.1, 0.1 + 2e-17):
+        with gk.Graph() as g:
+            x = gk.input("x", (2,), "float64")
+            out = gk.neg(x * gk.constant(np.float64(c)))
+        compiled.append(gk.compile(g, out, target="llvm", cache=tmp_path, optimize="O3"))
+    assert [c.cache_hit for c in compiled] == [False, False]
+    x = np.float64([1, 3])
+    np.testing.assert_array_equal(compiled[1](x=x), -(x * (0.1 + 2e-17)))
