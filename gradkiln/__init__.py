@@ -11,28 +11,32 @@ which the `gradkiln` command must not pay to answer `--help` or `--version`.
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._api import *  # noqa: F403
 
 __version__ = "0.1.0"
+_lock = threading.RLock()  # a second thread waits for the first one's load
 _loading: list[bool] = []  # non-empty while the public API imports
 
 
 def _load() -> dict[str, Any]:
     """Import the public API into this module (once) and return the module's namespace. While
     `_api` imports, its `from . import onnx_io` probes this module: those lookups must fail
-    (the import system then loads the submodule) instead of re-entering the load."""
+    (the import system then loads the submodule) instead of re-entering the load; another thread
+    waits on the lock until the load is done."""
     namespace = globals()
-    if "__all__" not in namespace and not _loading:
-        _loading.append(True)
-        try:
-            api = importlib.import_module("gradkiln._api")
-        finally:
-            _loading.clear()
-        public = {k: v for k, v in vars(api).items() if not k.startswith("_")}
-        namespace.update(public, __all__=sorted(public))
+    with _lock:
+        if "__all__" not in namespace and not _loading:
+            _loading.append(True)
+            try:
+                api = importlib.import_module("gradkiln._api")
+            finally:
+                _loading.clear()
+            public = {k: v for k, v in vars(api).items() if not k.startswith("_")}
+            namespace.update(public, __all__=sorted(public))
     return namespace
 
 

@@ -1,0 +1,47 @@
+"""`import gradkiln` is cheap; the public API loads whole on the first attribute read, in any
+thread, and every layer imports on its own (no import-order cycle)."""
+
+import subprocess
+import sys
+
+import pytest
+
+import gradkiln as gk
+
+
+def run(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+def test_import_gradkiln_loads_nothing_heavy_until_an_attribute_is_read():
+    out = run(
+        "import sys, gradkiln; heavy = ('sympy', 'networkx', 'onnx', 'gradkiln.graph'); "
+        "print(any(m in sys.modules for m in heavy)); gradkiln.Graph; "
+        "from gradkiln.graph import ir; print(all(m in sys.modules for m in heavy), ir._svg_renderer is not None)"
+    )
+    assert out.split() == ["False", "True", "True"]  # viz installed the notebook renderer, as an eager import did
+
+
+def test_the_public_names_are_the_api_modules_names():
+    namespace: dict = {}
+    exec("from gradkiln import *", namespace)
+    names = set(namespace) - {"__builtins__"}
+    assert {"Graph", "grad", "compile", "tanh", "viz", "onnx_io"} <= names == set(gk.__all__)
+    assert "grad" in dir(gk) and gk.__version__
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        gk.no_such_name  # noqa: B018
+
+
+def test_two_threads_reading_the_api_first_both_get_it():
+    out = run(
+        "import threading, gradkiln; got = []\n"
+        "def read(): got.append(gradkiln.Graph.__name__ + gradkiln.grad.__name__)\n"
+        "threads = [threading.Thread(target=read) for _ in range(4)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]; print(sorted(got))"
+    )
+    assert out.strip() == str(["Graphgrad"] * 4)
+
+
+@pytest.mark.parametrize("module", ["gradkiln.passes", "gradkiln.viz", "gradkiln.lowering.executable"])
+def test_each_layer_imports_first(module):
+    assert run(f"import {module}; print('ok')").strip() == "ok"
