@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -161,3 +162,25 @@ def test_run_py_in_a_fresh_venv_with_only_the_requirements_gives_gradkiln_result
         for name in want:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-6)
     assert Path(files.loader).read_bytes() == LOADER.read_bytes()
+
+
+def test_run_py_models_may_be_called_from_several_threads(bundle):
+    executable, files = bundle
+    model = loader.load(files.artifact)
+    batches = [_feeds(n) for n in (1, 4, 9, 16)]
+    expected = [executable(**feeds)["total"] for feeds in batches]
+    failures: list[str] = []
+
+    def work(offset: int) -> None:
+        for k in range(20):
+            index = (offset + k) % len(batches)
+            got = model(**batches[index])["total"]
+            if got.shape != expected[index].shape or not np.allclose(got, expected[index], rtol=1e-6):
+                failures.append(f"thread {offset}, call {k}: wrong values")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[:3]

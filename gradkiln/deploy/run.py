@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -47,6 +48,7 @@ class Model:
         self.device = tvm.device(self.manifest["device"])
         with _quiet():  # TVM logs an empty "Scope Loaded:" warning per memory scope
             self.vm = VirtualMachine(tvm.runtime.load_module(str(path)), self.device)
+        self._lock = threading.Lock()  # the VM keeps per-call state: one call at a time
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """The outputs in the structure the model was compiled with: an array, a list, or a dict by name."""
@@ -61,8 +63,9 @@ class Model:
         feeds = self._named(args, kwargs)
         sizes: dict[str, int] = {}
         tensors = [tvm.runtime.tensor(_checked(a, feeds[a["name"]], sizes), self.device) for a in self.arguments]
-        results = self.vm[self.manifest["function"]](*tensors)
-        return {output["name"]: result.numpy() for output, result in zip(self.manifest["outputs"], results)}
+        with self._lock:
+            results = self.vm[self.manifest["function"]](*tensors)
+            return {output["name"]: result.numpy() for output, result in zip(self.manifest["outputs"], results)}
 
     def _named(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Feeds by name: positional arguments in argument order, then keywords, then param defaults."""
