@@ -145,8 +145,6 @@ def tanh(x: relax.Expr, dtype: str) -> relax.Expr:
 COMPOSED: dict[str, Callable[[Node, relax.Expr], relax.Expr]] = {
     "tanh": lambda node, x: tanh(x, node.types[0].dtype),
     "exp2": lambda node, x: R.power(_scalar(node, 2.0), x),
-    "log1p": lambda node, x: R.log(R.add(x, _scalar(node, 1.0))),
-    "expm1": lambda node, x: R.subtract(R.exp(x), _scalar(node, 1.0)),
     "reciprocal": lambda node, x: R.divide(_scalar(node, 1.0), x),
     "gelu": lambda node, x: (R.nn.gelu_tanh if node.attrs["approximate"] == "tanh" else R.nn.gelu)(x),
     "leaky_relu": lambda node, x: R.nn.leakyrelu(x, node.attrs["negative_slope"]),
@@ -224,24 +222,30 @@ def _logsumexp(x: relax.Expr, axes: list[int], keepdims: bool) -> relax.Expr:
     return out if keepdims else R.squeeze(out, axes)
 
 
-def _nan_propagating(fn: Callable[..., relax.Expr]) -> Callable[..., relax.Expr]:
-    """A max or min reduction that gives NaN where its input has one, as numpy's does (LLVM's
-    max and min drop it): the sum of the NaNs alone (0 elsewhere) puts it back."""
+def _numpy_extreme(fn: Callable[..., relax.Expr], sign: float) -> Callable[..., relax.Expr]:
+    """A max (sign -1) or min (sign 1) reduction with numpy's edge values. LLVM's max and min drop
+    NaN, and TVM starts from the largest finite value, so the max of -infs was -3.4e38 in float32.
+    One more sum counts the elements at that value and is NaN where one is NaN: NaN is put back,
+    and a result at the starting value that no element has is the infinity."""
 
     def reduce(x: relax.Expr, axes: list[int], keepdims: bool) -> relax.Expr:
-        dtype = x.ty.dtype
+        dtype = str(x.ty.dtype)
         if not is_float(dtype):
             return fn(x, axes, keepdims=keepdims)
-        nans = R.sum(R.where(R.isnan(x), x, relax.const(0, dtype)), axes, keepdims=keepdims)
-        return keep_nan(fn(x, axes, keepdims=keepdims), nans)
+        start, one, zero = (relax.const(v, dtype) for v in (sign * float(np.finfo(dtype).max), 1, 0))
+        marks = R.where(R.isnan(x), x, R.where(R.equal(x, start), one, zero))
+        count = R.sum(marks, axes, keepdims=keepdims)
+        extreme = fn(x, axes, keepdims=keepdims)
+        infinite = R.where(R.equal(count, zero), relax.const(sign * np.inf, dtype), extreme)
+        return keep_nan(R.where(R.equal(extreme, start), infinite, extreme), count)
 
     return reduce
 
 
 REDUCTIONS: dict[str, Callable[..., relax.Expr]] = {
     "sum": R.sum,
-    "max": _nan_propagating(R.max),
-    "min": _nan_propagating(R.min),
+    "max": _numpy_extreme(R.max, -1.0),
+    "min": _numpy_extreme(R.min, 1.0),
     "prod": R.prod,
     "logsumexp": _logsumexp,
 }
@@ -280,8 +284,21 @@ register_emitter("std")(_moment(R.std, 0.5))
 @register_emitter("argmax")
 @register_emitter("argmin")
 def _arg_extreme(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    fn = R.argmax if node.op == "argmax" else R.argmin
-    return fn(args[0], node.attrs["axis"], node.attrs["keepdims"])
+    """The first index of the extreme, as numpy. Over floats TVM's comparisons skip NaN, and it starts
+    from index -1 at the largest finite value, where it stays when no element is beyond (all -inf
+    for argmax). Marks (2 at NaN, 1 at that value) give numpy's answer there: the first NaN, else the
+    first element at the value, else 0."""
+    fn, (x,) = (R.argmax if node.op == "argmax" else R.argmin), args
+    axis, keepdims, dtype = node.attrs["axis"], node.attrs["keepdims"], str(x.ty.dtype)
+    if not is_float(dtype):
+        return fn(x, axis, keepdims)
+    start = relax.const((-1.0 if node.op == "argmax" else 1.0) * float(np.finfo(dtype).max), dtype)
+    mark = [relax.const(v, "int8") for v in (0, 1, 2)]
+    marks = ctx.bb.emit(R.where(R.isnan(x), mark[2], R.where(R.equal(x, start), mark[1], mark[0])))
+    first = ctx.bb.emit(R.argmax(marks, axis, keepdims))
+    found = ctx.bb.emit(fn(x, axis, keepdims))
+    has_nan = R.equal(R.max(marks, [axis], keepdims=keepdims), mark[2])
+    return R.where(has_nan, first, R.where(R.less(found, relax.const(0, "int64")), first, found))
 
 
 @register_emitter("cumsum")
@@ -423,9 +440,9 @@ from . import (  # noqa: E402,F401  (each family's emitters, into EMITTERS)
     tvm_emitters_bitwise,  # the bitwise ops
     tvm_emitters_complex,  # the complex ops: refused, TVM has no complex dtype
     tvm_emitters_control,  # scan and cond, unrolled
-    tvm_emitters_divmod,  # mod and floordiv as numpy computes them
     tvm_emitters_fused,  # the fused elementwise op
     tvm_emitters_linalg,  # the linear algebra ops
     tvm_emitters_nn,  # the nn ops
+    tvm_emitters_numerics,  # mod, floordiv, log1p, expm1 with numpy's results near special values
     tvm_emitters_select,  # the selection ops and dropout
 )

@@ -1,4 +1,4 @@
-"""Relax emitters of mod and floordiv with numpy's semantics.
+"""Relax emitters of ops whose direct Relax forms lose numpy's results: mod, floordiv, log1p, expm1.
 
 TVM computes a float floor_mod as a - floor(a / b) * b: mod(3e38, -3) gave 1e31 (numpy: -1),
 mod(x, +-inf) NaN (numpy: x, or +-inf when the signs differ) and floordiv(1, -inf) -0 (numpy: -1).
@@ -6,6 +6,9 @@ Floats here follow numpy's `npy_divmod`: C's fmod (LLVM's frem, exact), moved to
 sign, and the quotient (a - mod) / b snapped to an integer; float16 is computed in float32 and
 rounded once, as numpy's half loops do. Integer division by 0 (and INT_MIN // -1) traps on x86
 and killed the process; numpy gives 0 (and INT_MIN), so the divisor is guarded.
+
+log(1 + x) and exp(x) - 1 lose every digit for small x (log1p(1e-40) gave 0): they use Goldberg's
+and Kahan's corrections, exact where 1 + x or e**x rounds to 1.
 """
 
 from __future__ import annotations
@@ -90,3 +93,31 @@ def _widened(ctx: EmitContext, x: relax.Expr, shape: list[Any], dtype: str) -> r
 
 register_emitter("floordiv")(_emit)
 register_emitter("mod")(_emit)
+
+
+def _log1p(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """log(u) * x / (u - 1) with u = 1 + x (Goldberg): the rounding of u cancels; x where u is 1,
+    u where it is inf (log(u) * x / (u - 1) would be inf / inf)."""
+    (x,) = args
+    dtype = node.types[0].dtype
+    u = ctx.bb.emit(R.add(x, relax.const(1.0, dtype)))
+    ratio = R.multiply(R.log(u), R.divide(x, R.subtract(u, relax.const(1.0, dtype))))
+    return R.where(R.equal(u, relax.const(1.0, dtype)), x, R.where(R.equal(u, relax.const(np.inf, dtype)), u, ratio))
+
+
+def _expm1(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """(u - 1) * x / log(u) with u = e**x (Kahan): x where u is 1, -1 where u - 1 is, u where it is inf."""
+    (x,) = args
+    dtype = node.types[0].dtype
+    one = relax.const(1.0, dtype)
+    u = ctx.bb.emit(R.exp(x))
+    less_one = ctx.bb.emit(R.subtract(u, one))
+    ratio = R.multiply(less_one, R.divide(x, R.log(u)))
+    saturated = R.where(
+        R.equal(less_one, relax.const(-1.0, dtype)), less_one, R.where(R.equal(u, relax.const(np.inf, dtype)), u, ratio)
+    )
+    return R.where(R.equal(u, one), x, saturated)
+
+
+register_emitter("log1p")(_log1p)
+register_emitter("expm1")(_expm1)

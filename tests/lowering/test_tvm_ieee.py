@@ -207,3 +207,38 @@ def test_trigonometry_of_huge_arguments(dtype):
     got, want = run_both(lambda x: [gk.sin(x), gk.cos(x), gk.tan(x)], {"x": x})
     for g, w in zip(got, want):
         assert_ieee_equal(g, w, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_log1p_and_expm1_keep_small_arguments(dtype):
+    """log(1 + x) and exp(x) - 1 gave 0 for x = 1e-40 and lost digits below 1e-4."""
+    tiny = np.geomspace(1e-38, 1.0, 200) * np.resize([1.0, -1.0], 200)
+    x = np.concatenate([tiny, specials("float64"), [-1.0, -1.5, 80.0, 1e3]]).astype(dtype)
+    got, want = run_both(lambda x: [gk.log1p(x), gk.expm1(x)], {"x": x})
+    for g, w in zip(got, want):
+        assert_ieee_equal(g, w, rtol=5 * np.finfo(dtype).eps)
+
+
+def test_max_and_min_of_infinities_are_infinite():
+    """TVM starts max from the lowest finite float: the max of -infs was -3.4e38; the max of a row
+    holding -3.4e38 itself stays that."""
+    lowest = np.finfo("float32").min
+    x = np.array([[-np.inf, -np.inf], [lowest, -np.inf], [np.nan, -np.inf], [1.0, -np.inf]], "float32")
+    got, want = run_both(lambda x: [gk.max(x, 1), gk.min(-x, 1), gk.max(x, 0)], {"x": x})
+    for g, w in zip(got, want):
+        assert_ieee_equal(g, w)
+    np.testing.assert_array_equal(got[0], np.float32([-np.inf, lowest, np.nan, 1.0]))
+
+
+@pytest.mark.parametrize("op", ["argmax", "argmin"])
+def test_arg_extremes_pick_the_first_nan(op):
+    """numpy's first NaN; also rows where TVM's start (index -1 at the largest finite value) stayed."""
+    big = np.finfo("float32").max
+    rows = [[1.0, np.nan, 3.0, np.nan], [-np.inf] * 4, [np.inf] * 4, [-np.inf, -big, -np.inf, -big], [2, 5, -1, 5]]
+    x = np.array(rows, "float32")
+    got, want = run_both(lambda x: [getattr(gk, op)(x, 1), getattr(gk, op)(-x, 0, keepdims=True)], {"x": x})
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    got, want = run_both(lambda x: getattr(gk, op)(x, 1), {"x": x})
+    np.testing.assert_array_equal(got, want)
+    assert got[0] == 1
