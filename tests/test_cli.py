@@ -361,3 +361,14 @@ def test_viz_says_when_max_nodes_cannot_be_met(mlp_onnx, tmp_path, capsys):
     assert main(["viz", str(mlp_onnx[0]), "-o", str(tmp_path / "g.dot"), "--max-nodes", "2"]) == 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.match(r"gradkiln viz: note: \d+ boxes drawn, over --max-nodes 2: ", err)
+
+
+def test_an_interrupt_is_one_line_and_exit_130(mlp_onnx, capsys, monkeypatch):
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_load", interrupted)
+    assert main(["info", str(mlp_onnx[0])]) == 130
+    assert capsys.readouterr().err == "gradkiln info: interrupted\n"
+    with pytest.raises(KeyboardInterrupt):
+        main(["--debug", "info", str(mlp_onnx[0])])
