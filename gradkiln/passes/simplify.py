@@ -52,7 +52,8 @@ def _zero_product(m: Match) -> bool:
         return False
     with np.errstate(all="ignore"):
         product = array * m.uniform(m["zero"])
-    return bool(np.isfinite(array).all() and not np.signbit(product).any())
+    negative = np.signbit(np.real(product)) | np.signbit(np.imag(product))
+    return bool(np.isfinite(array).all() and not negative.any())
 
 
 def _finite(m: Match, value: Value) -> bool:
@@ -63,19 +64,20 @@ def _finite(m: Match, value: Value) -> bool:
     return array is not None and bool(np.isfinite(array).all())
 
 
-def _zero_sign(m: Match) -> bool:
-    """Whether the captured zero is -0.0."""
-    return bool(np.signbit(m.uniform(m["zero"])))
+def _zero_signs(m: Match) -> list[bool]:
+    """The sign bits of the captured zero (of its real and imaginary parts when complex)."""
+    zero = m.uniform(m["zero"])
+    return [bool(np.signbit(part)) for part in ((zero.real, zero.imag) if isinstance(zero, complex) else (zero,))]
 
 
 def _add_zero(m: Match) -> Value | None:
     """x + 0 -> x: exact when the zero is -0.0 ((+0.0) + (+0.0) and (-0.0) + (-0.0) keep x's sign)."""
-    return m.fit(m["x"]) if not _ieee(m) or _zero_sign(m) else None
+    return m.fit(m["x"]) if not _ieee(m) or all(_zero_signs(m)) else None
 
 
 def _sub_zero(m: Match) -> Value | None:
     """x - 0 -> x: exact when the zero is +0.0 (x - (-0.0) turns -0.0 into +0.0)."""
-    return m.fit(m["x"]) if not _ieee(m) or not _zero_sign(m) else None
+    return m.fit(m["x"]) if not _ieee(m) or not any(_zero_signs(m)) else None
 
 
 def _exact(m: Match, value: Value) -> Value | None:

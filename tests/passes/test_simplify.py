@@ -263,3 +263,20 @@ def test_repeated_captures_must_bind_the_same_value():
         x, y = gk.input("x", (2,)), gk.input("y", (2,))
         out = x - y
     assert not rewrite(g, PassContext([out.value], unsafe_math=True), RULES)
+
+
+@pytest.mark.parametrize(
+    ("zero", "fires"), [(0j, {"sub_zero"}), (complex(-0.0, -0.0), {"add_zero"}), (complex(-0.0, 0.0), set())]
+)
+def test_complex_zeros_fold_only_where_both_parts_keep_the_sign(zero, fires, identical):
+    z = np.array([complex(-0.0, -0.0), complex(-0.0, 1), complex(1, -0.0), complex(np.inf, np.nan)], "complex64")
+    with gk.Graph() as g:
+        x = gk.input("x", (4,), "complex64")
+        c = gk.constant(np.complex64(zero))
+        outs = [x + c, x - c, x * gk.constant(np.complex64(0)), gk.constant(np.complex64([1, -1, 2, 3])) * c]
+    fired = {}
+    for out in outs:
+        optimized, ctx = g.copy(), PassContext([out.value])
+        fired.update(rewrite(optimized, ctx, RULES))
+        identical(gk.compile(optimized, ctx.outputs)(x=z)[0], gk.compile(g, out)(x=z))
+    assert {rule for rule in fired if rule in ("add_zero", "sub_zero")} == fires
