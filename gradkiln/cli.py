@@ -311,18 +311,38 @@ def _target_text(target: str | dict[str, Any]) -> str:
 
 def _check_paths(args: argparse.Namespace) -> None:
     """Refuse, before any work, an output whose folder does not exist (as `cp` does) and an output
-    that is an input or another output of the same command (e.g. --report naming the model)."""
-    inputs = [Path(args.model)] if getattr(args, "model", None) else []
+    that is an input (the model or one of its external data files) or another output of the same
+    command (e.g. --report naming the model)."""
+    model = Path(args.model) if getattr(args, "model", None) else None
     outputs = [Path(p) for p in (getattr(args, name, None) for name in args.writes) if p]
+    inputs = [model] if model else []
+    if model and any(out.exists() for out in outputs):  # only an existing file can be external data
+        inputs += _external_data_files(model)
     for k, out in enumerate(outputs):
         folder = out.parent
         if not folder.is_dir():
             why = "is not a directory" if folder.exists() else "does not exist (create it first)"
             raise RefusedError(f"cannot write {out}: {folder} {why}")
-        for other in inputs + outputs[:k]:
+        earlier = [(p, "an input") for p in inputs] + [(p, "another output of this command") for p in outputs[:k]]
+        for other, role in earlier:
             if _same_file(out, other):
-                role = "the input" if other in inputs else "another output of this command"
                 raise RefusedError(f"refusing to write {out}: it is {role} ({other}); choose another output path")
+
+
+def _external_data_files(model: Path) -> list[Path]:
+    """The files an ONNX model keeps tensors in (none when it does not parse: the command then
+    fails on reading it, with its own message)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    from .onnx_io.model_file import _tensors
+
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+    except (OSError, DecodeError):
+        return []
+    locations = ({e.key: e.value for e in t.external_data}.get("location") for t in _tensors(proto.graph))
+    return [model.parent / location for location in locations if location]
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -372,3 +372,16 @@ def test_an_interrupt_is_one_line_and_exit_130(mlp_onnx, capsys, monkeypatch):
     assert capsys.readouterr().err == "gradkiln info: interrupted\n"
     with pytest.raises(KeyboardInterrupt):
         main(["--debug", "info", str(mlp_onnx[0])])
+
+
+def test_no_command_writes_over_the_models_external_data(mlp_onnx, tmp_path, capsys):
+    model = onnx.load(mlp_onnx[0])
+    path = tmp_path / "external.onnx"
+    onnx.save_model(model, path, save_as_external_data=True, location="weights.onnx", size_threshold=0)
+    weights = tmp_path / "weights.onnx"
+    before = weights.read_bytes()
+    assert main(["optimize", str(path), "-o", str(weights)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"gradkiln optimize: error: refusing to write {weights}: it is an input ({weights}); ")
+    assert weights.read_bytes() == before
+    assert main(["optimize", str(path), "-o", str(tmp_path / "out.onnx")]) == 0  # the model itself reads fine
