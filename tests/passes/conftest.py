@@ -28,11 +28,11 @@ def assert_identical(got, want):
             np.testing.assert_array_equal(np.signbit(part(got))[zeros], np.signbit(part(want))[zeros], "sign of zero")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def identical():
     return assert_identical
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def special():
     return special_array
