@@ -11,7 +11,7 @@
   Other Loops (a trip count or, with scan outputs, a condition that only the run decides; a
   body that needs the iteration number at import time, as a Slice bound) are unrolled while
   the trip count and conditions are known at import time, up to the import's
-  `max_unrolled_iterations` and `max_unrolled_nodes` (`import_limits.py`).
+  `max_unrolled_steps` and `max_unrolled_nodes` (`import_limits.py`).
 A body is imported into the sub-graph being traced; outer values it reads are captured.
 """
 

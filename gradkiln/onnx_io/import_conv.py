@@ -123,7 +123,7 @@ def _conv_transpose(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Ope
         gb.transpose(w, (0, 2, 1, *range(3, 3 + rank))), (groups * per_group, in_channels // groups, *kernel)
     )
     for axis, k in enumerate(kernel, start=2):
-        w = gather(w, np.arange(k - 1, -1, -1), axis)
+        w = gather(ctx, w, np.arange(k - 1, -1, -1), axis)
     geometry = ([1] * rank, dilations, [s - 1 for s in spans], [s - 1 + e for s, e in zip(spans, extra)], full)
     y = convolve(spread, w, groups, geometry)
     if any(p < 0 for p in low + high):  # an output_shape beyond the full output: zeros

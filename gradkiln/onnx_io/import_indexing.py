@@ -9,11 +9,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..graph import Tensor
+from ..graph import ONNXError, Tensor
 from ..graph import builder as gb
 from ..graph.types import normalize_axis
 from .dtypes import from_onnx
-from .import_select import gather, take_range
+from .import_select import check_indices, gather, take_range
 from .importer import ImportContext, ImportRule, OnnxNode, Operand, register_importer
 from .shape_rules import static_dims
 
@@ -54,6 +54,7 @@ def _hardmax(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     axis = normalize_axis(n.attrs.get("axis", -1 if n.opset >= 13 else 1), x.ndim)
     flat = x if n.opset >= 13 else gb.reshape(x, (int(np.prod(x.shape[:axis])), -1))
     axis = axis if n.opset >= 13 else 1
+    ctx.budget.value(flat.shape[axis : axis + 1], "Hardmax's index ramp")
     hot = gb.cast(gb.equal(iota(flat, axis), arg_max(flat, axis)), x.dtype)
     return gb.reshape(hot, x.shape)
 
@@ -77,8 +78,8 @@ def _compress(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     x = ctx.tensor(args[0])
     picked = np.nonzero(np.asarray(ctx.known(args[1], "condition")).reshape(-1))[0]
     if "axis" not in n.attrs:
-        return gather(gb.reshape(x, (-1,)), picked, 0)
-    return gather(x, picked, n.attrs["axis"])
+        return gather(ctx, gb.reshape(x, (-1,)), picked, 0)
+    return gather(ctx, x, picked, n.attrs["axis"])
 
 
 @register_importer("GatherElements")
@@ -87,9 +88,10 @@ def _gather_elements(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Op
     x, indices = ctx.tensor(args[0]), np.asarray(ctx.known(args[1], "indices")).astype(np.int64)
     axis = normalize_axis(n.attrs.get("axis", 0), x.ndim)
     shape = tuple(int(d) for d in x.shape)
+    check_indices(indices, shape[axis], f"axis {axis}")
     grid = list(np.indices(indices.shape))
     grid[axis] = indices % shape[axis]
-    return gather(gb.reshape(x, (-1,)), np.ravel_multi_index(grid, shape), 0)
+    return gather(ctx, gb.reshape(x, (-1,)), np.ravel_multi_index(grid, shape), 0)
 
 
 def _cumulative(combine: Callable[[Tensor, Tensor], Tensor], empty: float) -> ImportRule:
@@ -99,6 +101,7 @@ def _cumulative(combine: Callable[[Tensor, Tensor], Tensor], empty: float) -> Im
         x = ctx.tensor(args[0])
         axis = normalize_axis(int(np.asarray(ctx.known(args[1], "axis")).reshape(())), x.ndim)
         count = int(x.shape[axis])
+        ctx.budget.unrolled(count, f"{n.op_type} over {count} slices")
         order = range(count - 1, -1, -1) if n.attrs.get("reverse", 0) else range(count)
         parts, total = {}, None
         for i in order:
@@ -123,15 +126,14 @@ def _gather_nd(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     shape = [int(d) for d in x.shape]
     inner = math.prod(shape[batch + depth :])
     flat = gb.reshape(x, (math.prod(shape[: batch + depth]), inner))
+    if not 1 <= depth <= len(shape) - batch:
+        raise ONNXError(f"indices of shape {indices.shape} address {depth} axes of x, which has {len(shape) - batch}")
     lead = indices.reshape(math.prod(shape[:batch]) if batch else 1, -1, depth)
-    rows = []
-    for b, tuples in enumerate(lead):
-        for t in tuples:
-            rows.append(
-                np.ravel_multi_index(tuple(t % shape[batch : batch + depth]), shape[batch : batch + depth])
-                + b * math.prod(shape[batch : batch + depth])
-            )
-    picked = gather(flat, np.asarray(rows, np.int64), 0)
+    dims = shape[batch : batch + depth]
+    check_indices(lead, dims, f"axes {batch}..{batch + depth - 1}")
+    within = np.ravel_multi_index(tuple(np.moveaxis(lead % dims, -1, 0)), dims)
+    rows = within + np.arange(len(lead))[:, None] * math.prod(dims)  # the batch's block of rows
+    picked = gather(ctx, flat, rows.reshape(-1).astype(np.int64), 0)
     return gb.reshape(picked, (*indices.shape[:-1], *shape[batch + depth :]))
 
 

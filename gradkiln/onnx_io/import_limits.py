@@ -1,7 +1,8 @@
 """Bounds on the work an import does itself, so that a small hostile file cannot make it allocate
 gigabytes or run forever: the values it evaluates at import time (constant folding, shape
-arithmetic, constants rules build from declared shapes), the iterations of the Loops it
-unrolls and the ONNX nodes it imports inside them.
+arithmetic, constants rules build from declared shapes), the steps it unrolls (Loop
+iterations, recurrent time steps, sequence elements, slices taken one at a time) and the ONNX
+nodes it imports inside unrolled Loop iterations.
 
 Each check runs before the work it guards, from the requested sizes, and refuses with an
 `ONNXError` naming the limit and how to raise it; `import_model` adds the node.
@@ -24,14 +25,15 @@ class ImportLimits:
 
     - `max_value_elements`: elements of one value evaluated at import time (2**24: 128 MiB of int64).
     - `max_total_elements`: elements of all the values one import evaluates (2**26).
-    - `max_unrolled_iterations`: iterations of the Loops unrolled at import time, all of them
-      together, nested ones included (2**14).
-    - `max_unrolled_nodes`: ONNX nodes imported inside those iterations (2**16, a few seconds).
+    - `max_unrolled_steps`: steps unrolled at import time, all together: Loop iterations (nested
+      ones included), RNN/GRU/LSTM time steps, sequence elements, and the slices Gather with
+      known indices, GatherND, Compress, CumProd and Pad's border modes take one at a time (2**16).
+    - `max_unrolled_nodes`: ONNX nodes imported inside unrolled Loop iterations (2**16, a few seconds).
     """
 
     max_value_elements: int = 1 << 24
     max_total_elements: int = 1 << 26
-    max_unrolled_iterations: int = 1 << 14
+    max_unrolled_steps: int = 1 << 16
     max_unrolled_nodes: int = 1 << 16
 
 
@@ -41,7 +43,7 @@ class ImportBudget:
     def __init__(self, limits: ImportLimits | None = None) -> None:
         self.limits = limits or ImportLimits()
         self.elements = 0
-        self.iterations = 0
+        self.steps = 0
         self.nodes = 0
         self.unrolling = 0  # how many unrolled Loop iterations are being imported, one inside the other
 
@@ -62,16 +64,20 @@ class ImportBudget:
             )
         self.elements += count
 
+    def unrolled(self, count: int, what: str) -> None:
+        """Charge `count` steps about to be unrolled at import time (each builds its own nodes)."""
+        self.steps += count
+        if self.steps > self.limits.max_unrolled_steps:
+            self._refuse(
+                f"{what} would bring the steps unrolled at import time to {self.steps}",
+                "max_unrolled_steps",
+                self.steps,
+            )
+
     @contextmanager
     def iteration(self) -> Iterator[None]:
         """Charge one Loop iteration unrolled at import time; the nodes imported inside count."""
-        self.iterations += 1
-        if self.iterations > self.limits.max_unrolled_iterations:
-            self._refuse(
-                f"the Loops unrolled at import time reached {self.iterations} iterations (nested ones included)",
-                "max_unrolled_iterations",
-                self.iterations,
-            )
+        self.unrolled(1, "another Loop iteration")
         self.unrolling += 1
         try:
             yield

@@ -90,6 +90,7 @@ def _recurrent(op_type: str):
         if lengths is not None and np.any(np.asarray(lengths) != steps):
             raise ONNXError("sequence_lens shorter than the sequence are not supported")
         dirs, hidden = int(w.shape[0]), int(r.shape[-1])
+        ctx.budget.unrolled(steps * dirs, f"{op_type} over {steps} time steps in {dirs} direction(s)")
         names = n.attrs.get("activations", default * dirs)
         extra = (
             {"linear_before_reset": n.attrs["linear_before_reset"]}

@@ -181,7 +181,7 @@ def _transpose(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 def _expand(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     """Bidirectional broadcast: the result has the broadcast of x's shape and the given one."""
     x = ctx.tensor(args[0])
-    return gb.broadcast_to(x, broadcast_shapes(x.shape, ctx.dims(args[1], "shape")))
+    return gb.broadcast_to(x, broadcast_shapes(x.shape, ctx.shape(args[1])))
 
 
 @register_importer("Concat")

@@ -21,9 +21,21 @@ def take_range(x: Tensor, axis: int, start: int, stop: int) -> Tensor:
     return gb.slice(x, starts, stops)
 
 
-def gather(x: Tensor, indices: np.ndarray, axis: int) -> Tensor:
-    """numpy.take(x, indices, axis) for known indices (negative ones count from the end)."""
+def check_indices(indices: np.ndarray, dims: int | Sequence[int], where: str) -> None:
+    """An `ONNXError` unless every index (along the last axis of `indices`, one per entry of
+    `dims`) lies in [-dim, dim): ONNX leaves others undefined, and wrapping them would be a guess."""
+    limits = np.asarray(dims, np.int64)
+    indices = np.asarray(indices, np.int64)
+    if indices.size and (np.any(indices < -limits) or np.any(indices >= limits)):
+        raise ONNXError(f"indices {indices.min()}..{indices.max()} are out of range for {where} of size {dims}")
+
+
+def gather(ctx: ImportContext, x: Tensor, indices: np.ndarray, axis: int) -> Tensor:
+    """numpy.take(x, indices, axis) for known indices (negative ones count from the end): one
+    slice per index, each charged as an unrolled step."""
     axis, dim = normalize_axis(axis, x.ndim), int(x.shape[axis])
+    check_indices(indices, dim, f"axis {axis}")
+    ctx.budget.unrolled(np.size(indices), f"gathering {np.size(indices)} slices one at a time")
     flat = [int(i) % dim for i in np.asarray(indices).reshape(-1)]
     picked = gb.concat([take_range(x, axis, i, i + 1) for i in flat], axis) if flat else take_range(x, axis, 0, 0)
     return gb.reshape(picked, (*x.shape[:axis], *np.shape(indices), *x.shape[axis + 1 :]))
@@ -79,6 +91,8 @@ def _pad(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
         return _pad_value(x, low, high, ctx.tensor(value))
     if mode not in BORDERS:
         raise ONNXError(f"unknown Pad mode {mode!r}")
+    if mode != "wrap":  # edge and reflect take one slice per padded position
+        ctx.budget.unrolled(sum(low) + sum(high), f"{mode} padding of {sum(low) + sum(high)} slices")
     for axis, (lo, hi) in enumerate(zip(low, high)):
         if lo or hi:
             left, right = BORDERS[mode](x, axis, lo, hi)

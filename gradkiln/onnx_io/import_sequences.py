@@ -82,6 +82,7 @@ def _split(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> TensorSequen
     axis = normalize_axis(n.attrs.get("axis", 0), x.ndim)
     dim = int(x.shape[axis])
     split = ctx.optional(args, 1, "split", None)
+    ctx.budget.unrolled(dim if split is None or np.ndim(split) == 0 else np.size(split), "the sequence's elements")
     if split is None:
         pieces = [take_range(x, axis, i, i + 1) for i in range(dim)]
         return TensorSequence(pieces if n.attrs.get("keepdims", 1) else [gb.squeeze(p, axis) for p in pieces])

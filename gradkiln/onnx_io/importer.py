@@ -26,7 +26,7 @@ from . import functions
 from .constant_folding import fold_as_import_would
 from .dtypes import NARROW, TO_ONNX, from_onnx, narrow_known, narrow_tensor, stand_in, widen
 from .import_limits import ImportBudget, ImportLimits
-from .model_file import default_opset, load
+from .model_file import default_opset, load, rule_key
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Known:
 
 
 Operand = Union[Tensor, Known, None]
+MAX_RANK = 64  # numpy arrays have at most 64 dims
 
 
 class TensorSequence(list):
@@ -72,11 +73,12 @@ ImportRule = Callable[["ImportContext", OnnxNode, list[Operand]], Union[Operand,
 IMPORTERS: dict[str, ImportRule] = {}
 
 
-def register_importer(op_type: str) -> Callable[[ImportRule], ImportRule]:
-    """Register the import rule of ONNX op type `op_type` (default domain); see import_rules.py."""
+def register_importer(op_type: str, domain: str = "") -> Callable[[ImportRule], ImportRule]:
+    """Register the import rule of ONNX op type `op_type` of `domain` (default: the ONNX domain; the
+    key is `rule_key`'s); see import_rules.py."""
 
     def register(rule: ImportRule) -> ImportRule:
-        IMPORTERS[op_type] = rule
+        IMPORTERS[rule_key(domain, op_type)] = rule
         return rule
 
     return register
@@ -179,6 +181,13 @@ class ImportContext:
         """A known 1-D int operand as a list of dims (ints or sympy expressions)."""
         return [_as_int_or_expr(v) for v in np.asarray(self.known(operand, what)).reshape(-1)]
 
+    def shape(self, operand: Operand, what: str = "shape") -> list[Dim]:
+        """A known 1-D int operand used as a shape: `dims`, at most `MAX_RANK` of them."""
+        dims = self.dims(operand, what)
+        if len(dims) > MAX_RANK:
+            raise ONNXError(f"the {what} has {len(dims)} dims; tensors have at most {MAX_RANK} (numpy's limit)")
+        return dims
+
     def optional(self, args: list[Operand], i: int, what: str, default: Any, dims: bool = False) -> Any:
         """The known value (or dims) of optional input `i`, or `default` when it is absent."""
         if len(args) <= i or args[i] is None:
@@ -188,6 +197,7 @@ class ImportContext:
     def _materialize(self, known: Known) -> Tensor:
         if known.array.dtype != object:
             return gb.constant(known.array.astype(known.dtype), graph=self.graph)
+        self.budget.unrolled(known.array.size, f"computing {known.array.size} dims at run time, one at a time")
         parts = [self._expr_tensor(sympy.sympify(v), known.dtype) for v in known.array.reshape(-1)]
         if known.array.ndim == 0:
             return parts[0]
@@ -307,7 +317,8 @@ def _dim(d: onnx.TensorShapeProto.Dimension, input_name: str, axis: int) -> Dim:
 
 
 def _import_node(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dict, rules: dict) -> None:
-    if proto.op_type not in rules or proto.domain not in ("", "ai.onnx"):
+    key = rule_key(proto.domain, proto.op_type)
+    if key not in rules:
         _inline_function(ctx, proto, opset, env, rules)
         return
     attrs = {a.name: _attr(proto, a.name, helper.get_attribute_value(a)) for a in proto.attribute}
@@ -315,7 +326,7 @@ def _import_node(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dic
     try:
         ctx.budget.node()
         args = [env[name] for name in proto.input]
-        result = rules[proto.op_type](ctx, node, args)
+        result = rules[key](ctx, node, args)
     except GradkilnError as err:
         err.args = (f"importing {node.label}: {err}", *err.args[1:])
         raise err from None

@@ -19,7 +19,7 @@ from ..graph import builder as gb
 from ..graph.dtypes import is_int
 from ..graph.types import Dim, as_dim, dims_equal, normalize_axis
 from .dtypes import from_onnx
-from .import_select import gather
+from .import_select import check_indices, gather
 from .importer import ImportContext, ImportRule, Known, OnnxNode, Operand, register_importer
 
 
@@ -177,13 +177,10 @@ def _size(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 def _gather(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     """Evaluated when the data is known; else picked from the tensor at the known indices."""
     if isinstance(args[0], Tensor):
-        return gather(args[0], ctx.known(args[1], "indices"), n.attrs.get("axis", 0))
+        return gather(ctx, args[0], ctx.known(args[1], "indices"), n.attrs.get("axis", 0))
     data, indices = ctx.known(args[0], "data"), ctx.known(args[1], "indices").astype(np.int64)
     axis = normalize_axis(n.attrs.get("axis", 0), data.ndim)
-    if indices.size and (indices.min() < -data.shape[axis] or indices.max() >= data.shape[axis]):
-        raise ONNXError(
-            f"indices {indices.min()}..{indices.max()} are out of range for axis {axis} of size {data.shape[axis]}"
-        )
+    check_indices(indices, data.shape[axis], f"axis {axis}")
     ctx.budget.value((*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :]), "the gathered known value")
     return tidy(np.take(data, indices, axis=axis), args[0].dtype)
 
@@ -212,7 +209,7 @@ def _reduce_prod(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operan
 def _constant_of_shape(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     value = np.asarray(n.attrs.get("value", np.zeros(1, np.float32))).reshape(())
     dtype = from_onnx(helper.np_dtype_to_tensor_dtype(value.dtype), n.label)
-    shape = ctx.dims(args[0], "shape")
+    shape = ctx.shape(args[0])
     if all(isinstance(d, int) for d in shape):
         ctx.budget.value(shape, f"the constant of shape {shape}")
         return tidy(np.full(shape, value), dtype)
@@ -239,7 +236,7 @@ def _squeeze(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 @register_importer("Reshape")
 def _reshape(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     """0 copies the input dim unless `allowzero`; one -1 is inferred."""
-    x, target = args[0], ctx.dims(args[1], "shape")
+    x, target = args[0], ctx.shape(args[1])
     shape = x.shape if isinstance(x, Tensor) else x.array.shape
     if not n.attrs.get("allowzero", 0):
         target = [shape[i] if isinstance(d, int) and d == 0 else d for i, d in enumerate(target)]

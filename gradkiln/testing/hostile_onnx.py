@@ -18,6 +18,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 DATA_FILE = "data.bin"  # the external data file a model of the corpus may come with
+CUMPROD_OPSET = 26  # CumProd's first opset
 
 
 @dataclass(frozen=True)
@@ -182,15 +183,13 @@ def _loops() -> list[HostileModel]:
         [helper.make_tensor_value_info("c_out", TensorProto.BOOL, [])],
     )
     return [
-        HostileModel("loop_forever", loop_model("", "t", forever, [true]), r"Loop.*max_unrolled_iterations"),
+        HostileModel("loop_forever", loop_model("", "t", forever, [true]), r"Loop.*max_unrolled_(steps|nodes)"),
         HostileModel(
             "loop_2_40_growing",
             loop_model("n", "", growing, [_int64("n", 1 << 40)], [0]),
             r"Loop.*max_(unrolled_iterations|total_elements)",
         ),
-        HostileModel(
-            "nested_loops_2_24", loop_model("", "t", nested, [true]), r"Loop.*max_unrolled_(iterations|nodes)"
-        ),
+        HostileModel("nested_loops_2_24", loop_model("", "t", nested, [true]), r"Loop.*max_unrolled_(steps|nodes)"),
         HostileModel("loop_wide_body", loop_model("", "t", wide, [true]), r"Loop.*max_unrolled_nodes"),
         HostileModel(
             "loop_body_too_few_outputs",
@@ -251,9 +250,84 @@ def _malformed() -> list[HostileModel]:
     ]
 
 
+def _float(name: str, shape: list) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def _unrolled_per_element() -> list[HostileModel]:
+    """Rules that build nodes per time step, element or picked slice, over huge declared dims
+    or many known indices."""
+    huge = 1 << 30
+    zeros = numpy_helper.from_array(np.array([0], np.int64), "zero")
+    cases = {
+        "rnn_2_30_steps": (
+            [helper.make_node("RNN", ["x", "w", "r"], ["y"], hidden_size=1)],
+            [_float("x", [huge, 1, 1]), _float("w", [1, 1, 1]), _float("r", [1, 1, 1])],
+        ),
+        "split_to_sequence_2_30": (
+            [
+                helper.make_node("SplitToSequence", ["x"], ["s"], keepdims=0),
+                helper.make_node("SequenceLength", ["s"], ["y"]),
+            ],
+            [_float("x", [huge])],
+        ),
+        "pad_reflect_2_30": (
+            [_int64("p", [huge, 0]), helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect")],
+            [_float("x", [4])],
+        ),
+        "gather_nd_2_22": (
+            [
+                _int64("s", [1 << 22, 1]),
+                helper.make_node("ConstantOfShape", ["s"], ["i"], value=zeros),
+                helper.make_node("GatherND", ["x", "i"], ["y"]),
+            ],
+            [_float("x", [4])],
+        ),
+        "hardmax_2_30": ([helper.make_node("Hardmax", ["x"], ["y"])], [_float("x", [1, huge])]),
+    }
+    expected = {
+        "hardmax_2_30": r"Hardmax.*max_value_elements",
+        "rnn_2_30_steps": r"RNN.*max_unrolled_steps",
+    }
+    made = [
+        HostileModel(
+            name, _model(nodes, [_out("y", TensorProto.FLOAT)], inputs), expected.get(name, r"max_unrolled_steps")
+        )
+        for name, (nodes, inputs) in cases.items()
+    ]
+    rank = [  # 2**20 symbolic dims as a Reshape target
+        helper.make_node("Shape", ["x"], ["s"]),
+        _int64("n", [1 << 20]),
+        helper.make_node("ConstantOfShape", ["n"], ["i"], value=zeros),
+        helper.make_node("Gather", ["s", "i"], ["g"]),
+        helper.make_node("Reshape", ["x", "g"], ["y"]),
+    ]
+    past = [_int64("i", [5]), helper.make_node("Gather", ["x", "i"], ["y"])]  # known index, run-time data
+    cumprod = [_int64("a", 0), helper.make_node("CumProd", ["x", "a"], ["y"])]
+    return [
+        *made,
+        HostileModel(
+            "cumprod_2_30",
+            _model(cumprod, [_out("y", TensorProto.FLOAT)], [_float("x", [huge])], opset=CUMPROD_OPSET),
+            r"CumProd.*max_unrolled_steps",
+        ),
+        HostileModel(
+            "reshape_to_2_20_dims",
+            _model(rank, [_out("y", TensorProto.FLOAT)], [_float("x", ["N"])]),
+            r"Reshape.*1048576 dims",
+        ),
+        HostileModel(
+            "gather_past_a_tensor",
+            _model(past, [_out("y", TensorProto.FLOAT)], [_float("x", [3])]),
+            r"Gather.*out of range",
+        ),
+    ]
+
+
 def hostile_models() -> list[HostileModel]:
-    """The corpus: huge import-time values, loops past the unrolling bound, malformed models."""
-    return [*_huge_sizes(), *_loops(), *_malformed()]
+    """The corpus: huge import-time values, loops past the unrolling bound, nodes built per element
+    over huge dims, malformed models."""
+    return [*_huge_sizes(), *_loops(), *_unrolled_per_element(), *_malformed()]
 
 
 def fuzz_seeds() -> list[bytes]:
