@@ -195,8 +195,6 @@ def _compile(args: argparse.Namespace) -> int:
     from .deploy import write_bundle
     from .progress import Progress
 
-    if args.debug:  # TVM's own log lines reach stderr only in debug mode (lowering/tvm_quiet.py)
-        os.environ["GRADKILN_DEBUG"] = "1"
     graph, outputs = _load(args.model)
     with Progress(f"compiling for {_target_text(args.target)}"):
         executable = compile_graph(graph, outputs, target=args.target, optimize=args.level)
@@ -484,18 +482,34 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; exit codes: 0 success, 1 failure (one-line cause), 2 usage error."""
     args = build_parser().parse_args(argv)
+    if not args.debug:
+        return _run(args)
+    previous = os.environ.get("GRADKILN_DEBUG")
+    os.environ["GRADKILN_DEBUG"] = "1"  # tracebacks, and TVM's own log lines (lowering/tvm_quiet.py)
+    try:
+        return _run(args)
+    finally:
+        if previous is None:
+            del os.environ["GRADKILN_DEBUG"]
+        else:
+            os.environ["GRADKILN_DEBUG"] = previous
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the subcommand; a failure is one line on stderr unless GRADKILN_DEBUG=1."""
     from .graph import GradkilnError
 
+    debug = os.environ.get("GRADKILN_DEBUG") == "1"
     try:
         _check_paths(args)
         return args.run(args)
     except (RefusedError, GradkilnError, OSError) as err:  # OSError: a file that cannot be read or written
-        if args.debug or os.environ.get("GRADKILN_DEBUG") == "1":
+        if debug:
             raise
         print(f"gradkiln {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return err.exit_code if isinstance(err, RefusedError) else 1
     except KeyboardInterrupt:
-        if args.debug or os.environ.get("GRADKILN_DEBUG") == "1":
+        if debug:
             raise
         print(f"gradkiln {args.command}: interrupted", file=sys.stderr)
         return 130
