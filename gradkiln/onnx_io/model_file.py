@@ -105,6 +105,12 @@ def _read(source: str | os.PathLike | bytes) -> tuple[bytes, str]:
         raise ONNXError(f"cannot read ONNX model '{os.fspath(source)}': {err.strerror}") from None
 
 
+def rule_key(domain: str, op_type: str) -> str:
+    """The import-rule key of an op: its type in the ONNX domain ("" or "ai.onnx"), `domain.op_type`
+    in another (`ai.onnx.preview.training.Adam`), so ops of other domains never take a default-domain rule."""
+    return op_type if domain in ("", "ai.onnx") else f"{domain}.{op_type}"
+
+
 def default_opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
@@ -124,7 +130,7 @@ def _collect_missing(nodes: Iterable[onnx.NodeProto], versions: dict, rules: dic
     for n in nodes:
         domain = n.domain or "ai.onnx"
         version = versions.get(domain)
-        if domain == "ai.onnx" and n.op_type in rules:
+        if rule_key(n.domain, n.op_type) in rules:
             continue
         body = functions.static_body(n.op_type, version or 1, n.domain) if version else None
         if body is not None:
