@@ -84,6 +84,8 @@ def _recurrent(op_type: str):
         args = args + [None] * (8 - len(args))
         layout = n.attrs.get("layout", 0)
         x, w, r = (ctx.tensor(a) for a in args[:3])
+        if (x.ndim, w.ndim, r.ndim) != (3, 3, 3):
+            raise ONNXError(f"X, W and R must be 3-D, got shapes {x.shape}, {w.shape} and {r.shape}")
         x = gb.transpose(x, (1, 0, 2)) if layout else x
         steps, batch = int(x.shape[0]), x.shape[1]
         lengths = ctx.optional(args, 4, "sequence_lens", None)

@@ -39,6 +39,7 @@ class Known:
 
 Operand = Union[Tensor, Known, None]
 MAX_RANK = 64  # numpy arrays have at most 64 dims
+SYMBOLIC_INT = "Cannot convert symbols to int"  # sympy's TypeError when a rule needs a dim as an int
 
 
 class TensorSequence(list):
@@ -330,6 +331,13 @@ def _import_node(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dic
     except GradkilnError as err:
         err.args = (f"importing {node.label}: {err}", *err.args[1:])
         raise err from None
+    except TypeError as err:
+        if str(err) != SYMBOLIC_INT:
+            raise
+        raise ONNXError(
+            f"importing {node.label}: gradkiln imports it for static sizes only, and the model gives it "
+            "symbolic dims (dim_param); export the model with fixed input shapes"
+        ) from None
     several = isinstance(result, (list, tuple)) and not isinstance(result, TensorSequence)
     results = result if several else [result]
     env.update(zip(proto.output, results))

@@ -153,7 +153,9 @@ def reduction(reduce: Callable[..., Tensor]) -> ImportRule:
 
 @register_importer("Constant")
 def _constant(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
-    (key, value), *_ = n.attrs.items()
+    if len(n.attrs) != 1:
+        raise ONNXError(f"a Constant holds its value in exactly one attribute; this one has {sorted(n.attrs)}")
+    ((key, value),) = n.attrs.items()
     kinds = {"value_int": np.int64, "value_ints": np.int64, "value_float": np.float32, "value_floats": np.float32}
     array = np.asarray(value, dtype=kinds.get(key))
     return tidy(array, from_onnx(helper.np_dtype_to_tensor_dtype(array.dtype), n.label))
@@ -190,6 +192,8 @@ def _range(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     bounds = [np.asarray(ctx.known(a, name)) for a, name in zip(args, ("start", "limit", "delta"))]
     if any(a.dtype == object for a in bounds):
         raise ONNXError("Range over symbolic dims cannot be evaluated at import time")
+    if any(a.size != 1 for a in bounds):
+        raise ONNXError(f"start, limit and delta must be scalars, got shapes {[a.shape for a in bounds]}")
     start, limit, delta = (a.reshape(-1)[0] for a in bounds)
     steps = np.float64(limit - start) / delta if delta else np.inf
     if not np.isfinite(steps):
@@ -207,7 +211,10 @@ def _reduce_prod(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operan
 
 @register_importer("ConstantOfShape")
 def _constant_of_shape(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
-    value = np.asarray(n.attrs.get("value", np.zeros(1, np.float32))).reshape(())
+    value = np.asarray(n.attrs.get("value", np.zeros(1, np.float32)))
+    if value.size != 1:
+        raise ONNXError(f"the value attribute must hold one element, it has shape {value.shape}")
+    value = value.reshape(())
     dtype = from_onnx(helper.np_dtype_to_tensor_dtype(value.dtype), n.label)
     shape = ctx.shape(args[0])
     if all(isinstance(d, int) for d in shape):

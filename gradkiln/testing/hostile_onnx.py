@@ -214,6 +214,7 @@ def _malformed() -> list[HostileModel]:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["NNNN"])
     named = _model([helper.make_node("Relu", ["x"], ["y"])], [_out("y", TensorProto.FLOAT)], [x])
     non_utf8 = named.replace(b"NNNN", b"N\xff\xfeN")  # protobuf would refuse to set such a string
+    empty = numpy_helper.from_array(np.zeros((1, 0), np.int64), "fill")
     slice_nodes = [_int64("a", [1, 2, 3]), _int64("s", [0]), _int64("e", [3]), _int64("ax", [0]), _int64("st", [0])]
     return [
         _external("external_length_past_end", r"'w'.*past the end", length="1024"),
@@ -237,6 +238,47 @@ def _malformed() -> list[HostileModel]:
         ),
         HostileModel("gather_out_of_range", _binary("Gather", [1, 2, 3], [5]), r"Gather.*out of range"),
         HostileModel("dim_param_not_utf8", non_utf8, r"dim_param.*UTF-8"),
+        HostileModel(
+            "constant_without_value",
+            _model([helper.make_node("Constant", [], ["y"])], [_out("y")]),
+            r"Constant.*exactly one attribute",
+        ),
+        HostileModel(
+            "constant_of_shape_empty_value",
+            _model([_int64("s", [2]), helper.make_node("ConstantOfShape", ["s"], ["y"], value=empty)], [_out("y")]),
+            r"ConstantOfShape.*one element",
+        ),
+        HostileModel(
+            "rnn_symbolic_hidden",
+            _model(
+                [helper.make_node("RNN", ["x", "w", "r"], ["y"], hidden_size=1)],
+                [_out("y", TensorProto.FLOAT)],
+                [_float("x", [2, 1, 1]), _float("w", [1, 1, 1]), _float("r", [1, 1, "H"])],
+            ),
+            r"RNN.*static sizes only",
+        ),
+        HostileModel(
+            "rnn_of_rank_2",
+            _model(
+                [helper.make_node("RNN", ["x", "w", "r"], ["y"], hidden_size=1)],
+                [_out("y", TensorProto.FLOAT)],
+                [_float("x", [2, 1]), _float("w", [1, 1, 1]), _float("r", [1, 1, 1])],
+            ),
+            r"RNN.*must be 3-D",
+        ),
+        HostileModel(
+            "range_of_empty_bounds",
+            _model(
+                [
+                    _int64("a", []),
+                    _int64("b", [4]),
+                    _int64("c", [1]),
+                    helper.make_node("Range", ["a", "b", "c"], ["y"]),
+                ],
+                [_out("y")],
+            ),
+            r"Range.*must be scalars",
+        ),
         HostileModel(
             "opset_999",
             _model(
