@@ -19,6 +19,7 @@ from . import (
     import_nn_native,  # registers native conv, pool and indexing rules over the compositions
     import_quantize,  # QuantizeLinear, DequantizeLinear, QLinear* and *Integer
     import_select_native,  # TopK, GatherElements, ScatterElements as the selection ops
+    import_training_ops,  # Gradient, Adagrad, Adam, Momentum of ai.onnx.preview.training
 )
 from .export_rules import EXPORTERS, register_exporter
 from .exporter import OPSET, ExportContext, export

@@ -340,7 +340,7 @@ def _import_node(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dic
         ) from None
     several = isinstance(result, (list, tuple)) and not isinstance(result, TensorSequence)
     results = result if several else [result]
-    env.update(zip(proto.output, results))
+    env.update((name, r) for name, r in zip(proto.output, results) if name)  # "" skips an optional output
 
 
 def _inline_function(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dict, rules: dict) -> None:
