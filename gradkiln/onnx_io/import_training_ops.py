@@ -5,9 +5,9 @@ pseudo code (`onnx.defs.get_schema(op, domain=TRAINING_DOMAIN).doc`) writes them
 
 The optimizers take the learning rate `R` and the update count `T` (int64) as run-time scalars,
 then one group of n tensors per role (`X...`, `G...`, then the states) and return the new `X...`
-followed by the new states, each tensor updated on its own. Both scalars are cast to each `X`'s
-dtype, so a float32 model updates in float32 (onnx's reference evaluator computes the scalar
-factors in float64; the suite's tolerances cover the difference).
+followed by the new states, each tensor updated on its own. R and T are cast to the dtype of
+the X tensors (one dtype, float or double), so a float32 model updates in float32 (onnx's
+reference evaluator computes the scalar factors in float64; the suite's tolerances cover that).
 """
 
 from __future__ import annotations
@@ -94,10 +94,10 @@ def _recomputed(y: Tensor, substitutes: dict) -> Tensor:
     graph = y.graph
     replaced = {old: new.value for old, new in substitutes.items()}
     needed = graph.needed_nodes([y.value])
-    reached = {old.node for old in replaced}
+    substituted = {old.node for old in replaced}
     for node_id in needed:
         node = graph.node(node_id)
-        if node_id in reached or not any(v in replaced for v in node.inputs):
+        if node_id in substituted or not any(v in replaced for v in node.inputs):
             continue
         copy = graph.add_node(node.op, [replaced.get(v, v) for v in node.inputs], dict(node.attrs))
         replaced.update(zip(node.outputs, copy.outputs))
