@@ -1,6 +1,6 @@
 """Pass counts of the ONNX backend test suite (shipped inside `onnx`) per folder and backend.
 
-    python benchmarks/onnx_conformance.py [--backends numpy,llvm,onnxruntime] [--failures]
+    python benchmarks/onnx_conformance.py [--backends numpy,llvm,onnxruntime] [--failures] [--cases REGEX]
 
 Runs every case of the node, simple, pytorch-converted and pytorch-operator folders through
 gradkiln's numpy executor, gradkiln compiled with TVM for the CPU (llvm), and onnxruntime, and
@@ -9,13 +9,15 @@ the reference (the suite's own comparison and tolerances).
 Cases run in a child process per backend and folder, so a case that crashes a compiler
 (segfault) or runs past `--limit` seconds counts as a failure, is reported, and the run goes
 on; the slowest cases are listed. `--failures` lists every
-failing case with its error (to review tests/onnx_io/expected_failures.txt).
+failing case with its error (to review tests/onnx_io/expected_failures.txt); `--cases` runs only
+the cases whose name matches a regular expression (`--cases 'isnan|_mod_'`).
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import re
 import time
 import warnings
 from multiprocessing.connection import Connection
@@ -56,11 +58,13 @@ def failure(backend: Any, model: onnx.ModelProto, data_sets: list, case: Any) ->
     return None
 
 
-def _worker(name: str, folder: str, start: int, results: Connection) -> None:
-    """Run the cases of `folder` from `start` on, sending (index, case name, failure, seconds)."""
+def _worker(name: str, folder: str, cases: list[str], start: int, results: Connection) -> None:
+    """Run the named cases of `folder` from `start` on, sending (index, case name, failure, seconds)."""
     warnings.simplefilter("ignore")
     backend = BACKENDS[name][1]()
-    for index, case in enumerate(suite_cases(folder)[start:], start=start):
+    wanted = set(cases)
+    selected = [case for case in suite_cases(folder) if case.name in wanted]
+    for index, case in enumerate(selected[start:], start=start):
         model, data_sets = load_case(case)
         began = time.perf_counter()
         why = failure(backend, model, data_sets, case)
@@ -78,7 +82,7 @@ def run_folder(
     start, total = 0, len(cases)
     while start < total:
         receive, send = multiprocessing.Pipe(duplex=False)
-        child = multiprocessing.Process(target=_worker, args=(name, folder, start, send))
+        child = multiprocessing.Process(target=_worker, args=(name, folder, cases, start, send))
         child.start()
         send.close()
         while start < total:
@@ -111,11 +115,15 @@ def main() -> None:
     parser.add_argument("--failures", action="store_true", help="also list each failing case with its error")
     parser.add_argument("--limit", type=float, default=120.0, help="seconds a case may take before it fails")
     parser.add_argument("--slowest", type=int, default=5, help="list this many slowest cases per backend")
+    parser.add_argument("--cases", default="", help="run only the cases whose name this regular expression matches")
     args = parser.parse_args()
     names = args.backends.split(",")
+    chosen = re.compile(args.cases)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        case_names = {folder: [case.name for case in suite_cases(folder)] for folder in FOLDERS}
+        case_names = {
+            folder: [case.name for case in suite_cases(folder) if chosen.search(case.name)] for folder in FOLDERS
+        }
     totals = {folder: len(cases) for folder, cases in case_names.items()}
     outcomes, times = {}, {name: {} for name in names}
     for name in names:
