@@ -24,7 +24,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--targets", default="numpy,llvm")
     parser.add_argument("--levels", default="O0,O3")
-    parser.add_argument("--per-compile", type=int, default=100, help="sub-graphs compiled together")
+    parser.add_argument(
+        "--per-compile",
+        type=int,
+        default=25,
+        help="sub-graphs compiled together (a compile that fails is re-run to find its node, dearer on big graphs)",
+    )
     parser.add_argument("--minimize-tries", type=int, default=60, help="candidate runs per minimization")
     args = parser.parse_args()
     configs = configurations(args.targets.split(","), args.levels.split(","))

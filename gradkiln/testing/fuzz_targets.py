@@ -458,7 +458,7 @@ def fuzz(
     seed: int,
     cases: int,
     configs: Sequence[Config],
-    per_compile: int = 100,
+    per_compile: int = 25,
     families: Sequence[str] = tuple(FAMILIES),
     dtypes: Sequence[str] = (),
     progress: Callable[[Summary], None] | None = None,
