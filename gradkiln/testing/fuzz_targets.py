@@ -7,10 +7,11 @@ optimization level on numpy and llvm, compared with the numpy executor at O0 (th
 
 Many independent sub-graphs (`Case`) share one graph and one compile per configuration (an llvm
 compile costs 0.3-2 s); results are attributed per sub-graph output, and a compile or run that
-fails is bisected down to the outputs that make it fail. Results are compared NaN-aware (NaN
-positions equal, infinities equal, the sign of a zero where every op on the way defines it) within
-a tolerance in ulps summed over the ops on the way (`fuzz_ops`), or that many epsilons of the
-sub-graph's largest finite magnitude (reassociated sums and fused multiply-adds round differently).
+fails fails the outputs that need the node it names (or is bisected when it names none). Results
+are compared NaN-aware (NaN positions equal, infinities equal, the sign of a zero where every op on
+the way defines it) within the error bound summed over the ops on the way (`fuzz_cases`), relative
+or of the sub-graph's largest finite magnitude (reassociated sums and fused multiply-adds round
+differently).
 A mismatch is minimized by delta debugging (earlier outputs, steps bypassed, inputs halved along
 an axis) to a small sub-graph that still mismatches the same way, printed as builder code.
 Mismatch classes that are open issues are listed in `KNOWN_OPEN`, each with its reason.
@@ -52,7 +53,7 @@ REFERENCE = Config("numpy", "O0")
 @dataclass(frozen=True)
 class Difference:
     """How a result differs from the reference: kind "nan", "inf", "sign", "value", "shape" or
-    "error", at `index`, with both values (or the error message)."""
+    "error", and the first place with both values (or the error message)."""
 
     kind: str
     detail: str
@@ -114,8 +115,9 @@ def compare(want: np.ndarray, got: np.ndarray, error: float, scale: float, signe
     inf = ~finite & ~np.isnan(want) & (want != got) & (distance > ulps)
     if inf.any():
         return _first("inf", want, got, inf)
-    if signed_zero and ((want == 0) & (got == 0) & (np.signbit(want) != np.signbit(got))).any():
-        return _first("sign", want, got, (want == 0) & (np.signbit(want) != np.signbit(got)))
+    sign = (want == 0) & (got == 0) & (np.signbit(want) != np.signbit(got))
+    if signed_zero and sign.any():
+        return _first("sign", want, got, sign)
     with np.errstate(all="ignore"):
         far = np.abs(want.astype(np.float64) - got) > error * scale
     off = finite & (distance > ulps) & far
@@ -128,7 +130,7 @@ def _first(kind: str, want: np.ndarray, got: np.ndarray, where: np.ndarray) -> D
 
 
 def _scale(case: Case, values: dict[str, np.ndarray]) -> float:
-    """The largest finite magnitude among a case's inputs and step values (1 at least)."""
+    """The largest finite magnitude among a case's inputs and step values (1 when all are zero)."""
     arrays = [x.values for x in case.leaves] + [values[s.name] for s in case.steps if s.name in values]
     finite = [np.abs(a[np.isfinite(a)]).max(initial=0) for a in arrays if is_float(a.dtype.name)]
     return float(max(finite, default=1.0, key=float)) or 1.0
@@ -202,35 +204,28 @@ def run_batch(cases: Sequence[Case], configs: Iterable[Config]) -> Report:
     return report
 
 
-def check(case: Case, output: str, config: Config) -> Difference | None:
-    """The difference of one case output at `config` (None when it agrees or the reference rejects it)."""
-    restricted = case.restricted(output)
-    found = run_batch([restricted], [config]).mismatches
-    return next((m.difference for m in found if m.output == output), None)
+def check(case: Case, output: str, config: Config) -> Mismatch | None:
+    """The mismatch of one case output at `config`, run alone (None when it agrees or the reference rejects it)."""
+    found = run_batch([case.restricted(output)], [config]).mismatches
+    return next((m for m in found if m.output == output), None)
 
 
 def minimize(mismatch: Mismatch, tries: int = 80) -> Mismatch:
     """A smaller mismatch of the same kind and known class: delta debugging over earlier outputs,
-    bypassed steps and inputs halved along one axis, each candidate re-run alone."""
+    bypassed steps and inputs halved along one axis, each candidate re-run alone (at most `tries`)."""
     current, known = mismatch, mismatch.known
-
-    def same(candidate: Mismatch) -> bool:
-        difference = check(candidate.case, candidate.output, candidate.config)
-        if difference is None or difference.kind != mismatch.difference.kind:
-            return False
-        candidate.difference = difference
-        return candidate.known == known
-
     progress = True
-    while progress and tries > 0:
+    while progress:
         progress = False
         for candidate in _smaller(current):
-            tries -= 1
-            if tries < 0 or same(candidate):
-                current, progress = candidate, tries >= 0
+            if tries <= 0:
                 break
-    current.case = current.case.restricted(current.output)
-    return current
+            tries -= 1
+            found = check(candidate.case, candidate.output, candidate.config)
+            if found and found.difference.kind == mismatch.difference.kind and found.known == known:
+                current, progress = found, True
+                break
+    return replace(current, case=current.case.restricted(current.output))
 
 
 def _smaller(m: Mismatch) -> Iterable[Mismatch]:
