@@ -3,6 +3,8 @@
 - scan: the body is emitted once per step (each node through its own emitter, as the backend
   emits any node), step t reading slice t of each xs; the ys are stacked with one concat. The
   trip count is static, so the module stays a dataflow block that TVM fuses across steps.
+  Unrolling costs compile time and code in proportion to steps x body nodes, so a scan past
+  UNROLL_LIMIT emitted nodes is refused (a 2^40-step ONNX Loop would otherwise never compile).
 - cond: both bodies are emitted and each output is a `where` on the predicate. A NaN or Inf
   computed in the branch not taken does not leak into the result: `where` picks the other
   value. The price is computing both branches.
@@ -15,9 +17,11 @@ from typing import Sequence
 from tvm import relax
 from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
-from ..graph import Node, Value
+from ..graph import LoweringError, Node, Value
 from ..graph.body import Body
 from .tvm_emitters import EmitContext, register_emitter
+
+UNROLL_LIMIT = 200_000  # body nodes emitted for one scan: about a minute of TVM compile
 
 
 def emit_body(ctx: EmitContext, body: Body, args: Sequence[relax.Expr]) -> list[relax.Expr]:
@@ -40,6 +44,13 @@ def _step(ctx: EmitContext, x: relax.Expr, t: int) -> relax.Expr:
 @register_emitter("scan")
 def _scan(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     a = node.attrs
+    emitted = a["length"] * len(a["body"].nodes())
+    if emitted > UNROLL_LIMIT:
+        raise LoweringError(
+            f"{node.label}: a scan of {a['length']} steps over a body of {len(a['body'].nodes())} nodes "
+            f"unrolls into {emitted} nodes on this target, past its limit of {UNROLL_LIMIT} "
+            "(gradkiln.lowering.tvm_emitters_control.UNROLL_LIMIT); run it with target='numpy', or shorten the scan"
+        )
     carry_count, xs_count = a["num_carry"], a["num_xs"]
     carry, xs, consts = args[:carry_count], args[carry_count : carry_count + xs_count], args[carry_count + xs_count :]
     ys: list[list[relax.Expr]] = [[] for _ in a["body"].outputs[carry_count:]]

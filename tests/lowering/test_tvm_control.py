@@ -26,3 +26,11 @@ def test_unrolled_scan_and_selecting_cond_agree_with_numpy_on_llvm():
         for got, expected in zip(tvm_run(**feeds), numpy_run(**feeds)):
             np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-6)
     assert tvm_run(**feeds)[4] == 0.0 and np.isfinite(tvm_run(**feeds)[5])
+
+
+def test_a_scan_too_long_to_unroll_is_refused_naming_its_size():
+    with gk.Graph() as g:
+        h0 = gk.input("h0", (3,), "float32")
+        final, _ = gk.scan(lambda h, _: (h * 0.5 + 1.0, None), h0, None, length=2**40)
+    with pytest.raises(gk.LoweringError, match=r"scan of 1099511627776 steps .* past its limit of 200000"):
+        gk.compile(g, [final], target="llvm")
