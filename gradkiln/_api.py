@@ -127,6 +127,7 @@ from .graph.builder import (
     relu,
     repeat,
     reshape,
+    resize,
     right_shift,
     rms_norm,
     round,

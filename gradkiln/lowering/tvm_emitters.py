@@ -444,5 +444,6 @@ from . import (  # noqa: E402,F401  (each family's emitters, into EMITTERS)
     tvm_emitters_linalg,  # the linear algebra ops
     tvm_emitters_nn,  # the nn ops
     tvm_emitters_numerics,  # mod, floordiv, log1p, expm1 with numpy's results near special values
+    tvm_emitters_resize,  # resize and resize_grad: gathers by constant tables
     tvm_emitters_select,  # the selection ops and dropout
 )

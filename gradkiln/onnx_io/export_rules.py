@@ -232,5 +232,6 @@ from . import (  # noqa: E402  (the math family's composed rules and the nn ops'
     export_linalg,  # noqa: F401
     export_math,  # noqa: F401
     export_nn,  # noqa: F401
+    export_resize,  # noqa: F401
     export_select,  # noqa: F401
 )

@@ -21,6 +21,7 @@ from ..graph.ops.dropout import ROUNDS as DROPOUT_ROUNDS
 from ..graph.ops.elementwise import BINARY, COMPARE, UNARY, UNARY_WITH_ATTRS
 from ..graph.ops.fused import fold, symbols
 from ..graph.ops.linalg import letter_dims
+from ..graph.ops.resize import AxisTable, grad_tables, tables
 from ..lowering.executable import normalize_outputs
 
 Shape = tuple[int, ...]
@@ -175,6 +176,22 @@ def _cond(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
     return max(_body_flops(attrs[side], ins[1:]) for side in ("true_body", "false_body"))
 
 
+def _gathers(shape: Shape, axis_tables: Sequence[AxisTable]) -> int:
+    """A multiply and an add per tap of each element each axis's gather-sum writes (nearest's pure
+    gathers: none)."""
+    flops, shape = 0, list(shape)
+    for table in axis_tables:
+        shape[table.axis] = len(table.weights)
+        taps = table.weights.shape[1]
+        flops += 0 if taps == 1 and (table.weights == 1).all() else 2 * taps * math.prod(shape)
+    return flops
+
+
+def _resize_grad(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> int:
+    rest = {k: v for k, v in attrs.items() if k != "input_sizes"}
+    return _gathers(ins[0], grad_tables(tuple(ins[0]), attrs["input_sizes"], rest))
+
+
 COST_RULES: dict[str, CostRule] = {
     **{
         op: _elementwise(ELEMENTWISE_FLOPS.get(op, 1))
@@ -194,6 +211,8 @@ COST_RULES: dict[str, CostRule] = {
     **{op: _elementwise(0) for op in ("gather_elements", "flip")},
     "scatter_elements_add": lambda ins, out, attrs: math.prod(ins[2]),
     "dropout": _elementwise(DROPOUT_FLOPS),
+    "resize": lambda ins, out, attrs: _gathers(ins[0], tables(tuple(ins[0]), attrs)),
+    "resize_grad": _resize_grad,
     "fused": _fused,
     "fused_reduce": _fused_reduce,
     "fused_matmul": _fused_matmul,

@@ -11,6 +11,7 @@ from ..graph import builder as gb
 from .bitwise_samples import bitwise_samples
 from .control_samples import control_samples
 from .families import custom_jvp_samples, fused_samples, linalg_samples, math_samples, nn_samples, select_samples
+from .resize_samples import resize_samples
 from .sample import OpSample, away_from_zero, rand
 
 
@@ -88,6 +89,7 @@ def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
         + custom_jvp_samples(dtype, rng)
         + linalg_samples(dtype, rng)
         + select_samples(dtype, rng)
+        + resize_samples(dtype, rng)
         + fused_samples(dtype, rng)
         + control_samples(dtype, rng)
         + bitwise_samples(dtype, rng)

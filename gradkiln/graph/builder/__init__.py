@@ -125,6 +125,7 @@ from .nn import (
     scatter_add,
     take,
 )
+from .resize import resize
 from .select import (
     argsort,
     dropout,

@@ -14,6 +14,7 @@ from . import (
     nn,
     nn_ops,
     reduce,
+    resize,
     select,
     shape,
     sources,
