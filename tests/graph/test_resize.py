@@ -295,3 +295,18 @@ def test_resize_imports_at_each_opset(opset):
     model, want = onnx_reference(X, opset=opset, **({"roi": []} if opset == 11 else {}), **kw)
     graph, outputs = gk.onnx_io.import_model(model)
     np.testing.assert_allclose(gk.compile(graph, outputs)(x=X)["y"], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(sizes=(0,), axes=(1,), mode="linear"), dict(sizes=(3, 8), mode="cubic"), dict(scales=(0.5,), axes=(1,))],
+)
+def test_float16_and_empty_outputs_agree_with_the_reference_on_llvm(kw):
+    x = RNG.standard_normal((2, 5)).astype(np.float16)
+    want = onnx_reference(
+        x.astype(np.float32), **{k: list(v) for k, v in kw.items() if k != "mode"}, mode=kw.get("mode", "nearest")
+    )[1]
+    for target in ("numpy", "llvm"):
+        got = run(x, target, **kw)
+        assert got.dtype == np.float16 and got.shape == want.shape
+        np.testing.assert_allclose(got.astype(np.float32), want, rtol=1e-3, atol=1e-3)

@@ -48,7 +48,9 @@ class AxisTable(NamedTuple):
     outside: np.ndarray | None
 
 
-def _source(y: np.ndarray, n_in: int, n_out: int, scale: float, roi: tuple[float, float] | None, mode: str):
+def _source(
+    y: np.ndarray, n_in: int, n_out: int, scale: float, roi: tuple[float, float] | None, mode: str
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The input coordinate of each output position y, and the extrapolated mask (tf_crop_and_resize)."""
     width = scale * n_in  # the reference's float output width
     if mode == "align_corners":
@@ -93,27 +95,25 @@ def _coefficients(ratio: np.ndarray, scale: float, attrs: dict) -> np.ndarray:
 
 
 def _neighbours(x: np.ndarray, taps: int) -> np.ndarray:
-    """The `taps` indices nearest to each coordinate x (ties to the smaller), unclamped."""
-    pad = (taps + 1) // 2
-    padded = x + pad
-    floor = np.floor(padded).astype(np.int64)
-    frac = padded - floor
-    if taps % 2 == 0:
-        offset = np.where(frac == 0, -(taps // 2), -(taps // 2) + 1)
-    else:
-        offset = np.where(frac <= 0.5, -((taps - 1) // 2), -((taps - 1) // 2) + 1)
-    return (floor + offset)[:, None] + np.arange(taps)[None, :] - pad
+    """The `taps` indices nearest to each coordinate x, unclamped. taps is even (2 - 2 * start), so the
+    window is centred on a half-integer; at an integer x the tie goes to the lower window, as in the
+    reference: (x - taps/2, ..., x + taps/2 - 1)."""
+    floor = np.floor(x).astype(np.int64)
+    start = floor - taps // 2 + np.where(x == floor, 0, 1)
+    return start[:, None] + np.arange(taps)[None, :]
 
 
 def axis_table(
     axis: int, n_in: int, n_out: int, scale: float, roi: tuple[float, float] | None, attrs: dict
 ) -> AxisTable:
     """The gather indices and weights resizing one axis from n_in to n_out."""
+    if n_out == 0:  # nothing to read (and the scale may be 0)
+        return AxisTable(axis, np.zeros((0, 1), np.int64), np.zeros((0, 1)), None)
     y = np.arange(n_out, dtype=np.float64)
     x, outside = _source(y, n_in, n_out, scale, roi, attrs["coordinate_transformation_mode"])
     ratio = np.where(x == np.floor(x), 1.0, x - np.floor(x))
-    weights = _coefficients(ratio, scale, attrs).reshape(n_out, -1)
-    indices = _neighbours(x, weights.shape[1]) if n_out else np.zeros(weights.shape, np.int64)
+    weights = _coefficients(ratio, scale, attrs)
+    indices = _neighbours(x, weights.shape[1])
     if attrs["exclude_outside"]:
         weights = np.where((indices < 0) | (indices >= n_in), 0.0, weights)
         total = weights.sum(axis=1, keepdims=True)
@@ -193,7 +193,7 @@ def _check(x: TensorType, attrs: dict, op: str) -> None:
     for axis, size, scale in zip(axes, sizes, scales):
         if not isinstance(x.shape[axis], int) or x.shape[axis] < 1:
             raise ShapeError(f"{op}: resized axis {axis} of {x.shape} must have a static size >= 1")
-        if not isinstance(size, int) or size < 0 or not scale > 0:
+        if not isinstance(size, int) or size < 0 or not (scale > 0 or size == 0):
             raise ShapeError(f"{op}: axis {axis}: size {size!r} must be an int >= 0 and scale {scale!r} > 0")
 
 
