@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import Node
+from ..graph import Node, ONNXError
 from ..graph.ops.resize import AxisTable, grad_tables, tables
 from .export_rules import register_exporter
 from .exporter import ExportContext
 
+MAX_MATRIX_ELEMENTS = 1 << 24  # 128 MiB of float64 per axis: far beyond image sizes (2048 x 4096 is 2**23)
 _ATTRS = ("mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a", "exclude_outside", "antialias")
 
 
@@ -85,6 +86,12 @@ def _matmuls(
     dtype, rank = node.types[0].dtype, len(node.types[0].shape)
     for i, table in enumerate(axis_tables):
         last = i == len(axis_tables) - 1
+        if in_shape[table.axis] * len(table.indices) > MAX_MATRIX_ELEMENTS:
+            raise ONNXError(
+                f"{node.op} {node.label}: axis {table.axis} ({in_shape[table.axis]} -> {len(table.indices)}) "
+                f"would be a dense matrix of more than {MAX_MATRIX_ELEMENTS} elements; export resize with opset 19 "
+                "(a Resize node), or compile the gradient with gradkiln instead of exporting it"
+            )
         matrix = np.zeros((in_shape[table.axis], len(table.indices)))
         np.add.at(matrix, (table.indices, np.arange(len(table.indices))[:, None]), table.weights)
         perm = [a for a in range(rank) if a != table.axis] + [table.axis]

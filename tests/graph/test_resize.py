@@ -310,3 +310,11 @@ def test_float16_and_empty_outputs_agree_with_the_reference_on_llvm(kw):
         got = run(x, target, **kw)
         assert got.dtype == np.float16 and got.shape == want.shape
         np.testing.assert_allclose(got.astype(np.float32), want, rtol=1e-3, atol=1e-3)
+
+
+def test_export_refuses_a_dense_matrix_beyond_the_limit_before_allocating_it():
+    with gk.Graph() as g:
+        x = gk.input("x", (1, 4097))
+        (dx,) = grad(gk.sum(gk.resize(x, sizes=(4200,), axes=(1,), mode="linear")), [x])
+    with pytest.raises(gk.ONNXError, match=r"resize_grad %\w+: axis 1 \(4200 -> 4097\) would be a dense matrix"):
+        gk.onnx_io.export(g, dx)
