@@ -57,10 +57,11 @@ def _resize(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     coordinates = a.get("coordinate_transformation_mode", "half_pixel")
     if coordinates == "tf_half_pixel_for_nn":
         raise ONNXError("coordinate_transformation_mode 'tf_half_pixel_for_nn' (Resize-11) is not supported")
-    roi, scales, sizes = (_given(ctx, args, i, what) for i, what in ((1, "roi"), (2, "scales"), (3, "sizes")))
+    roi, scales = (_given(ctx, args, i, what) for i, what in ((1, "roi"), (2, "scales")))
+    sizes = ctx.optional(args, 3, "sizes", None, dims=True) or None  # ints, or symbolic dims left unchanged
     return gb.resize(
         ctx.tensor(args[0]),
-        sizes=None if sizes is None else [int(s) for s in sizes],
+        sizes=sizes,
         scales=None if scales is None else scales.tolist(),
         mode=a.get("mode", "nearest"),
         coordinate_transformation_mode=coordinates,

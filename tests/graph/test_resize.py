@@ -318,3 +318,25 @@ def test_export_refuses_a_dense_matrix_beyond_the_limit_before_allocating_it():
         (dx,) = grad(gk.sum(gk.resize(x, sizes=(4200,), axes=(1,), mode="linear")), [x])
     with pytest.raises(gk.ONNXError, match=r"resize_grad %\w+: axis 1 \(4200 -> 4097\) would be a dense matrix"):
         gk.onnx_io.export(g, dx)
+
+
+def test_sizes_computed_from_a_symbolic_shape_import():
+    """What torch exports for F.interpolate(size=...) with a dynamic batch: sizes = Concat(Shape(x)[:2], [8, 6])."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"], end=2),
+        helper.make_node("Concat", ["shape", "hw"], ["sizes"], axis=0),
+        helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 8, 6])],
+        [helper.make_tensor("hw", TensorProto.INT64, [2], [8, 6])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    imported, outputs = gk.onnx_io.import_model(model)
+    assert [str(d) for d in outputs["y"].shape] == ["N", "3", "8", "6"]
+    x = RNG.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    np.testing.assert_allclose(gk.compile(imported, outputs)(x=x)["y"], want, rtol=1e-6, atol=1e-6)
