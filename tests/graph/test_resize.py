@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 
 import numpy as np
@@ -340,3 +341,30 @@ def test_sizes_computed_from_a_symbolic_shape_import():
     x = RNG.standard_normal((2, 3, 4, 4)).astype(np.float32)
     want = ReferenceEvaluator(model).run(None, {"x": x})[0]
     np.testing.assert_allclose(gk.compile(imported, outputs)(x=x)["y"], want, rtol=1e-6, atol=1e-6)
+
+
+class _Upsampling(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        b = functional.interpolate(x, size=(8, 8), mode="nearest")
+        return a + b + torch.nn.Upsample(scale_factor=2, mode="bicubic", align_corners=True)(x)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_torch_exported_model_imports_with_a_dynamic_batch_and_matches_torch():
+    buffer, x = io.BytesIO(), torch.randn(2, 3, 4, 4)
+    torch.onnx.export(
+        _Upsampling(),
+        (x,),
+        buffer,
+        opset_version=17,
+        dynamo=False,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
+    )
+    graph, outputs = gk.onnx_io.import_model(buffer.getvalue())
+    x = torch.randn(5, 3, 4, 4)
+    for target in ("numpy", "llvm"):
+        got = gk.compile(graph, outputs, target=target)(x=x.numpy())["y"]
+        np.testing.assert_allclose(got, _Upsampling()(x).numpy(), rtol=1e-5, atol=1e-5)
