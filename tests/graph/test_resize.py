@@ -122,15 +122,30 @@ def test_values_and_gradients_match_torch_interpolate(torch_mode, align, kw, siz
     np.testing.assert_allclose(got_dx, tx.grad.numpy(), atol=1e-12)
 
 
-def test_trilinear_matches_torch():
+def test_trilinear_values_and_gradients_match_torch():
     x = RNG.standard_normal((1, 2, 3, 4, 5))
-    want = functional.interpolate(
-        torch.tensor(x), scale_factor=(2.0, 1.5, 0.6), mode="trilinear", recompute_scale_factor=False
-    )
-    got = run(
-        x, scales=(2.0, 1.5, 0.6), axes=(2, 3, 4), mode="linear", coordinate_transformation_mode="pytorch_half_pixel"
-    )
-    np.testing.assert_allclose(got, want.numpy(), atol=1e-6)  # torch reads the float32 scale as gradkiln does
+    tx = torch.tensor(x, requires_grad=True)
+    ty = functional.interpolate(tx, size=(6, 6, 3), mode="trilinear")
+    seed = RNG.standard_normal(ty.shape)
+    ty.backward(torch.tensor(seed))
+    with gk.Graph() as g:
+        xi, si = gk.input("x", x.shape, "float64"), gk.input("seed", ty.shape, "float64")
+        y = gk.resize(
+            xi, sizes=(6, 6, 3), axes=(2, 3, 4), mode="linear", coordinate_transformation_mode="pytorch_half_pixel"
+        )
+        (dx,) = grad(y, [xi], seed=si)
+    got_y, got_dx = gk.compile(g, [y, dx], target="llvm")(x=x, seed=seed)
+    np.testing.assert_allclose(got_y, ty.detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(got_dx, tx.grad.numpy(), atol=1e-12)
+
+
+def test_scales_are_read_as_float32_as_in_onnx():
+    """0.6 as a float32 is 0.60000002: 3 / 0.6f is just below 5, so asymmetric floor reads index 4, where
+    float64 arithmetic (3 / 0.6 = 5.0) reads 5; onnx's reference reads 4."""
+    x = np.arange(7, dtype=np.float32)[None]
+    kw = dict(scales=[1.0, 0.6], mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    np.testing.assert_array_equal(run(x, **kw), onnx_reference(x, **dict(kw))[1])
+    assert run(x, **kw)[0, 3] == 4
 
 
 @pytest.mark.parametrize(
