@@ -383,3 +383,15 @@ def test_a_torch_exported_model_imports_with_a_dynamic_batch_and_matches_torch()
     for target in ("numpy", "llvm"):
         got = gk.compile(graph, outputs, target=target)(x=x.numpy())["y"]
         np.testing.assert_allclose(got, _Upsampling()(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_cost_counts_a_multiply_and_add_per_tap_and_none_for_nearest():
+    from gradkiln.passes.cost import cost
+
+    with gk.Graph() as g:
+        x = gk.input("x", (1, 1, 4, 4))
+        linear = gk.resize(x, scales=(2.0, 2.0), axes=(2, 3), mode="linear")
+        nearest = gk.resize(x, scales=(2.0, 2.0), axes=(2, 3))
+    # axis 2 writes 8 x 4 elements, axis 3 then 8 x 8, each of 2 taps times (multiply, add)
+    assert cost(g, linear).flops == 2 * 2 * (8 * 4 + 8 * 8)
+    assert cost(g, nearest).flops == 0
