@@ -16,6 +16,7 @@ from onnx.reference import ReferenceEvaluator
 from torch.nn import functional
 
 import gradkiln as gk
+from gradkiln.passes.cost import cost
 from gradkiln.symbolic import check_grad, grad, jvp, vmap
 
 RNG = np.random.default_rng(0)
@@ -386,8 +387,6 @@ def test_a_torch_exported_model_imports_with_a_dynamic_batch_and_matches_torch()
 
 
 def test_cost_counts_a_multiply_and_add_per_tap_and_none_for_nearest():
-    from gradkiln.passes.cost import cost
-
     with gk.Graph() as g:
         x = gk.input("x", (1, 1, 4, 4))
         linear = gk.resize(x, scales=(2.0, 2.0), axes=(2, 3), mode="linear")
