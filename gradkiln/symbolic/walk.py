@@ -15,8 +15,9 @@ from ..graph.types import same_type
 
 def paired(outputs: Tensor | Sequence[Tensor], values: Any, what: str) -> tuple[list[Tensor], list[Any]]:
     """Outputs as a list, with one value (a seed, cotangent or tangent; or None) each."""
-    if isinstance(outputs, Tensor):
-        return [outputs], [values]
+    if isinstance(outputs, Tensor):  # one value, or a list of one Tensor as torch.autograd.grad takes
+        one_tensor = isinstance(values, (list, tuple)) and len(values) == 1 and isinstance(values[0], Tensor)
+        return [outputs], [values[0] if one_tensor else values]
     outs = list(outputs)
     if values is None:
         return outs, [None] * len(outs)
@@ -76,7 +77,12 @@ def as_tensor_for(of: Tensor, value: Any, what: str) -> Tensor:
         if value.graph is not of.graph or not same_type(value.type, of.type):
             raise GradientError(f"the {what} {value!r} for {of.name} must be a {of.type} tensor of its graph")
         return value
-    array = np.asarray(value, dtype=of.dtype)
+    try:
+        array = np.asarray(value, dtype=of.dtype)
+    except (TypeError, ValueError) as err:
+        raise GradientError(
+            f"the {what} for {of.name} must be a {of.type} Tensor or array, got {type(value).__name__}: {err}"
+        ) from err
     if not of.type.is_static:
         raise GradientError(
             f"{of.name} has symbolic shape {of.type}: seed it with a Tensor, e.g. gk.input('{what}', shape)"

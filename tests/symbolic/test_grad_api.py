@@ -34,6 +34,19 @@ def test_vjp_takes_array_cotangents_and_several_outputs_are_summed():
     np.testing.assert_allclose(got_seeded, 2 * x0 + 1)
 
 
+def test_one_output_takes_its_cotangent_alone_or_in_a_list_and_a_ragged_one_is_a_gradient_error():
+    x0 = np.array([0.5, -1.0, 2.0])
+    with gk.Graph() as g:
+        x, ct = gk.input("x", (3,), "float64"), gk.input("ct", (3,), "float64")
+        (listed,) = vjp(gk.sin(x), [x], [ct])  # as torch.autograd.grad(y, x, [ct]) takes it
+        (alone,) = vjp(gk.sin(x), [x], ct)
+        with pytest.raises(gk.GradientError, match=r"seed for .* must be a f64\[3\] Tensor or array"):
+            vjp(gk.sin(x), [x], [[1.0, 2.0], [3.0]])
+    got_listed, got_alone = gk.compile(g, [listed, alone])(x=x0, ct=np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(got_listed, [1, 2, 3] * np.cos(x0))
+    np.testing.assert_allclose(got_alone, got_listed)
+
+
 def test_gradient_with_respect_to_an_intermediate_and_its_source_is_total():
     with gk.Graph() as g:
         x = gk.input("x", (), "float64")
