@@ -357,9 +357,19 @@ def _transpose(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Ex
     return R.permute_dims(args[0], list(node.attrs["perm"]))
 
 
+CONCAT_FAN_IN = 64  # TVM selects a concat's input by a chain of if_then_else, one per input
+
+
 @register_emitter("concat")
 def _concat(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    return R.concat(args, node.attrs["axis"])
+    """Relax's concat; of many inputs, a tree of concats of at most CONCAT_FAN_IN each: TVM's
+    compiler recursed once per input and a 4800-way concat (ONNX's dilated MaxPool, imported as
+    one slice per window offset) overflowed its stack, killing the process."""
+    axis = node.attrs["axis"]
+    while len(args) > CONCAT_FAN_IN:
+        groups = [args[i : i + CONCAT_FAN_IN] for i in range(0, len(args), CONCAT_FAN_IN)]
+        args = [ctx.bb.emit(R.concat(group, axis)) if len(group) > 1 else group[0] for group in groups]
+    return R.concat(args, axis)
 
 
 @register_emitter("slice")

@@ -242,3 +242,13 @@ def test_arg_extremes_pick_the_first_nan(op):
     got, want = run_both(lambda x: getattr(gk, op)(x, 1), {"x": x})
     np.testing.assert_array_equal(got, want)
     assert got[0] == 1
+
+
+def test_concat_of_many_inputs_is_a_tree():
+    """A concat of more than CONCAT_FAN_IN inputs is split (a 4800-way one, ONNX's dilated MaxPool,
+    overflowed TVM's stack and killed the process); the result is the same."""
+    with gk.Graph() as g:
+        x = gk.input("x", (130, 3))
+        out = gk.concat([x[i : i + 1] * float(i) for i in range(130)], 0)
+    x = np.random.default_rng(0).normal(size=(130, 3)).astype("float32")
+    np.testing.assert_array_equal(gk.compile(g, out, target="llvm")(x=x), gk.compile(g, out, target="numpy")(x=x))
