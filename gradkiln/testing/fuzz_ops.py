@@ -71,6 +71,7 @@ class Draw:
         """A new input of `shape`: "any" values (with the special ones), "normal", "nonzero" or
         "index" (integers in [-bound, bound)) or "conditioned" (2 I + noise, square matrices)."""
         name = f"x{len(self.leaves)}"
+        shape = tuple(d if static(d) or d == "N" else 1 for d in shape)  # "2*N" cannot be an input's dim
         self.leaves.append(Leaf(name, shape, dtype, draw_values(self.rng, self.sizes(shape), dtype, kind, bound)))
         return name
 
@@ -126,7 +127,7 @@ def _broadcast_partner(d: Draw, a: Var) -> str:
     if choice == 0:
         return a.name
     if choice == 1:
-        values = special_values(a.dtype) if is_float(a.dtype) else [0, 1, -1, 2, 7]
+        values = special_values(a.dtype) if is_float(a.dtype) else [0, 1, 2, 7, -1 if a.dtype[0] == "i" else 255]
         return scalar_code(d.pick(values), a.dtype)
     keep = int(d.rng.integers(len(a.shape) + 1)) if choice == 2 else len(a.shape)
     shape = tuple(1 if d.rng.random() < 0.3 else s for s in a.shape[len(a.shape) - keep :])
