@@ -138,8 +138,9 @@ def _scale(case: Case, values: dict[str, np.ndarray]) -> float:
 
 def _run(graph: _graph.Graph, outputs: dict, feeds: dict, config: Config) -> tuple[dict, dict[str, str]]:
     """Run `outputs` at `config`: (results, errors by output). When a compile or run fails, the
-    outputs that need the node the error names fail and the others run again; an error naming no
-    node is bisected. So one bad sub-graph does not hide the others' results."""
+    outputs that need the node the error names run again apart from the others (the node named can
+    be innocent: a failure is attributed by compiling prefixes); an error naming no node is bisected.
+    So one bad sub-graph does not hide the others' results, and every error is an output's own."""
     from ..lowering import compile as compile_graph
 
     try:
@@ -152,8 +153,8 @@ def _run(graph: _graph.Graph, outputs: dict, feeds: dict, config: Config) -> tup
         if len(outputs) == 1:
             return {}, dict.fromkeys(outputs, message)
         culprits = _needing(graph, outputs, re.search(r"%(\d+) = ", message))
-    results, errors = {}, dict.fromkeys(culprits, message)
-    for part in [[n for n in outputs if n not in culprits]] if culprits else _halves(list(outputs)):
+    results, errors = {}, {}
+    for part in [culprits, [n for n in outputs if n not in culprits]] if culprits else _halves(list(outputs)):
         got, failed = _run(graph, {n: outputs[n] for n in part}, feeds, config)
         results.update(got)
         errors.update(failed)
