@@ -26,7 +26,7 @@ from typing import Any, Callable
 import tvm
 import tvm_ffi
 from tvm import relax, tirx, topi
-from tvm.relax.transform.legalize_ops.common import _try_convert_to_scalar_const
+from tvm.relax.transform.legalize_ops.common import _is_relax_expr, _try_convert_to_scalar_const
 
 BARRIER = "gradkiln.ieee_barrier"
 SHIELDED = ("float16", "float32", "float64")  # not bfloat16, float8: passes that know no barrier legalize them
@@ -101,7 +101,7 @@ def _binary(te_func: Callable[..., Any]) -> Callable[[relax.BlockBuilder, relax.
 
     def legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         lhs, rhs = call.args[0], _zero_shielded(call.args[1])
-        if isinstance(rhs, relax.Expr):
+        if _is_relax_expr(rhs):  # a PrimExpr is a relax.Expr too in TVM 0.27: both immediates make no kernel
             lhs = _zero_shielded(lhs)
         return bb.call_te(te_func, lhs, rhs)
 

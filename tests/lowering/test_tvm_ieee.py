@@ -89,6 +89,25 @@ def test_products_and_sums_with_zero_constants(optimize):
         assert_ieee_equal(g, w)
 
 
+def test_a_product_of_two_scalar_constants_one_a_zero_compiles():
+    """Both operands become immediates (TVM 0.27 counts a PrimExpr as a relax.Expr): legalizing
+    must keep one a tensor, or TVM makes no kernel (an AssertionError the degenerate-graph fuzz met)."""
+    from tvm import relax
+    from tvm.relax import op as R
+
+    from gradkiln.lowering.tvm_ieee import LEGALIZE_MAP
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([], "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            zero = bb.emit(R.multiply(relax.const(np.float32(2.0)), relax.const(np.float32(0.0))))
+            result = bb.emit_output(R.add(x, zero))
+        bb.emit_func_output(result)
+    legalized = relax.transform.LegalizeOps(LEGALIZE_MAP)(bb.get())
+    assert len(legalized.functions) == 3  # main and a kernel each for the product and the sum
+
+
 @pytest.mark.parametrize("optimize", LEVELS)
 def test_cancellations_keep_nan_and_inf(optimize):
     got, want = run_both(lambda x, y: [(x + y) - y, x - (x + y), (x * y) - (x * y)], x_and_y(), optimize)
