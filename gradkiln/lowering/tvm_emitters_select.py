@@ -1,5 +1,7 @@
 """Relax emitters of the selection ops and dropout: sort, argsort and topk map onto Relax's
-(stable, first index first at ties, like the numpy reference); gather_elements, like take, is one
+(stable, first index first at ties, like the numpy reference); for a dtype TVM's CPU sort lacks
+(uint64, int8, uint16, ...) they sort an order-preserving key and gather the values
+(`_sort_key`); gather_elements, like take, is one
 TE kernel reading each element at its index as the mode says (`read_at_indices`: clamped for
 "clip", else negatives counted from the end and out-of-range ones giving the fill value; kernels
 cannot raise, so "raise" reads as "fill" and `detect_anomaly` checks the indices); the scatters
@@ -22,21 +24,45 @@ from ..graph.ops.dropout import PRIME, keep_code, keep_threshold
 from ..graph.ops.index_mode import fill_value, mode_of
 from .tvm_emitters import EmitContext, register_emitter
 
+# The dtypes whose sort, argsort and topk TVM's CPU runtime (contrib/sort) implements.
+_NATIVE_SORT_DTYPES = frozenset({"float16", "float32", "float64", "int32", "int64"})
+_UINT64_SIGN = relax.const(1 << 63, "uint64")
+
+
+def _sort_key(ctx: EmitContext, x: relax.Expr, dtype: str) -> relax.Expr | None:
+    """x as a tensor of a dtype TVM sorts, ordered exactly as x (a bijection, so ties stay ties);
+    None when x's dtype is sorted natively. uint64 flips its top bit and reads as int64; the
+    other integers widen to int64 (exact)."""
+    if dtype in _NATIVE_SORT_DTYPES:
+        return None
+    if dtype == "uint64":
+        return ctx.bb.emit(R.astype(ctx.bb.emit(R.bitwise_xor(x, _UINT64_SIGN)), "int64"))
+    return ctx.bb.emit(R.astype(x, "int64"))
+
 
 @register_emitter("sort")
 def _sort(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    return R.sort(args[0], node.attrs["axis"], node.attrs["descending"])
+    axis, descending = node.attrs["axis"], node.attrs["descending"]
+    key = _sort_key(ctx, args[0], node.types[0].dtype)
+    if key is None:
+        return R.sort(args[0], axis, descending)
+    return R.gather_elements(args[0], ctx.bb.emit(R.argsort(key, axis, descending, "int64")), axis)
 
 
 @register_emitter("argsort")
 def _argsort(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    return R.argsort(args[0], node.attrs["axis"], node.attrs["descending"], "int64")
+    key = _sort_key(ctx, args[0], node.graph.type_of(node.inputs[0]).dtype)
+    return R.argsort(args[0] if key is None else key, node.attrs["axis"], node.attrs["descending"], "int64")
 
 
 @register_emitter("topk")
 def _topk(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     a = node.attrs
-    return R.topk(args[0], a["k"], a["axis"], "both", a["largest"], "int64")
+    key = _sort_key(ctx, args[0], node.types[0].dtype)
+    if key is None:
+        return R.topk(args[0], a["k"], a["axis"], "both", a["largest"], "int64")
+    indices = ctx.bb.emit(R.topk(key, a["k"], a["axis"], "indices", a["largest"], "int64"))
+    return relax.Tuple([ctx.bb.emit(R.gather_elements(args[0], indices, a["axis"])), indices])
 
 
 def _resolved(j: tirx.PrimExpr, n: tirx.PrimExpr, mode: str) -> tuple[tirx.PrimExpr, tirx.PrimExpr | None]:
