@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 if TYPE_CHECKING:
     from .graph import Graph, Tensor
+    from .onnx_io.params import ParamChoice
 
 DEMO_ACCURACY = 0.9  # the demo fails below this test accuracy
 
@@ -69,10 +70,22 @@ def _demo(args: argparse.Namespace) -> int:
     return 1
 
 
-def _load(path: str) -> tuple[Graph, dict[str, Tensor]]:
-    from .onnx_io import import_model
+def _load(args: argparse.Namespace) -> tuple[Graph, dict[str, Tensor], ParamChoice]:
+    """Import args.model with the parameters --trainable and --freeze choose (where the command has
+    them); with --verbose, say which initializers were taken as parameters, which frozen, and why."""
+    from .onnx_io.importer import import_with_params
 
-    return import_model(path)
+    trainable, frozen = _patterns(getattr(args, "trainable", "")), _patterns(getattr(args, "freeze", ""))
+    graph, outputs, choice = import_with_params(args.model, trainable=trainable, frozen=frozen)
+    if getattr(args, "verbose", False):
+        print("\n".join(choice.report()) or "the model has no initializers")
+    return graph, outputs, choice
+
+
+def _patterns(text: str) -> list[str] | None:
+    """Comma-separated fnmatch patterns (--trainable, --freeze); None when none are given."""
+    patterns = [p for p in text.split(",") if p]
+    return patterns or None
 
 
 def _symbolic_dims(graph: Graph) -> set[str]:
@@ -101,31 +114,43 @@ def _info(args: argparse.Namespace) -> int:
     counts = Counter(n.op_type for n in model.graph.node)
     print("ONNX ops: " + ", ".join(f"{op} {n}" for op, n in counts.most_common()))
     try:
-        graph, outputs = _load(args.model)
+        graph, outputs, choice = _load(args)
     except UnsupportedOpError as err:
         print(f"does not import: {err}")
         return 0
-    for title, nodes in (("inputs", graph.inputs()), ("params", graph.params())):
-        print(f"{title}: " + (", ".join(f"{n.name} {n.types[0]}" for n in nodes) or "none"))
-    sizes = [n.attrs["value"] for n in graph.params()]
+    print("inputs: " + (", ".join(f"{n.name} {n.types[0]}" for n in graph.inputs()) or "none"))
+    params = [graph.by_name(name) for name in choice.params]
+    print(f"params: {len(params) or 'none'}")
+    for n in params:
+        print(f"  {n.name} {n.types[0]} {n.attrs['value'].nbytes} bytes")
+    sizes = [n.attrs["value"] for n in params]
     print(f"parameters: {sum(a.size for a in sizes)} values, {sum(a.nbytes for a in sizes)} bytes")
+    if choice.overridable:
+        print("inputs with defaults (not parameters): " + ", ".join(choice.overridable))
     print("outputs: " + ", ".join(f"{name} {t.type}" for name, t in outputs.items()))
     print(f"imports into gradkiln: {len(graph)} nodes ({onnx.__name__} {onnx.__version__})")
     return 0
 
 
-def _with_gradients(graph: Graph, outputs: dict[str, Tensor], wrt_names: str) -> dict[str, Tensor]:
+def _with_gradients(graph: Graph, outputs: dict[str, Tensor], params: list[str], wrt_names: str) -> dict[str, Tensor]:
     """The outputs plus grad_<param>: the gradients of <seed_<output>, output> summed over the float
-    outputs (one seed input per output) with respect to the float params named (default: all)."""
+    outputs (one seed input per output) with respect to the parameters `params` (those named in
+    `wrt_names`, default: all)."""
     from .graph import GradientError, Tensor
     from .graph import builder as gb
     from .graph.dtypes import is_float
     from .symbolic import vjp
 
-    params = [Tensor(graph, n.outputs[0]) for n in graph.params() if is_float(n.types[0].dtype)]
-    wrt = [p for p in params if not wrt_names or p.name in wrt_names.split(",")]
+    asked = [name for name in wrt_names.split(",") if name]
+    unknown = sorted(set(asked) - set(params))
+    if unknown:
+        raise GradientError(f"--wrt {', '.join(unknown)}: not parameters of the model; its parameters are {params}")
+    wrt = [Tensor(graph, graph.by_name(name).outputs[0]) for name in asked or params]
     if not wrt:
-        raise GradientError(f"no float parameters to differentiate (asked for {wrt_names or 'all'})")
+        raise GradientError(
+            "the model has no parameters to differentiate (no float initializers, or all frozen); "
+            "see `gradkiln info --verbose`"
+        )
     differentiable = {name: t for name, t in outputs.items() if is_float(t.dtype)}
     with graph:
         seeds = [gb.input(f"seed_{name}", t.shape, t.dtype) for name, t in differentiable.items()]
@@ -136,8 +161,8 @@ def _with_gradients(graph: Graph, outputs: dict[str, Tensor], wrt_names: str) ->
 def _grad(args: argparse.Namespace) -> int:
     from . import onnx_io
 
-    graph, outputs = _load(args.model)
-    everything = _with_gradients(graph, outputs, args.wrt)
+    graph, outputs, choice = _load(args)
+    everything = _with_gradients(graph, outputs, choice.params, args.wrt)
     onnx_io.export(graph, everything, path=args.output)
     wrt = [name.removeprefix("grad_") for name in everything if name not in outputs]
     print(
@@ -155,9 +180,9 @@ def _bench(args: argparse.Namespace) -> int:
     from . import compile as compile_graph
     from .progress import Progress
 
-    graph, outputs = _load(args.model)
+    graph, outputs, choice = _load(args)
     sizes = _check_bindings(graph, args.bind)
-    values = _with_gradients(graph, outputs, "") if args.grad else outputs
+    values = _with_gradients(graph, outputs, choice.params, "") if args.grad else outputs
     with Progress(f"compiling for {_target_text(args.target)}"):
         start = time.perf_counter()
         executable = compile_graph(graph, values, target=args.target, optimize=args.level)
@@ -181,7 +206,7 @@ def _optimize(args: argparse.Namespace) -> int:
     from .lowering.executable import normalize_outputs, restructure
     from .passes import optimize
 
-    graph, outputs = _load(args.model)
+    graph, outputs, _ = _load(args)
     values, structure = normalize_outputs(graph, outputs)
     optimized, values, manager = optimize(graph, values, args.level, verify=True)
     onnx_io.export(optimized, restructure(values, structure), path=args.output)
@@ -195,7 +220,7 @@ def _compile(args: argparse.Namespace) -> int:
     from .deploy import write_bundle
     from .progress import Progress
 
-    graph, outputs = _load(args.model)
+    graph, outputs, _ = _load(args)
     with Progress(f"compiling for {_target_text(args.target)}"):
         executable = compile_graph(graph, outputs, target=args.target, optimize=args.level)
     bundle = write_bundle(executable, args.output)
@@ -213,15 +238,19 @@ def _compile(args: argparse.Namespace) -> int:
 def _train_graph(args: argparse.Namespace) -> int:
     from .onnx_io import training_graph
 
-    frozen = tuple(p for p in args.freeze.split(",") if p)
-    if args.trainable:
-        trainable = args.trainable.split(",")
-    else:
-        trainable = (lambda name: not name.startswith(frozen)) if frozen else None
     hyper = {"lr": args.lr} if args.lr is not None else {}
     step = training_graph(
-        args.model, args.loss, trainable, args.optimizer, hyper, batch_norm=args.batch_norm, dropout=args.dropout
+        args.model,
+        args.loss,
+        _patterns(args.trainable),
+        args.optimizer,
+        hyper,
+        batch_norm=args.batch_norm,
+        dropout=args.dropout,
+        frozen=_patterns(args.freeze),
     )
+    if args.verbose:
+        print("\n".join(step.choice.report()))
     step.export(args.output)
     print(f"wrote {args.output}: {len(step.params)} trainable parameters, outputs loss, grad.<param>")
     print("inputs to feed: " + ", ".join(step.data))
@@ -237,7 +266,7 @@ def _viz(args: argparse.Namespace) -> int:
     from . import viz
     from .progress import Progress
 
-    graph, outputs = _load(args.model)
+    graph, outputs, _ = _load(args)
     bindings = _check_bindings(graph, args.bind)
     values = [t.value for t in outputs.values()]
     summary = {"max_nodes": args.max_nodes} if args.max_nodes else {}
@@ -353,6 +382,19 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _param_options(command: argparse.ArgumentParser) -> None:
+    """--trainable, --freeze and --verbose: which initializers are the model's parameters (docs/onnx.md)."""
+    command.add_argument(
+        "--trainable", default="", metavar="PATTERNS", help="comma-separated fnmatch patterns of the parameters to keep"
+    )
+    command.add_argument(
+        "--freeze", default="", metavar="PATTERNS", help="comma-separated fnmatch patterns of parameters kept constant"
+    )
+    command.add_argument(
+        "--verbose", action="store_true", help="say which initializers are parameters, which are frozen, and why"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `gradkiln` argument parser (builds without importing the compiler)."""
     parser = _Parser(prog="gradkiln", description="Symbolic graph compiler for autodiff.")
@@ -376,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     info = commands.add_parser("info", help="describe an ONNX model: ops, inputs, params, outputs, support")
     info.add_argument("model", help="an .onnx file")
+    _param_options(info)
     info.set_defaults(run=_info)
     grad = commands.add_parser(
         "grad",
@@ -385,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grad.add_argument("model", help="an .onnx file")
     grad.add_argument("-o", "--output", required=True, help="the .onnx file to write")
-    grad.add_argument("--wrt", default="", help="comma-separated parameter names (default: every float one)")
+    grad.add_argument("--wrt", default="", help="comma-separated parameter names (default: every parameter)")
+    _param_options(grad)
     grad.set_defaults(run=_grad, writes=("output",))
     bench = commands.add_parser(
         "bench",
@@ -398,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("model", help="an .onnx file")
     bench.add_argument("--target", default="llvm", type=_target, help="a target name (llvm, numpy, ...) or a JSON dict")
     bench.add_argument("--level", default="O2", type=_level, help="the pass pipeline run first (O0-O3)")
-    bench.add_argument("--grad", action="store_true", help="also compute every float parameter's gradient")
+    bench.add_argument("--grad", action="store_true", help="also compute every parameter's gradient")
+    _param_options(bench)
     bench.add_argument("--repeats", type=_positive, default=20, help="timed runs (default 20)")
     bench.add_argument(
         "--bind", metavar="NAME=SIZE", type=_binding, action="append", help="a size for a symbolic dim (repeatable)"
@@ -471,8 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"])
     train.add_argument("--optimizer", default=None, choices=["sgd", "adam"], help="default: gradients only")
     train.add_argument("--lr", type=float, default=None, help="the learning rate's default (an input)")
-    train.add_argument("--trainable", default="", help="comma-separated initializer names (default: every float)")
-    train.add_argument("--freeze", default="", help="comma-separated name prefixes to keep constant")
+    _param_options(train)
     train.add_argument("--batch-norm", default="train", choices=["train", "eval"])
     train.add_argument("--dropout", default="mask", choices=["mask", "off"], help="keep-mask inputs or none")
     train.set_defaults(run=_train_graph, writes=("output",))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections import ChainMap
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, MutableMapping, Sequence, Union
+from typing import Any, Callable, Collection, Mapping, MutableMapping, Sequence, Union
 
 import numpy as np
 import onnx
@@ -27,6 +27,7 @@ from .constant_folding import fold_as_import_would
 from .dtypes import NARROW, TO_ONNX, from_onnx, narrow_known, narrow_tensor, stand_in, widen
 from .import_limits import ImportBudget, ImportLimits
 from .model_file import default_opset, load, rule_key
+from .params import ParamChoice, Patterns, choose_params
 
 
 @dataclass
@@ -235,12 +236,17 @@ def import_model(
     model_or_path: onnx.ModelProto | str | os.PathLike | bytes,
     rules: Mapping[str, ImportRule] | None = None,
     limits: ImportLimits | None = None,
+    trainable: Patterns = None,
+    frozen: Patterns = None,
 ) -> tuple[Graph, dict[str, Tensor]]:
     """Import an ONNX model (a ModelProto, a path or serialized bytes).
 
     Returns the graph and its outputs by ONNX output name, ready for `gk.compile(graph, outputs)`.
-    Initializers that are also graph inputs become params, other initializers constants, and
-    `dim_param` dims become symbols. A path may keep tensors in external data files next to it.
+    The model's parameters (`params.choose_params`: float initializers that are not shape data or
+    batch-norm statistics, narrowed by the fnmatch patterns `trainable` and `frozen`) become params
+    named by their initializer names; other graph inputs with an initializer stay params (fed to
+    override), other initializers become constants, and `dim_param` dims become symbols. A path
+    may keep tensors in external data files next to it.
     Narrow element types import as their stand-ins (see `dtypes.py`): bfloat16, float8 and
     float4 as float32, int4 and int2 as int8, uint4 and uint2 as uint8. `rules` maps ONNX op
     types to import rules used for this import in place of (or besides) the registered
@@ -248,37 +254,60 @@ def import_model(
     (values evaluated at import time, unrolled Loop iterations, node imports; `ImportLimits`
     holds the defaults): past one, an `ONNXError` names the node and the limit.
     """
+    graph, outputs, _ = import_with_params(model_or_path, rules, limits, trainable, frozen)
+    return graph, outputs
+
+
+def import_with_params(
+    model_or_path: onnx.ModelProto | str | os.PathLike | bytes,
+    rules: Mapping[str, ImportRule] | None = None,
+    limits: ImportLimits | None = None,
+    trainable: Patterns = None,
+    frozen: Patterns = None,
+) -> tuple[Graph, dict[str, Tensor], ParamChoice]:
+    """`import_model`, also returning which initializers it took as parameters and why (the CLI
+    reports them): the model is read once, however large."""
     from . import import_rules  # noqa: F401  (fills IMPORTERS)
 
     table = IMPORTERS | dict(rules or {})
     model = load(model_or_path, table)
+    choice = choose_params(model, trainable, frozen)
+    return (*import_loaded(model, [*choice.params, *choice.overridable], table, limits), choice)
+
+
+def import_loaded(
+    model: onnx.ModelProto, params: Collection[str], rules: Mapping[str, ImportRule], limits: ImportLimits | None = None
+) -> tuple[Graph, dict[str, Tensor]]:
+    """Import a model `load` has checked, with the initializers named in `params` as params and the
+    others as constants (`training_graph` chooses them itself; `import_model` by `choose_params`)."""
+    table = dict(rules)
     opset = default_opset(model)
     graph = Graph(model.graph.name or "onnx")
     ctx = ImportContext(graph, opset, table, limits)
     with graph:
-        env = ctx.env = _sources(ctx, model.graph)
+        env = ctx.env = _sources(ctx, model.graph, set(params))
         for proto in model.graph.node:
             _import_node(ctx, proto, opset, env, table)
         outputs = {o.name: ctx.tensor(env[o.name], f"output {o.name!r}") for o in model.graph.output}
     return graph, fold_as_import_would(graph, outputs, ctx.budget)
 
 
-def _sources(ctx: ImportContext, onnx_graph: onnx.GraphProto) -> dict[str, Operand]:
-    """Graph inputs become inputs (or params, when they have an initializer); other initializers
-    become known values."""
-    inits = {t.name: t for t in onnx_graph.initializer}
+def _sources(ctx: ImportContext, onnx_graph: onnx.GraphProto, params: set[str]) -> dict[str, Operand]:
+    """Graph inputs without an initializer become inputs, the initializers named in `params`
+    params, other initializers known values."""
     env: dict[str, Operand] = {"": None}
+    inits = {t.name for t in onnx_graph.initializer}
     for info in onnx_graph.input:
-        if info.name in inits:
-            env[info.name] = gb.param(info.name, tensor_value(inits.pop(info.name)))
-        else:
+        if info.name not in inits:
             env[info.name] = gb.input(info.name, _shape(info), _elem_dtype(info))
             ctx.add_source(env[info.name])
-        ctx.mark_narrow(env[info.name], info.type.tensor_type.elem_type)
-    for name, t in inits.items():
-        env[name] = ctx.mark_narrow(
-            Known(tensor_value(t), from_onnx(t.data_type, f"initializer {name!r}")), t.data_type
-        )
+            ctx.mark_narrow(env[info.name], info.type.tensor_type.elem_type)
+    for t in onnx_graph.initializer:
+        if t.name in params:
+            env[t.name] = gb.param(t.name, tensor_value(t))
+        else:
+            env[t.name] = Known(tensor_value(t), from_onnx(t.data_type, f"initializer {t.name!r}"))
+        ctx.mark_narrow(env[t.name], t.data_type)
     return env
 
 

@@ -7,8 +7,9 @@ running statistics, optimizer buffers) and the hyperparameters, and whose output
 `grad.<param>` per trainable parameter and `<state>.new` per state input (a parameter is state
 when an optimizer updates it). A training loop feeds each `<name>.new` back as `<name>`.
 
-Choices: the parameters are the floating-point initializers (as `torch.onnx.export` writes
-weights), or only those that are also graph inputs where a model declares some so (as gradkiln's
+Choices: the parameters are those of `params.choose_params`, the rule `import_model` and the CLI
+share (float initializers that are not shape data or batch-norm statistics, as `torch.onnx.export`
+writes weights; only those declared as graph inputs where a model declares some so, as gradkiln's
 exporter does); trainable ones become graph params, frozen ones constants. Batch norm trains as
 PyTorch's `model.train()` does (batch statistics; running statistics updated by the ONNX
 definition, which uses the population variance where PyTorch uses the unbiased one), or is
@@ -25,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Union
 
 import numpy as np
 import onnx
@@ -37,10 +38,10 @@ from ..lowering.executable import Executable
 from . import importer
 from .import_rules import IMPORTERS
 from .importer import ImportContext, OnnxNode, Operand
+from .params import ParamChoice, Patterns, choose_params, running_statistics
 
 ModelSource = Union[onnx.ModelProto, str, os.PathLike, bytes]
 Loss = Union[str, Callable[[Tensor], Tensor]]
-Trainable = Union[None, Sequence[str], Callable[[str], bool]]
 
 
 @dataclass
@@ -49,7 +50,8 @@ class TrainingGraph:
 
     `outputs` maps ONNX output names to tensors (`loss`, `grad.<p>`, `<state>.new`); `state`
     maps each state input to the output that replaces it after a step; `data` names the inputs
-    to feed every step; `hyperparameters` are params with the defaults shown.
+    to feed every step; `hyperparameters` are params with the defaults shown; `choice` says which
+    initializers were taken as parameters, which frozen, and why.
     """
 
     graph: Graph
@@ -58,6 +60,7 @@ class TrainingGraph:
     state: dict[str, str]
     data: list[str]
     hyperparameters: dict[str, float]
+    choice: ParamChoice
 
     def initial_state(self) -> dict[str, np.ndarray]:
         """The value of every state input before the first step (parameters, zero buffers)."""
@@ -83,12 +86,13 @@ class TrainingGraph:
 def training_graph(
     model: ModelSource,
     loss: Loss = "cross_entropy",
-    trainable: Trainable = None,
+    trainable: Patterns = None,
     optimizer: str | None = None,
     hyperparameters: Mapping[str, float] | None = None,
     output: str | None = None,
     batch_norm: str = "train",
     dropout: str = "mask",
+    frozen: Patterns = None,
 ) -> TrainingGraph:
     """Import `model` (a ModelProto, path or bytes) as a training step.
 
@@ -104,7 +108,10 @@ def training_graph(
     _check_choice("batch_norm", batch_norm, ["train", "eval"])
     _check_choice("dropout", dropout, ["mask", "off"])
     hyper = _hyperparameters(optimizer, hyperparameters or {})
-    graph, outputs, params, running = _import_for_training(model, trainable, batch_norm == "train", dropout == "mask")
+    graph, outputs, choice, running = _import_for_training(
+        model, trainable, frozen, batch_norm == "train", dropout == "mask"
+    )
+    params = choice.params
     with graph:
         loss_value = _loss(loss, _prediction(outputs, output))
         grads = _grad(loss_value, [_tensor_named(graph, p) for p in params])
@@ -117,22 +124,26 @@ def training_graph(
     result = {"loss": loss_value} | {f"grad.{p}": g for p, g in zip(params, grads)}
     result |= {state[name]: tensor for name, tensor in updates.items()}
     data = [n.name for n in graph.inputs()]
-    return TrainingGraph(graph, result, params, state, data, hyper)
+    return TrainingGraph(graph, result, params, state, data, hyper, choice)
 
 
 def _import_for_training(
-    model: ModelSource, trainable: Trainable, train_batch_norm: bool, dropout_masks: bool
-) -> tuple[Graph, dict[str, Tensor], list[str], dict[str, Tensor]]:
-    """The imported graph, its outputs, the trainable params and the updated running statistics."""
-    proto = importer.load(model, rules=None)
-    running = _running_statistics(proto, required=train_batch_norm)
-    weights = [t.name for t in proto.graph.initializer if _is_float_tensor(t) and t.name not in running]
-    declared = [w for w in weights if w in {i.name for i in proto.graph.input}]
-    params = _select_trainable(weights, declared or weights, trainable)
+    model: ModelSource, trainable: Patterns, frozen: Patterns, train_batch_norm: bool, dropout_masks: bool
+) -> tuple[Graph, dict[str, Tensor], ParamChoice, dict[str, Tensor]]:
+    """The imported graph, its outputs, the parameter choice and the updated running statistics."""
     recorder = _Recorder(train_batch_norm, dropout_masks)
+    rules = IMPORTERS | recorder.rules()
+    proto = importer.load(model, rules)
+    running = _running_statistics(proto, required=train_batch_norm)
+    choice = choose_params(proto, trainable, frozen)
+    if not choice.params:
+        raise GradientError(
+            f"training_graph: no parameter is trainable (trainable={trainable!r}, frozen={frozen!r}); "
+            f"the model's float initializers: {[t.name for t in proto.graph.initializer]}"
+        )
     state_inputs = running if train_batch_norm else []
-    graph, outputs = importer.import_model(_with_inputs(proto, [*params, *state_inputs]), recorder.rules())
-    return graph, outputs, params, recorder.running
+    graph, outputs = importer.import_loaded(_data_inputs_only(proto), [*choice.params, *state_inputs], rules)
+    return graph, outputs, choice, recorder.running
 
 
 def _grad(loss: Tensor, params: list[Tensor]) -> list[Tensor]:
@@ -164,18 +175,14 @@ def _hyperparameters(optimizer: str | None, given: Mapping[str, float]) -> dict[
 
 
 # -- import -------------------------------------------------------------------------------------
-def _with_inputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A copy whose graph inputs are the data inputs plus the initializers `names` (which the
-    importer then makes params); every other initializer becomes a constant."""
+def _data_inputs_only(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose graph inputs are the data inputs only: an initializer that is not a trainable
+    parameter or state is a constant of the step, not an input to feed."""
     out = onnx.ModelProto()
     out.CopyFrom(proto)
-    inits = {t.name: t for t in proto.graph.initializer}
-    data = [i for i in proto.graph.input if i.name not in inits]
+    inits = {t.name for t in proto.graph.initializer}
     del out.graph.input[:]
-    out.graph.input.extend(data)
-    for name in names:
-        t = inits[name]
-        out.graph.input.append(onnx.helper.make_tensor_value_info(name, t.data_type, list(t.dims)))
+    out.graph.input.extend(i for i in proto.graph.input if i.name not in inits)
     return out
 
 
@@ -222,36 +229,14 @@ def _running_statistics(proto: onnx.ModelProto, required: bool) -> list[str]:
     """The running mean and variance initializers of the model's BatchNormalization nodes (when
     `required`, an error if one is computed instead of stored)."""
     inits = {t.name for t in proto.graph.initializer}
-    stats = [name for n in proto.graph.node if n.op_type == "BatchNormalization" for name in n.input[3:5]]
+    stats = running_statistics(proto.graph)
     missing = [name for name in stats if name not in inits]
     if missing and required:
         raise ONNXError(
             f"BatchNormalization running statistics {missing} are not initializers; training mode needs them "
             "stored in the model (or pass batch_norm='eval')"
         )
-    return [name for name in dict.fromkeys(stats) if name in inits]
-
-
-def _is_float_tensor(t: onnx.TensorProto) -> bool:
-    return t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16)
-
-
-def _select_trainable(candidates: list[str], defaults: list[str], trainable: Trainable) -> list[str]:
-    if trainable is None:
-        chosen = defaults
-    elif callable(trainable):
-        chosen = [w for w in candidates if trainable(w)]
-    else:
-        unknown = sorted(set(trainable) - set(candidates))
-        if unknown:
-            raise GradientError(
-                f"training_graph: trainable names {unknown} are not floating-point initializers of the model "
-                f"(batch-norm running statistics are state, not trainable); choose from {candidates}"
-            )
-        chosen = [w for w in candidates if w in set(trainable)]
-    if not chosen:
-        raise GradientError(f"training_graph: no parameter is trainable; the model's float initializers: {candidates}")
-    return chosen
+    return [name for name in stats if name in inits]
 
 
 # -- loss -----------------------------------------------------------------------------------------

@@ -252,11 +252,9 @@ def test_gradient_of_an_unused_tensor_is_zero_and_a_skipped_output_leaves_option
 NAMED_SHAPES = {"W": [4, 2], "h": [3, 2], "c": [2]}
 
 
-def _gradient_model(xs, y, extra_nodes=(), initializers=()):
+def _gradient_model(xs, y, extra_nodes=()):
     nodes = [*MLP_NODES, *extra_nodes, oh.make_node("Gradient", xs, [f"d{x}" for x in xs], domain=DOMAIN, xs=xs, y=y)]
-    model = _model(nodes, MLP_INPUTS, [(f"d{x}", DOUBLE, NAMED_SHAPES[x]) for x in xs])
-    model.graph.initializer.extend(initializers)
-    return model
+    return _model(nodes, MLP_INPUTS, [(f"d{x}", DOUBLE, NAMED_SHAPES[x]) for x in xs])
 
 
 @pytest.mark.parametrize(
@@ -269,11 +267,15 @@ def _gradient_model(xs, y, extra_nodes=(), initializers=()):
         (_gradient_model(["W", "h"], "loss"), r"'h', which is computed from 'W', also named; they must be independent"),
         (_gradient_model(["W"], "nowhere"), r"y names 'nowhere', which is not a tensor computed before this node"),
         (
-            _gradient_model(["c"], "loss", initializers=[onnx.numpy_helper.from_array(np.ones(2), "c")]),
+            _gradient_model(
+                ["c"],
+                "loss",
+                [oh.make_node("Constant", [], ["c"], value=onnx.numpy_helper.from_array(np.ones(2)))],
+            ),
             r"xs/zs names 'c', a value known at import time .* make it a graph input",
         ),
     ],
-    ids=["non_scalar_y", "dependent_xs", "unknown_name", "initializer"],
+    ids=["non_scalar_y", "dependent_xs", "unknown_name", "constant"],
 )
 def test_gradient_refuses_what_it_cannot_differentiate(model, message):
     with pytest.raises(ONNXError, match=message):
