@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 
@@ -142,6 +143,66 @@ def test_train_graph_writes_a_step_whose_sgd_update_matches_numpy(mlp_onnx, tmp_
     np.testing.assert_allclose(got["grad.w"], x.T @ dz, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(got["w.new"], w0 - 0.5 * (x.T @ dz), rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(got["b.new"], b0 - 0.5 * dz.sum(0), rtol=1e-4, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def torch_onnx(tmp_path_factory):
+    """A conv + batch-norm + linear torch model exported with torch.onnx.export's defaults (weights as
+    initializers, not inputs), every parameter and buffer random so torch shares none of them."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3), torch.nn.ReLU(), torch.nn.BatchNorm2d(3), torch.nn.Flatten(), torch.nn.Linear(12, 2)
+    ).eval()
+    with torch.no_grad():
+        for tensor in [*net.parameters(), net[2].running_mean]:
+            tensor.copy_(torch.randn_like(tensor))
+    path = tmp_path_factory.mktemp("torch") / "net.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(4, 2, 4, 4),), str(path), dynamo=False)
+    return path, [name for name, _ in net.named_parameters()]
+
+
+def _taken_as_params(out: str) -> list[str]:
+    """The names --verbose reports as taken as parameters."""
+    return re.findall(r"^param (\S+)$", out, re.MULTILINE)
+
+
+def test_every_command_reports_the_same_params_of_a_default_torch_export(torch_onnx, tmp_path, capsys):
+    path, names = torch_onnx
+    assert main(["info", str(path), "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert _taken_as_params(out) == names and f"params: {len(names)}" in out
+    assert "  0.weight f32[3,2,3,3] 216 bytes" in out and "  4.bias f32[2] 8 bytes" in out
+    assert "not a param 2.running_mean: a BatchNormalization running statistic" in out
+    assert main(["grad", str(path), "-o", str(tmp_path / "g.onnx"), "--verbose"]) == 0
+    assert _taken_as_params(capsys.readouterr().out) == names
+    grads = [o.name for o in onnx.load(tmp_path / "g.onnx").graph.output if o.name.startswith("grad_")]
+    assert grads == [f"grad_{name}" for name in names]
+    assert main(["bench", str(path), "--grad", "--target", "numpy", "--repeats", "1", "--verbose"]) == 0
+    assert _taken_as_params(capsys.readouterr().out) == names
+    assert main(["train-graph", str(path), "-o", str(tmp_path / "t.onnx"), "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert _taken_as_params(out) == names and f"wrote {tmp_path / 't.onnx'}: {len(names)} trainable" in out
+
+
+def test_freeze_removes_exactly_the_matching_params_from_grad(torch_onnx, tmp_path, capsys):
+    path, names = torch_onnx
+    assert main(["grad", str(path), "-o", str(tmp_path / "g.onnx"), "--freeze", "4.*", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "frozen 4.weight: matches frozen= (--freeze)" in out and "frozen 4.bias: matches frozen= (--freeze)" in out
+    grads = [o.name for o in onnx.load(tmp_path / "g.onnx").graph.output if o.name.startswith("grad_")]
+    assert grads == [f"grad_{name}" for name in names if not name.startswith("4.")]
+
+
+def test_a_freeze_pattern_matching_no_param_is_one_line_naming_the_params(torch_onnx, tmp_path, capsys):
+    path, _ = torch_onnx
+    assert main(["grad", str(path), "-o", str(tmp_path / "g.onnx"), "--freeze", "fc.*"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gradkiln grad: error: GradientError: frozen patterns ['fc.*'] match no parameter")
+    assert "'4.weight'" in err and err.count("\n") == 1
 
 
 def test_train_graph_refuses_a_learning_rate_without_an_optimizer(mlp_onnx, tmp_path, capsys):
