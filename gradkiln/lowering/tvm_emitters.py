@@ -332,16 +332,6 @@ def _pass_through(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax
     return args[-1]
 
 
-@register_emitter("softmax")
-def _softmax(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    return R.nn.softmax(args[0], node.attrs["axis"])
-
-
-@register_emitter("log_softmax")
-def _log_softmax(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    return R.nn.log_softmax(args[0], node.attrs["axis"])
-
-
 @register_emitter("reshape")
 def _reshape(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     return R.reshape(args[0], ctx.dim.shape(node.attrs["shape"]))

@@ -1,7 +1,11 @@
 """Relax emitters of the neural-network ops: convolutions and pools map onto Relax's NCHW ops;
 take is one TE kernel reading each element at its index as the mode says (`read_at_indices`:
 clamped, or the fill value out of range); scatter_add is a scatter_elements over indices broadcast
-to the updates' shape, the updates at out-of-range indices dropped unless the mode clamps them."""
+to the updates' shape, the updates at out-of-range indices dropped unless the mode clamps them.
+softmax and log_softmax map onto Relax's, except in float16, where they take numpy's steps (the
+numpy reference's, and ONNX's reference Softmax's): each elementwise step rounds to float16 and
+the sum accumulates in float32. Relax's float16 softmax sums in float16 and was off by up to 2
+ulps, more than the ONNX suite's rtol of 1e-3 allows (test_attention_4d_fp16)."""
 
 from __future__ import annotations
 
@@ -65,3 +69,30 @@ def _scatter_add(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.
     column = R.reshape(safe.indices, [1] * len(pre) + [count] + [1] * len(post))
     spread = R.broadcast_to(column, relax.ShapeExpr(flat))
     return R.scatter_elements(x, spread, R.reshape(updates, flat), axis, reduction="add")
+
+
+def _half_sum_exp(ctx: EmitContext, x: relax.Expr, axis: int) -> tuple[relax.Expr, relax.Expr, relax.Expr]:
+    """(x - max(x), its exp, the sum of that) along `axis` of a float16 x, as numpy computes them:
+    the exp of each float16 element rounded to float16, summed in float32, the sum rounded to float16."""
+    shifted = ctx.bb.emit(R.subtract(x, ctx.bb.emit(R.max(x, [axis], keepdims=True))))
+    e = ctx.bb.emit(R.astype(ctx.bb.emit(R.exp(ctx.bb.emit(R.astype(shifted, "float32")))), "float16"))
+    total = ctx.bb.emit(R.sum(ctx.bb.emit(R.astype(e, "float32")), [axis], keepdims=True))
+    return shifted, e, ctx.bb.emit(R.astype(total, "float16"))
+
+
+@register_emitter("softmax")
+def _softmax(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    axis = node.attrs["axis"]
+    if node.types[0].dtype != "float16":
+        return R.nn.softmax(args[0], axis)
+    _, e, total = _half_sum_exp(ctx, args[0], axis)
+    return R.divide(e, total)
+
+
+@register_emitter("log_softmax")
+def _log_softmax(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    axis = node.attrs["axis"]
+    if node.types[0].dtype != "float16":
+        return R.nn.log_softmax(args[0], axis)
+    shifted, _, total = _half_sum_exp(ctx, args[0], axis)
+    return R.subtract(shifted, ctx.bb.emit(R.log(total)))
