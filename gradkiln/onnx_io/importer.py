@@ -27,7 +27,7 @@ from .constant_folding import fold_as_import_would
 from .dtypes import NARROW, TO_ONNX, from_onnx, narrow_known, narrow_tensor, stand_in, widen
 from .import_limits import ImportBudget, ImportLimits
 from .model_file import default_opset, load, rule_key
-from .params import ParamChoice, Patterns, choose_params
+from .params import ParamChoice, Patterns, choose_params, unshare_initializers
 
 
 @dataclass
@@ -270,7 +270,7 @@ def import_with_params(
     from . import import_rules  # noqa: F401  (fills IMPORTERS)
 
     table = IMPORTERS | dict(rules or {})
-    model = load(model_or_path, table)
+    model = unshare_initializers(load(model_or_path, table))
     choice = choose_params(model, trainable, frozen)
     return (*import_loaded(model, [*choice.params, *choice.overridable], table, limits), choice)
 

@@ -10,7 +10,8 @@ A parameter is a floating-point initializer (float16/32/64) that is neither
   exactly its params as inputs, constants as plain initializers): the declared ones are the parameters.
 
 `torch.onnx.export` keeps weights as initializers named by their module paths (`layer1.0.conv1.weight`),
-so an imported torch model has torch's `named_parameters()` as its params. `trainable` (keep only the
+so an imported torch model has torch's `named_parameters()` as its params (once `unshare_initializers`
+has given back each tensor torch stored once for several equal ones its own initializer). `trainable` (keep only the
 parameters matching one of these `fnmatch` patterns) and `frozen` (then drop those matching one of these)
 narrow the choice; a pattern that matches no parameter is an error, as it is most likely a typo.
 """
@@ -77,8 +78,8 @@ class ParamChoice:
 
 def choose_params(model: onnx.ModelProto, trainable: Patterns = None, frozen: Patterns = None) -> ParamChoice:
     """Apply the rule (module doc) to an ONNX model; `trainable` and `frozen` are fnmatch patterns (one
-    pattern, a list, or a predicate on the name)."""
-    graph = model.graph
+    pattern, a list, or a predicate on the name). The model is read as `unshare_initializers` makes it."""
+    graph = unshare_initializers(model).graph
     reasons = _not_params(graph)
     candidates = [t.name for t in graph.initializer if t.name not in reasons]
     declared = {i.name for i in graph.input} & set(candidates)
@@ -94,6 +95,31 @@ def choose_params(model: onnx.ModelProto, trainable: Patterns = None, frozen: Pa
     inits = {t.name for t in graph.initializer}
     overridable = [i.name for i in graph.input if i.name in inits and i.name not in {*params, *user_choice}]
     return ParamChoice(params, {n: why[n] for n in candidates if n in why}, reasons, overridable)
+
+
+def unshare_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with each top-level `Identity` of an initializer replaced by an initializer of its own
+    (a copy, named by the Identity's output); the model itself when it has none.
+
+    `torch.onnx.export` stores equal tensors once and reads the others through `Identity` nodes, so a
+    freshly initialised model's zero biases, unit batch-norm weights and running statistics all share
+    one initializer. Left shared, they would be one parameter: its gradient the sum over all of them,
+    and a batch norm's running mean a function of some bias. Tied weights (one torch Parameter used
+    twice) are one initializer read twice, without an Identity, and stay tied."""
+    inits = {t.name: t for t in model.graph.initializer}
+    shared = [n for n in model.graph.node if n.op_type == "Identity" and n.input and n.input[0] in inits]
+    if not shared:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    kept = [n for n in out.graph.node if not (n.op_type == "Identity" and n.input and n.input[0] in inits)]
+    del out.graph.node[:]
+    out.graph.node.extend(kept)
+    for n in shared:
+        copy = out.graph.initializer.add()
+        copy.CopyFrom(inits[n.input[0]])
+        copy.name = n.output[0]
+    return out
 
 
 def running_statistics(graph: onnx.GraphProto) -> list[str]:

@@ -38,7 +38,7 @@ from ..lowering.executable import Executable
 from . import importer
 from .import_rules import IMPORTERS
 from .importer import ImportContext, OnnxNode, Operand
-from .params import ParamChoice, Patterns, choose_params, running_statistics
+from .params import ParamChoice, Patterns, choose_params, running_statistics, unshare_initializers
 
 ModelSource = Union[onnx.ModelProto, str, os.PathLike, bytes]
 Loss = Union[str, Callable[[Tensor], Tensor]]
@@ -133,7 +133,7 @@ def _import_for_training(
     """The imported graph, its outputs, the parameter choice and the updated running statistics."""
     recorder = _Recorder(train_batch_norm, dropout_masks)
     rules = IMPORTERS | recorder.rules()
-    proto = importer.load(model, rules)
+    proto = unshare_initializers(importer.load(model, rules))
     running = _running_statistics(proto, required=train_batch_norm)
     choice = choose_params(proto, trainable, frozen)
     if not choice.params:

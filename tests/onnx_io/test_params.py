@@ -33,16 +33,18 @@ class Net(torch.nn.Module):
         return self.fc(torch.flatten(self.bn(torch.relu(self.conv(x))), 1))
 
 
-@pytest.fixture(scope="module")
-def torch_net():
-    """The model in eval mode, every parameter and buffer random (torch shares equal initializers
-    between names, e.g. zero running means with zero biases), and its default ONNX export."""
+@pytest.fixture(scope="module", params=["fresh", "random"])
+def torch_net(request):
+    """The model in eval mode and its default ONNX export: as torch initialises it ("fresh": the
+    export stores the batch norm's zero bias and running mean once, read through Identity nodes, and
+    likewise its unit weight and running variance), or with every parameter and buffer random."""
     torch.manual_seed(0)
     net = Net().eval()
-    with torch.no_grad():
-        for tensor in [*net.parameters(), net.bn.running_mean]:
-            tensor.copy_(torch.randn_like(tensor))
-        net.bn.running_var.copy_(torch.rand_like(net.bn.running_var) + 0.5)
+    if request.param == "random":
+        with torch.no_grad():
+            for tensor in [*net.parameters(), net.bn.running_mean]:
+                tensor.copy_(torch.randn_like(tensor))
+            net.bn.running_var.copy_(torch.rand_like(net.bn.running_var) + 0.5)
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
