@@ -2,12 +2,13 @@
 
 - `export(graph, outputs, path=None, opset=OPSET, name=None) -> onnx.ModelProto` writes the part
   of `graph` that `outputs` needs (opset 18 by default), checked with `full_check`.
-- `import_model(model_or_path, rules=None, limits=None) -> (Graph, {onnx output name: Tensor})`
-  reads a ModelProto, a path (with external data files) or serialized bytes; `gk.compile(graph,
-  outputs)` then runs it. `rules` overrides import rules for one call; `limits` (`ImportLimits`)
-  bounds the work import does itself.
-- `training_graph(model, loss, trainable, optimizer) -> TrainingGraph` imports a model as a
-  training step: loss, parameter gradients, optimizer and batch-norm state updates.
+- `import_model(model_or_path, rules=None, limits=None, trainable=None, frozen=None) -> (Graph,
+  {onnx output name: Tensor})` reads a ModelProto, a path (with external data files) or serialized
+  bytes; `gk.compile(graph, outputs)` then runs it. `rules` overrides import rules for one call;
+  `limits` (`ImportLimits`) bounds the work import does itself. Which initializers become params is
+  `params.choose_params`'s one rule, narrowed by the fnmatch patterns `trainable` and `frozen`.
+- `training_graph(model, loss, trainable, optimizer, ..., frozen) -> TrainingGraph` imports a model
+  as a training step: loss, parameter gradients, optimizer and batch-norm state updates.
 
 Each side keeps one rule table: `EXPORTERS` keyed by gradkiln op name, `IMPORTERS` keyed by ONNX
 op type; `register_exporter` / `register_importer` add rules for custom ops.
