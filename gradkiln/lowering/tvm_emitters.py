@@ -147,13 +147,9 @@ COMPOSED: dict[str, Callable[[Node, relax.Expr], relax.Expr]] = {
     "exp2": lambda node, x: R.power(_scalar(node, 2.0), x),
     "reciprocal": lambda node, x: R.divide(_scalar(node, 1.0), x),
     "gelu": lambda node, x: (R.nn.gelu_tanh if node.attrs["approximate"] == "tanh" else R.nn.gelu)(x),
-    "leaky_relu": lambda node, x: R.nn.leakyrelu(x, node.attrs["negative_slope"]),
-    "elu": lambda node, x: R.where(
-        R.greater(x, _scalar(node, 0.0)),
-        x,
-        R.multiply(
-            _scalar(node, node.attrs["alpha"]), R.subtract(R.exp(R.minimum(x, _scalar(node, 0.0))), _scalar(node, 1.0))
-        ),
+    # numpy's where(x > 0, x, x * slope): Relax's leakyrelu folds x * 0.0 to 0 (-inf gave 0, numpy NaN)
+    "leaky_relu": lambda node, x: R.where(
+        R.greater(x, _scalar(node, 0.0)), x, R.multiply(x, _scalar(node, node.attrs["negative_slope"]))
     ),
     "clip": lambda node, x: _clip(node, x),
 }
@@ -443,7 +439,7 @@ from . import (  # noqa: E402,F401  (each family's emitters, into EMITTERS)
     tvm_emitters_fused,  # the fused elementwise op
     tvm_emitters_linalg,  # the linear algebra ops
     tvm_emitters_nn,  # the nn ops
-    tvm_emitters_numerics,  # mod, floordiv, log1p, expm1 with numpy's results near special values
+    tvm_emitters_numerics,  # mod, floordiv, log1p, expm1, elu with numpy's results near special values
     tvm_emitters_resize,  # resize and resize_grad: gathers by constant tables
     tvm_emitters_select,  # the selection ops and dropout
 )

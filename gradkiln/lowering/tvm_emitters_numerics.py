@@ -1,4 +1,4 @@
-"""Relax emitters of ops whose direct Relax forms lose numpy's results: mod, floordiv, log1p, expm1.
+"""Relax emitters of ops whose direct Relax forms lose numpy's results: mod, floordiv, log1p, expm1, elu.
 
 TVM computes a float floor_mod as a - floor(a / b) * b: mod(3e38, -3) gave 1e31 (numpy: -1),
 mod(x, +-inf) NaN (numpy: x, or +-inf when the signs differ) and floordiv(1, -inf) -0 (numpy: -1).
@@ -106,9 +106,20 @@ def _log1p(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
 
 
 def _expm1(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    """(u - 1) * x / log(u) with u = e**x (Kahan): x where u is 1, -1 where u - 1 is, u where it is inf."""
+    return expm1(ctx, args[0], node.types[0].dtype)
+
+
+def _elu(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """numpy's where(x > 0, x, alpha * expm1(x)): exact near 0, NaN kept (a minimum(x, 0) before
+    exp turned NaN into 0: LLVM's minnum drops NaN)."""
     (x,) = args
     dtype = node.types[0].dtype
+    negative = R.multiply(relax.const(node.attrs["alpha"], dtype), expm1(ctx, x, dtype))
+    return R.where(R.greater(x, relax.const(0.0, dtype)), x, negative)
+
+
+def expm1(ctx: EmitContext, x: relax.Expr, dtype: str) -> relax.Expr:
+    """(u - 1) * x / log(u) with u = e**x (Kahan): x where u is 1, -1 where u - 1 is, u where it is inf."""
     one = relax.const(1.0, dtype)
     u = ctx.bb.emit(R.exp(x))
     less_one = ctx.bb.emit(R.subtract(u, one))
@@ -121,3 +132,4 @@ def _expm1(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
 
 register_emitter("log1p")(_log1p)
 register_emitter("expm1")(_expm1)
+register_emitter("elu")(_elu)

@@ -24,17 +24,39 @@ from ..graph.ops.dropout import PRIME, keep_code, keep_threshold
 from ..graph.ops.index_mode import fill_value, mode_of
 from .tvm_emitters import EmitContext, register_emitter
 
-# The dtypes whose sort, argsort and topk TVM's CPU runtime (contrib/sort) implements.
-_NATIVE_SORT_DTYPES = frozenset({"float16", "float32", "float64", "int32", "int64"})
+# The integer dtypes whose sort, argsort and topk TVM's CPU runtime (contrib/sort) implements.
+_NATIVE_SORT_DTYPES = frozenset({"int32", "int64"})
 _UINT64_SIGN = relax.const(1 << 63, "uint64")
+_FLOAT_BITS = {"float16": ("int16", 16, "int32"), "float32": ("int32", 32, "int32"), "float64": ("int64", 64, "int64")}
+
+
+def _float_key(x: te.Tensor) -> te.Tensor:
+    """An integer key ordered as numpy sorts floats: the IEEE bits with the magnitude bits of
+    negatives flipped (a monotone map), -0.0 and 0.0 one key, every NaN one key above +inf. TVM's
+    float sort compares with `<`, which is no order with NaN: [3, nan, 1, -inf, nan, 2] came out
+    [-inf, 1, 3, nan, nan, 2]."""
+    bits, width, wide = _FLOAT_BITS[str(x.dtype)]
+    magnitude = tirx.const((1 << (width - 1)) - 1, bits)
+    above_every_number = tirx.const((1 << (width - 1)) - 1, wide)  # the top float bit pattern is +NaN's
+
+    def key(*i: tirx.PrimExpr) -> tirx.PrimExpr:
+        v = x(*i)
+        b = tirx.reinterpret(bits, v)
+        flipped = (b ^ ((b >> (width - 1)) & magnitude)).astype(wide)
+        number = tirx.Select(v == tirx.const(0, str(x.dtype)), tirx.const(0, wide), flipped)
+        return tirx.Select(tirx.isnan(v), above_every_number, number)
+
+    return te.compute(x.shape, key, name="sort_key")
 
 
 def _sort_key(ctx: EmitContext, x: relax.Expr, dtype: str) -> relax.Expr | None:
-    """x as a tensor of a dtype TVM sorts, ordered exactly as x (a bijection, so ties stay ties);
-    None when x's dtype is sorted natively. uint64 flips its top bit and reads as int64; the
-    other integers widen to int64 (exact)."""
+    """x as a tensor of a dtype TVM sorts, ordered exactly as numpy orders x (ties stay ties);
+    None when x's dtype is sorted natively. Floats get `_float_key`; uint64 flips its top bit
+    and reads as int64; the other integers widen to int64 (exact)."""
     if dtype in _NATIVE_SORT_DTYPES:
         return None
+    if dtype in _FLOAT_BITS:
+        return ctx.bb.emit_te(_float_key, x)
     if dtype == "uint64":
         return ctx.bb.emit(R.astype(ctx.bb.emit(R.bitwise_xor(x, _UINT64_SIGN)), "int64"))
     return ctx.bb.emit(R.astype(x, "int64"))

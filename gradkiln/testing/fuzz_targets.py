@@ -29,8 +29,8 @@ import numpy as np
 from .. import graph as _graph
 from ..graph.dtypes import is_float
 from ..graph.errors import GradkilnError
-from .fuzz_cases import ACCUMULATES, Case, Step, draw_cases
-from .fuzz_ops import COMPARES, FAMILIES, Leaf
+from .fuzz_cases import Case, Step, draw_cases
+from .fuzz_ops import FAMILIES, Leaf
 
 LEVELS = ("O0", "O3")
 TARGETS = ("numpy", "llvm")
@@ -302,10 +302,6 @@ def _ops(m: Mismatch) -> set[str]:
     return {op for s in m.case.ancestry(m.output) for op in s.ops}
 
 
-def _exprs(m: Mismatch) -> str:
-    return "\n".join(s.expr for s in m.case.ancestry(m.output))
-
-
 def _inputs(m: Mismatch) -> list[np.ndarray]:
     return [x.values for x in m.case.restricted(m.output).leaves]
 
@@ -336,58 +332,7 @@ def _both(*tests: Callable[[Mismatch], bool]) -> Callable[[Mismatch], bool]:
     return lambda m: all(t(m) for t in tests)
 
 
-EXTREMES = ("max", "min", "argmax", "argmin", "max_pool2d", "sort", "argsort", "topk", "maximum", "minimum")
-
 KNOWN_OPEN: list[Known] = [
-    Known(
-        "isnan on llvm",
-        "x != x and comparisons with NaN are folded on llvm (LLVM assumes no NaN); being fixed in lowering/tvm_*",
-        _both(_when("llvm", ops=COMPARES), lambda m: _any_value(m, np.isnan)),
-    ),
-    Known(
-        "p - p, p * 0 on llvm",
-        "TVM simplifies p - p and p * 0 to 0 (wrong for inf and NaN, and for the sign of -0.0 * 0); being fixed",
-        _both(
-            _when("llvm"),
-            lambda m: bool(re.search(r"\b(\w+) - \1\b|\(-?0\.0\)|leaky_relu\(\w+, 0\.0\)", _exprs(m))),
-        ),
-    ),
-    Known(
-        "reductions over empty axes on llvm",
-        "a reduction or scan over a zero-size axis fails to compile or gives a wrong identity on llvm; being fixed",
-        _both(_when("llvm", ops=ACCUMULATES | {"max", "min", "argmax", "argmin"}), lambda m: _any_empty(m)),
-    ),
-    Known(
-        "mod/floordiv special values",
-        "mod and floordiv of floats disagree with numpy at inf, NaN, zero and denormal operands; being fixed",
-        _both(_when(ops={"mod", "floordiv"}), lambda m: _any_value(m, lambda v: ~np.isfinite(v) | (np.abs(v) < 1e-30))),
-    ),
-    Known(
-        "sin/cos of |x| >= 1e20",
-        "the vector sin/cos reduce huge arguments inexactly (docs/targets.md); being fixed",
-        _both(_when("llvm", ops={"sin", "cos"}), lambda m: _any_value(m, lambda v: np.abs(v) >= 1e20)),
-    ),
-    Known(
-        "simplify's constant reassociation",
-        "simplify reassociates constants ((a * 2) * 3 -> a * 6), which rounds differently and overflows earlier",
-        _both(_when(level="O3", kinds="value inf"), lambda m: _exprs(m).count("gk.constant") >= 1),
-    ),
-    Known(
-        "fusion's reciprocal rewrites",
-        "fusion rewrites a / b as a * (1 / b), one rounding more (and inf for huge b); being fixed",
-        _when(level="O3", kinds="value inf nan", ops={"div", "reciprocal", "rsqrt", "softmax", "layer_norm"}),
-    ),
-    Known(
-        "-0.0 inlined as 0 at O3",
-        "constants -0.0 are inlined as +0.0 by the O3 pipeline; being fixed",
-        _both(_when(level="O3", kinds="sign"), lambda m: "-0.0" in _exprs(m)),
-    ),
-    Known(
-        "NaN through extremes on llvm",
-        "max/min reductions, argmax/argmin, pools and sorting drop or misplace NaN on llvm (LLVM's max and min; "
-        "documented in docs/architecture.md)",
-        _both(_when("llvm", ops=EXTREMES), lambda m: _any_value(m, np.isnan)),
-    ),
     Known(
         "neg and sign of unsigned integers on llvm",
         "found by this fuzzer: neg(u8) and sign(u8) fail to compile on llvm (TVM: cannot make uint from "
@@ -399,12 +344,6 @@ KNOWN_OPEN: list[Known] = [
         "found by this fuzzer: atan2, cosh (and other ops TVM lowers to a libm call) of float16 fail to compile "
         "on llvm (unknown intrinsic tirx.atan2 / tirx.cosh)",
         lambda m: m.config.target == "llvm" and "unknown intrinsic" in m.difference.detail,
-    ),
-    Known(
-        "argsort of uint8 on llvm",
-        "found by this fuzzer: argsort (and sort/topk through it) of uint8 fails at run time on llvm "
-        "(InternalError: Unsupported input dtype: uint8)",
-        lambda m: m.config.target == "llvm" and "Unsupported input dtype" in m.difference.detail,
     ),
     Known(
         "zero-size operands of shape and index ops on llvm",

@@ -271,3 +271,34 @@ def test_concat_of_many_inputs_is_a_tree():
         out = gk.concat([x[i : i + 1] * float(i) for i in range(130)], 0)
     x = np.random.default_rng(0).normal(size=(130, 3)).astype("float32")
     np.testing.assert_array_equal(gk.compile(g, out, target="llvm")(x=x), gk.compile(g, out, target="numpy")(x=x))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_sorting_orders_nan_last_and_keeps_zero_ties_stable_as_numpy(dtype):
+    """TVM's float sort compared with `<`, no order with NaN: [3, nan, 1, -inf, nan, 2] sorted to
+    [-inf, 1, 3, nan, nan, 2]; -0.0 and 0.0 are ties kept in index order."""
+    tiny = np.finfo(dtype).smallest_subnormal
+    x = np.array([3, np.nan, 1, -np.inf, -np.nan, 2, -0.0, 0.0, np.inf, -tiny, tiny, 1], dtype)
+    with gk.Graph() as g:
+        t = gk.input("x", (x.size,), dtype)
+        outs = [gk.sort(t, 0, False), gk.sort(t, 0, True), gk.argsort(t, 0, False), gk.argsort(t, 0, True)]
+        outs += [*gk.topk(t, 3, 0, True), *gk.topk(t, 5, 0, False)]
+    want = gk.compile(g, outs, target="numpy")(x=x)
+    got = gk.compile(g, outs, target="llvm")(x=x)
+    np.testing.assert_array_equal(want[2], np.argsort(x, kind="stable"))
+    for w, o in zip(want, got):
+        assert_ieee_equal(o, w)
+
+
+@pytest.mark.parametrize("optimize", LEVELS)
+def test_leaky_relu_and_elu_keep_nan_and_inf_as_numpy(optimize):
+    """Relax's leakyrelu folded x * 0.0 to 0 (leaky_relu(-inf, 0.0) gave 0, numpy NaN); elu's
+    minimum(x, 0) before exp dropped NaN (elu(NaN) gave 0); both found by the target fuzzer."""
+    got, want = run_both(
+        lambda x: [gk.leaky_relu(x, 0.0), gk.leaky_relu(x, 0.1), gk.elu(x, 1.0), gk.elu(x, 0.0)],
+        {"x": specials()},
+        optimize,
+    )
+    assert np.isnan(want[0]).sum() > np.isnan(specials()).sum()  # -inf * 0.0 is NaN
+    for g, w, rtol in zip(got, want, [0.0, 0.0, 3e-7, 0.0]):  # elu: expm1 through the vector exp (1 ulp)
+        assert_ieee_equal(g, w, rtol)

@@ -82,7 +82,7 @@ UNARY_WITH_ATTRS: dict[str, tuple[Callable, bool, str]] = {
         "attrs: negative_slope.",
     ),
     "elu": (
-        lambda x, alpha: np.where(x > 0, x, np.asarray(alpha, x.dtype) * np.expm1(np.minimum(x, 0))),
+        lambda x, alpha: np.where(x > 0, x, np.asarray(alpha, x.dtype) * np.expm1(np.where(x > 0, 0, x))),
         True,
         "attrs: alpha.",
     ),
