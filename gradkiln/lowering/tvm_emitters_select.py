@@ -27,24 +27,31 @@ from .tvm_emitters import EmitContext, register_emitter
 # The integer dtypes whose sort, argsort and topk TVM's CPU runtime (contrib/sort) implements.
 _NATIVE_SORT_DTYPES = frozenset({"int32", "int64"})
 _UINT64_SIGN = relax.const(1 << 63, "uint64")
-_FLOAT_BITS = {"float16": ("int16", 16, "int32"), "float32": ("int32", 32, "int32"), "float64": ("int64", 64, "int64")}
+# float dtype -> (the integer of its bits, their width, the sort key's dtype, the bits of +inf)
+_FLOAT_BITS = {
+    "float16": ("int16", 16, "int32", 0x7C00),
+    "float32": ("int32", 32, "int32", 0x7F800000),
+    "float64": ("int64", 64, "int64", 0x7FF0000000000000),
+}
 
 
 def _float_key(x: te.Tensor) -> te.Tensor:
     """An integer key ordered as numpy sorts floats: the IEEE bits with the magnitude bits of
     negatives flipped (a monotone map), -0.0 and 0.0 one key, every NaN one key above +inf. TVM's
     float sort compares with `<`, which is no order with NaN: [3, nan, 1, -inf, nan, 2] came out
-    [-inf, 1, 3, nan, nan, 2]."""
-    bits, width, wide = _FLOAT_BITS[str(x.dtype)]
+    [-inf, 1, 3, nan, nan, 2]. Each element is read once, into a Let: a fused producer's own Let
+    would be defined twice if its expression were inlined at several places (ill-formed TIR)."""
+    bits, width, wide, inf_bits = _FLOAT_BITS[str(x.dtype)]
     magnitude = tirx.const((1 << (width - 1)) - 1, bits)
-    above_every_number = tirx.const((1 << (width - 1)) - 1, wide)  # the top float bit pattern is +NaN's
+    above_every_number = tirx.const((1 << (width - 1)) - 1, wide)
 
     def key(*i: tirx.PrimExpr) -> tirx.PrimExpr:
-        v = x(*i)
-        b = tirx.reinterpret(bits, v)
+        b = tirx.Var("bits", bits)
+        size = b & magnitude
         flipped = (b ^ ((b >> (width - 1)) & magnitude)).astype(wide)
-        number = tirx.Select(v == tirx.const(0, str(x.dtype)), tirx.const(0, wide), flipped)
-        return tirx.Select(tirx.isnan(v), above_every_number, number)
+        number = tirx.Select(size == tirx.const(0, bits), tirx.const(0, wide), flipped)
+        ordered = tirx.Select(size > tirx.const(inf_bits, bits), above_every_number, number)
+        return tirx.Let(b, tirx.reinterpret(bits, x(*i)), ordered)
 
     return te.compute(x.shape, key, name="sort_key")
 

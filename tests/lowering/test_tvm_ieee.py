@@ -302,3 +302,13 @@ def test_leaky_relu_and_elu_keep_nan_and_inf_as_numpy(optimize):
     assert np.isnan(want[0]).sum() > np.isnan(specials()).sum()  # -inf * 0.0 is NaN
     for g, w, rtol in zip(got, want, [0.0, 0.0, 3e-7, 0.0]):  # elu: expm1 through the vector exp (1 ulp)
         assert_ieee_equal(g, w, rtol)
+
+
+def test_sorting_a_fused_floordiv_compiles():
+    """The sort key inlines its producer; floordiv's kernel binds a Let, which read at several places
+    of the key was defined twice (ill-formed TIR). Found by the target fuzzer."""
+    x = np.array([1.9087, -0.4801], "float32").reshape((1, 1, 1, 2))
+    got, want = run_both(
+        lambda t: [gk.argsort(gk.floordiv(t, gk.constant(np.float32(-1.0))), 1, False)], {"x": x}, "O0"
+    )
+    np.testing.assert_array_equal(got[0], want[0])
