@@ -55,7 +55,6 @@ def _call(fn: Callable[..., relax.Expr]) -> Emitter:
 
 
 DIRECT: dict[str, Callable[..., relax.Expr]] = {
-    "neg": R.negative,
     "abs": R.abs,
     "exp": R.exp,
     "log": R.log,
@@ -121,8 +120,27 @@ def relu(x: relax.Expr, dtype: str) -> relax.Expr:
 
 
 register_emitter("relu")(lambda ctx, node, args: relu(args[0], node.types[0].dtype))
-for _name, _fn in {"sign": R.sign, "maximum": R.maximum, "minimum": R.minimum}.items():
+for _name, _fn in {"maximum": R.maximum, "minimum": R.minimum}.items():
     register_emitter(_name)(_nan_kept(_fn))
+
+
+@register_emitter("neg")
+def _neg(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """-x; of an unsigned integer numpy's wrap-around, as ~x + 1 (TVM's negative makes the constant
+    -1, which no unsigned type holds: it failed to compile; its 0 - x of uint32 gave 0)."""
+    dtype = node.types[0].dtype
+    if dtype.startswith("uint"):
+        return R.add(R.bitwise_not(args[0]), relax.const(1, dtype))
+    return R.negative(args[0])
+
+
+@register_emitter("sign")
+def _sign(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """numpy's sign: NaN kept for floats; 0 or 1 for unsigned integers (TVM's sign makes a -1)."""
+    dtype = node.types[0].dtype
+    if dtype.startswith("uint"):
+        return R.astype(R.greater(args[0], relax.const(0, dtype)), dtype)
+    return keep_nan(R.sign(args[0]), args[0]) if is_float(dtype) else R.sign(args[0])
 
 
 def _scalar(node: Node, value: float) -> relax.Expr:

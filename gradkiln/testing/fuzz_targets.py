@@ -334,12 +334,6 @@ def _both(*tests: Callable[[Mismatch], bool]) -> Callable[[Mismatch], bool]:
 
 KNOWN_OPEN: list[Known] = [
     Known(
-        "neg and sign of unsigned integers on llvm",
-        "found by this fuzzer: neg(u8) and sign(u8) fail to compile on llvm (TVM: cannot make uint from "
-        "negative value -1); numpy wraps neg and gives 0/1 for sign",
-        _both(_when("llvm", kinds="error", ops={"neg", "sign"}), lambda m: "cannot make uint" in m.difference.detail),
-    ),
-    Known(
         "float16 libm functions on llvm",
         "found by this fuzzer: atan2, cosh (and other ops TVM lowers to a libm call) of float16 fail to compile "
         "on llvm (unknown intrinsic tirx.atan2 / tirx.cosh)",

@@ -312,3 +312,15 @@ def test_sorting_a_fused_floordiv_compiles():
         lambda t: [gk.argsort(gk.floordiv(t, gk.constant(np.float32(-1.0))), 1, False)], {"x": x}, "O0"
     )
     np.testing.assert_array_equal(got[0], want[0])
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "uint64", "int8", "int64"])
+def test_neg_and_sign_of_integers_follow_numpy(dtype):
+    """Unsigned neg wraps around and sign is 0 or 1, as numpy (TVM's negative and sign made a -1 no
+    unsigned type holds and failed to compile; its 0 - x of uint32 gave 0). Found by the target fuzzer."""
+    x = np.array([0, 1, 2, np.iinfo(dtype).max, np.iinfo(dtype).min], dtype)
+    for optimize in ("O0", "O3"):
+        got, want = run_both(lambda t: [gk.neg(t), gk.sign(t)], {"x": x}, optimize)
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype
+            np.testing.assert_array_equal(g, w)
