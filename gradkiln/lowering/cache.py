@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import types
 import uuid
 import warnings
@@ -39,11 +38,11 @@ import tvm_ffi
 from ..atomic import write_atomic, write_atomic_with
 from ..graph import Graph, LoweringError, Value
 from ..graph.ops.fused import Expressions
+from .tvm_quiet import tvm_section
 
 CACHE_FORMAT = 1
 CACHE_DIR_VARIABLE = "GRADKILN_CACHE_DIR"
 MANIFEST = "manifest.json"
-_EXPORT_LOCK = threading.Lock()  # TVM's export_library aborts the process when two threads run it at once
 
 
 class CacheWarning(RuntimeWarning):
@@ -257,7 +256,7 @@ class CompileCache:
 
     def _store(self, key: str, compiled: Any, kernels: tvm.IRModule, scheduled: dict[str, str], target: str) -> Path:
         folder = self.entry(key)
-        with _EXPORT_LOCK:
+        with tvm_section():  # TVM's export_library aborts the process when two threads run it at once
             library = _write_content_named(folder / "library.so", lambda tmp: compiled.export_library(str(tmp)))
         kernels_json = tvm.ir.save_json(kernels).encode()
         manifest = {
