@@ -1,4 +1,4 @@
-"""Every ```python block of README.md and docs/*.md runs as written, the scripts in examples/ run, and
+"""Every ```python block of README.md and docs/**/*.md runs as written, the scripts in examples/ run, and
 the README names the system packages `.ci/run` installs for the tests.
 
 A block runs on its own: in a fresh namespace (it names its own imports and builds its own graph),
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 FENCE = re.compile(r"^( *)```python\n(.*?)^\1```$", re.S | re.M)
 MARKER = re.compile(r"<!-- doc-test: (needs [\w+.-]+(?: [\w+.-]+)*|skip \(.+?\)) -->")
 NEVER_RUN_LIMIT = 0  # blocks marked `skip`: none today; raise this only with a reason in the marker
