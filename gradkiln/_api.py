@@ -21,8 +21,6 @@ from .graph import (
     TensorType,
     UnsupportedOpError,
     VizError,
-    spec,
-    trace,
 )
 from .graph.builder import (
     abs,
@@ -198,3 +196,4 @@ from .symbolic import (
     vjp,
     vmap,
 )
+from .trace import Traced, spec, trace

@@ -1,12 +1,16 @@
 """`import gradkiln` is cheap; the public API loads whole on the first attribute read, in any
 thread, and every layer imports on its own (no import-order cycle)."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import gradkiln as gk
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(code: str) -> str:
@@ -45,3 +49,28 @@ def test_two_threads_reading_the_api_first_both_get_it():
 @pytest.mark.parametrize("module", ["gradkiln.passes", "gradkiln.viz", "gradkiln.lowering.executable"])
 def test_each_layer_imports_first(module):
     assert run(f"import {module}; print('ok')").strip() == "ok"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The gradkiln modules a source file imports (relative imports resolved against its package)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            module = f"{base}.{node.module}" if node.level and node.module else (node.module or base)
+            found.add(module if node.level or module.startswith("gradkiln") else "")
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("gradkiln"))
+    return found - {""}
+
+
+def test_the_ir_imports_no_layer_above_it():
+    """graph/ is the bottom layer: nothing in it may import symbolic, passes, lowering, onnx_io, viz or the API."""
+    outside = {
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in sorted((ROOT / "gradkiln" / "graph").rglob("*.py"))
+        for module in imported_modules(path)
+        if not module.startswith("gradkiln.graph")
+    }
+    assert not outside, sorted(outside)

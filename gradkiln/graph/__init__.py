@@ -20,7 +20,6 @@ from .errors import (
 from .ir import Graph, Node, SourceLocation, Value, current_graph
 from .opdef import OPS, OpDef, attrs_key, get_op, register_op
 from .tensor import Tensor
-from .trace import Traced, spec, trace
 from .types import Dim, TensorType, symbol
 from .verify import verify
 
@@ -42,7 +41,6 @@ __all__ = [
     "SourceLocation",
     "Tensor",
     "TensorType",
-    "Traced",
     "UnsupportedOpError",
     "Value",
     "VizError",
@@ -50,8 +48,6 @@ __all__ = [
     "current_graph",
     "get_op",
     "register_op",
-    "spec",
     "symbol",
-    "trace",
     "verify",
 ]

@@ -1,14 +1,16 @@
-"""Tracing: build a graph by calling a Python function on symbolic inputs."""
+"""Tracing: build a graph by calling a Python function on symbolic inputs.
+
+Above the IR (it lives beside the public API, not in graph/) because a `Traced` function runs its
+graph through `lowering.compile`; graph/ depends on no layer above it."""
 
 from __future__ import annotations
 
 import inspect
 from typing import Any, Callable, Sequence
 
-from .builder import input as graph_input
-from .ir import Graph
-from .tensor import Tensor
-from .types import TensorType
+from .graph import Graph, Tensor, TensorType
+from .graph.builder import input as graph_input
+from .lowering import compile as compile_graph
 
 
 def spec(shape: Sequence[Any], dtype: Any = "float32") -> TensorType:
@@ -26,8 +28,6 @@ class Traced:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the traced function with the numpy executor."""
-        from ..lowering import compile as compile_graph
-
         feeds = dict(zip(self.inputs, args)) | kwargs
         return compile_graph(self.graph, self.outputs, target="numpy")(**feeds)
 
