@@ -12,7 +12,10 @@ constants to every derivative.
 
 The node's `rule` attribute is any object with `tangent(primals, out, tangents) -> Tensor`
 (`out` is the node's output, differentiable like any value): `custom_jvp` adapts the user's
-JAX-style rule to it, and the implicit solvers (`implicit.py`) pass their own.
+JAX-style rule to it, and the implicit solvers (`implicit.py`) pass their own. A rule may also
+have `transpose(primals, out, cotangent) -> [cotangent or None per primal]`, which reverse mode
+then uses instead of transposing the tangent graph: `fixed_point`'s tangent is a loop, whose
+transpose (a loop of vector-Jacobian products) the generic transposition cannot derive.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ class _Batched:
 
     def tangent(self, primals: tuple[Tensor, ...], out: Tensor, tangents: tuple[Tensor, ...]) -> Tensor:
         batches = [*primals, out, *tangents]
-        examples = [gb.squeeze(b[:1], 0) for b in batches]
+        examples = _examples(batches)
         n = len(primals)
         unbatched = self.rule.tangent(tuple(examples[:n]), examples[n], tuple(examples[n + 1 :]))
         (batched,) = vmap(unbatched, examples, batches)
@@ -96,6 +99,24 @@ class _Batched:
 
     def __repr__(self) -> str:
         return f"vmap({self.rule!r})"
+
+
+class _BatchedTranspose(_Batched):
+    """A vmapped rule that has its own transpose: that transpose on one example, vmapped."""
+
+    def transpose(self, primals: tuple[Tensor, ...], out: Tensor, g: Tensor) -> list[Tensor | None]:
+        batches = [*primals, out, g]
+        examples = _examples(batches)
+        n = len(primals)
+        unbatched = list(self.rule.transpose(tuple(examples[:n]), examples[n], examples[n + 1]))
+        present = [i for i, c in enumerate(unbatched) if c is not None]
+        batched = iter(vmap([unbatched[i] for i in present], examples, batches))
+        return [next(batched) if c is not None else None for c in unbatched]
+
+
+def _examples(batches: list[Tensor]) -> list[Tensor]:
+    """The first example of each batch, which the unbatched rule is built over and vmap replaces."""
+    return [gb.squeeze(b[:1], 0) for b in batches]
 
 
 @register_jvp("custom_jvp")
@@ -111,8 +132,11 @@ def _custom_jvp_tangent(
 def _custom_jvp_transposed(
     inputs: tuple[Tensor, ...], out: Tensor, g: Tensor, rule: Any, num_args: int
 ) -> list[Tensor | None]:
-    """The transpose of the linear map tangents -> tangent_out at these primals."""
+    """The transpose of the linear map tangents -> tangent_out at these primals: the rule's own
+    `transpose` where it has one, else the vjp of its tangent graph."""
     primals = inputs[:num_args]
+    if hasattr(rule, "transpose"):
+        return [*rule.transpose(primals, out, g), None]
     placeholders = tuple(zeros_like(p) for p in primals)
     tangent = fit_tangent(rule.tangent(primals, out, placeholders), out, repr(rule))
     wrt = [i for i, p in enumerate(primals) if is_float(p.dtype)]
@@ -146,4 +170,5 @@ def _custom_jvp_batched(
     if not any(batched[:num_args]):
         return value
     stacked = [a if flag else gb.broadcast_to(a, (size, *a.shape)) for a, flag in zip(args, batched)]
-    return gb.emit("custom_jvp", *stacked, value, rule=_Batched(rule), num_args=num_args)
+    batched_rule = _BatchedTranspose(rule) if hasattr(rule, "transpose") else _Batched(rule)
+    return gb.emit("custom_jvp", *stacked, value, rule=batched_rule, num_args=num_args)

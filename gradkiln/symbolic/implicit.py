@@ -1,22 +1,26 @@
 """Implicit differentiation: solvers whose derivatives come from the implicit function theorem
-instead of from unrolling their iterations.
+instead of from differentiating their iterations.
 
-The IR is static (no loop op), so the forward solve is a fixed number of iterations unrolled
-in the graph over `stop_gradient` copies of the parameters: no derivative walks through them.
-The solution `x` is the output of one `custom_jvp` node whose rule is the linearized
-equation at `x`:
+Every solve is one loop node (`gk.while_loop`: a bounded `scan`), so a graph has the same
+nodes for 10 or 10,000 iterations. A loop stops early once a step changes no element by more
+than `tol` (the steps left keep the state), and runs `iterations` steps at most. The forward
+solve iterates over `stop_gradient` copies of the parameters: no derivative walks through it.
+The solution `x` is the output of one `custom_jvp` node whose rule is the linearized equation
+at `x`:
 
-- `fixed_point` (x = f(x, p)): the tangent solves t = df/dx t + df/dp dp, by
-  `adjoint_iterations` steps of that iteration (it converges where the forward iteration
-  does, df/dx being a contraction). Reverse mode transposes it into the adjoint iteration
-  u <- g + (df/dx)^T u, dp = (df/dp)^T u: JAX's `fixed_point` recipe, with the loop unrolled.
+- `fixed_point` (x = f(x, p)): the tangent t solves (I - df/dx) t = df/dp dp, by the loop
+  t <- df/dp dp + df/dx t of Jacobian-vector products (it converges where the forward iteration
+  does, df/dx being a contraction). Reverse mode has its own rule, the transpose: u solves
+  (I - df/dx)^T u = g by the loop u <- g + (df/dx)^T u of vector-Jacobian products at the
+  solution, then dp = (df/dp)^T u (JAX's `fixed_point` recipe). No Jacobian is materialized.
 - `root` (f(x, p) = 0, by Newton's method): t = -(df/dx)^-1 df/dp dp, for `f` elementwise in
   `x` (a diagonal df/dx, read as the jvp of f with a tangent of ones); scalar equations are the
-  one-element case.
+  one-element case. Reverse mode transposes that formula.
 
 The derivative rules read `f` at the solution only, so the gradient graph has the same size
-for 10 or 1000 forward iterations. The rules are ordinary nodes over the solution and the
-parameters (both differentiable), so second derivatives work too.
+whatever the iteration counts. The rules are ordinary nodes over the solution and the
+parameters (both differentiable), so second derivatives work too: they differentiate the
+rules' loops as written.
 """
 
 from __future__ import annotations
@@ -25,14 +29,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..graph import GradientError, Tensor, Value
+from ..graph import GradientError, Tensor
 from ..graph import builder as gb
+from ..graph.body import open_body
 from ..graph.builder import zeros_like
 from ..graph.dtypes import is_float
 from ..graph.types import same_type
 from .custom_jvp import with_jvp_rule
 from .forward import jvp
-from .walk import next_node_id, nodes_between
+from .reverse import vjp
 
 Residual = Callable[..., Tensor]
 
@@ -43,58 +48,83 @@ def fixed_point(
     params: Sequence[Tensor] = (),
     iterations: int = 50,
     adjoint_iterations: int | None = None,
+    tol: float = 0.0,
 ) -> Tensor:
-    """The fixed point x = f(x, *params), by `iterations` steps of x <- f(x, *params) from `x0`.
+    """The fixed point x = f(x, *params), by at most `iterations` steps of x <- f(x, *params)
+    from `x0`, stopping once a step changes no element by more than `tol` (the default 0.0 runs
+    until x = f(x) exactly, so in practice all `iterations`).
 
     Derivatives with respect to `params` (float Tensors; pass other values by closure) use the
-    implicit function theorem, solving the linear equation by `adjoint_iterations` (default:
-    `iterations`) steps at the solution; `x0` gets no gradient. `f` must map `x` to a Tensor of
-    its type and be a contraction near the solution, as the iteration itself needs.
+    implicit function theorem: each solves its linear equation at the solution by a loop of at
+    most `adjoint_iterations` (default: `iterations`) Jacobian-vector products (forward mode) or
+    vector-Jacobian products (reverse mode), with the same `tol` on each step's change. `x0` gets
+    no gradient. `f` must map `x` to a Tensor of its type and be a contraction near the
+    solution, as the iteration itself needs.
     """
     adjoint = iterations if adjoint_iterations is None else adjoint_iterations
     rule = _FixedPointRule(
-        f, _count(iterations, "fixed_point", "iterations"), _count(adjoint, "fixed_point", "adjoint_iterations")
+        f,
+        _count(iterations, "fixed_point", "iterations"),
+        _count(adjoint, "fixed_point", "adjoint_iterations"),
+        _tolerance(tol, "fixed_point"),
     )
     return _solve(rule, x0, params)
 
 
-def root(f: Residual, x0: Tensor, params: Sequence[Tensor] = (), iterations: int = 20) -> Tensor:
-    """The root of f(x, *params) = 0 nearest `x0`, by `iterations` Newton steps
-    x <- x - f(x) / f'(x).
+def root(f: Residual, x0: Tensor, params: Sequence[Tensor] = (), iterations: int = 20, tol: float = 0.0) -> Tensor:
+    """The root of f(x, *params) = 0 nearest `x0`, by at most `iterations` Newton steps
+    x <- x - f(x) / f'(x), stopping once a step changes no element by more than `tol`.
 
     `f` must act elementwise on `x` (each output element depends on the same element of `x`
     only; a scalar equation is the one-element case), since f'(x) is read as a diagonal.
     Derivatives with respect to `params` use the implicit function theorem at the root:
     dx = -(df/dp dp) / f'(x). There is no line search: start close enough for Newton's method.
     """
-    return _solve(_NewtonRule(f, _count(iterations, "root", "iterations")), x0, params)
+    return _solve(_NewtonRule(f, _count(iterations, "root", "iterations"), _tolerance(tol, "root")), x0, params)
 
 
 class _FixedPointRule:
-    def __init__(self, f: Residual, iterations: int, adjoint_iterations: int) -> None:
-        self.f, self.iterations, self.adjoint_iterations = f, iterations, adjoint_iterations
+    def __init__(self, f: Residual, iterations: int, adjoint_iterations: int, tol: float) -> None:
+        self.f, self.iterations, self.adjoint_iterations, self.tol = f, iterations, adjoint_iterations, tol
 
     def step(self, x: Tensor, params: Sequence[Tensor]) -> Tensor:
         return self.f(x, *params)
 
     def tangent(self, params: tuple[Tensor, ...], x: Tensor, tangents: tuple[Tensor, ...]) -> Tensor:
-        """t = df/dx t + df/dp dp, iterated from t = df/dp dp."""
+        """t = df/dx t + df/dp dp, iterated from t = 0: one loop of jvps at the solution."""
         y, copies = _at_solution(self.f, x, params)
         (from_params,) = jvp(y, copies, tangents)
-        along_x = _Recorded(lambda t: jvp(y, [x], [t])[0], x)
-        t = from_params
-        for _ in range(self.adjoint_iterations - 1):
-            t = from_params + along_x(t)
-        along_x.discard()
-        return t
+
+        def step(t: Tensor) -> Tensor:
+            inside, y = self._inside(x, params)
+            return from_params + jvp(y, [inside], [t])[0]
+
+        return _iterate(step, zeros_like(from_params), self.adjoint_iterations, self.tol)
+
+    def transpose(self, params: tuple[Tensor, ...], x: Tensor, g: Tensor) -> list[Tensor]:
+        """The reverse-mode rule: dp = (df/dp)^T u, with u = g + (df/dx)^T u iterated from
+        u = 0 (one loop of vjps at the solution): the transpose of `tangent`."""
+
+        def step(u: Tensor) -> Tensor:
+            inside, y = self._inside(x, params)
+            return g + vjp(y, [inside], u)[0]
+
+        u = _iterate(step, zeros_like(g), self.adjoint_iterations, self.tol)
+        y, copies = _at_solution(self.f, x, params)
+        return vjp(y, copies, u, allow_unused=True)
+
+    def _inside(self, x: Tensor, params: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        """In a loop body being traced: the solution as the body's own input, and f there."""
+        inside = open_body().capture(x)
+        return inside, self.f(inside, *params)
 
     def __repr__(self) -> str:
         return f"fixed_point({_name(self.f)})"
 
 
 class _NewtonRule:
-    def __init__(self, f: Residual, iterations: int) -> None:
-        self.f, self.iterations = f, iterations
+    def __init__(self, f: Residual, iterations: int, tol: float) -> None:
+        self.f, self.iterations, self.tol = f, iterations, tol
 
     def step(self, x: Tensor, params: Sequence[Tensor]) -> Tensor:
         y = self.f(x, *params)
@@ -115,46 +145,27 @@ def _solve(rule: _FixedPointRule | _NewtonRule, x0: Tensor, params: Sequence[Ten
     _check_operands(rule, x0, params)
 
     def iterate(*stopped: Tensor) -> Tensor:
-        x = gb.stop_gradient(x0)
-        step = _Recorded(lambda x: _checked(rule, x0, rule.step(x, stopped)), x)
-        for _ in range(rule.iterations):
-            x = step(x)
-        step.discard()
-        return x
+        def step(x: Tensor) -> Tensor:
+            return _checked(rule, x0, rule.step(x, stopped))
+
+        return _iterate(step, gb.stop_gradient(x0), rule.iterations, rule.tol)
 
     return with_jvp_rule(rule, iterate, params)
 
 
-class _Recorded:
-    """A map x -> step(x), built once over a placeholder of x's type and replayed (its nodes
-    between the placeholder and the result re-emitted) per application: n applications cost n
-    copies of the step, where n transformations would each walk all the earlier copies."""
+def _iterate(step: Callable[[Tensor], Tensor], start: Tensor, trips: int, tol: float) -> Tensor:
+    """x <- step(x) from `start`, at most `trips` times, until a step changes no element by more
+    than `tol`: one `while_loop` node whatever `trips`. The state carries that change, so each
+    trip evaluates `step` once."""
 
-    def __init__(self, step: Callable[[Tensor], Tensor], like: Tensor) -> None:
-        self.graph = like.graph
-        self.first = next_node_id(self.graph)
-        self.placeholder = zeros_like(like)
-        self.result = step(self.placeholder)
-        self.end = next_node_id(self.graph)
-        self.nodes = nodes_between(self.graph, [self.placeholder], [self.result])
-        self.replayed_result = self.result.value.node in set(self.nodes)
+    def body(state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        x, _ = state
+        new = step(x)
+        return new, gb.max(gb.abs(new - x))
 
-    def __call__(self, x: Tensor) -> Tensor:
-        env: dict[Value, Value] = {self.placeholder.value: x.value}
-        for node_id in self.nodes:
-            node = self.graph.node(node_id)
-            if node.outputs[0] not in env:
-                copy = self.graph.add_node(node.op, [env.get(v, v) for v in node.inputs], node.attrs)
-                env.update(zip(node.outputs, copy.outputs))
-        return Tensor(self.graph, env.get(self.result.value, self.result.value))
-
-    def discard(self) -> None:
-        """Remove the recorded nodes that nothing reads (the replays may share some; a result
-        that does not depend on x is what the replays return)."""
-        kept = set() if self.replayed_result else {self.result.value.node}
-        for node_id in range(self.end - 1, self.first - 1, -1):
-            if node_id in self.graph.nx and node_id not in kept and not self.graph.nx.out_degree(node_id):
-                self.graph.remove_node(node_id)
+    never = gb.constant(np.array(np.inf, start.dtype), graph=start.graph)
+    x, _ = gb.while_loop(lambda state: state[1] > tol, body, (start, never), max_trips=trips)
+    return x
 
 
 def _at_solution(f: Residual, x: Tensor, params: tuple[Tensor, ...]) -> tuple[Tensor, list[Tensor]]:
@@ -191,6 +202,14 @@ def _count(n: int, solver: str, what: str) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise GradientError(f"{solver}: {what} must be a positive int, got {n!r}")
     return n
+
+
+def _tolerance(tol: float, solver: str) -> float:
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise GradientError(
+            f"{solver}: tol must be a float >= 0 (the largest change a converged step makes), got {tol!r}"
+        )
+    return float(tol)
 
 
 def _name(f: Callable) -> str:

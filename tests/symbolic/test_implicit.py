@@ -44,14 +44,17 @@ def test_fixed_point_gradient_is_the_implicit_function_theorem_gradient():
     np.testing.assert_allclose(got_db, numeric["b"], rtol=1e-7)
 
 
-def test_fixed_point_backward_graph_does_not_grow_with_the_forward_iterations():
-    sizes = {}
-    for iterations in (10, 200):
-        g, *_ = _fixed_point_graph(iterations)
-        roles = [node.role for node in g.nodes()]
-        sizes[iterations] = (roles.count("grad"), len(roles))
-    assert sizes[10][0] == sizes[200][0], sizes
-    assert sizes[200][1] == sizes[10][1] + 190 * 3, "three forward nodes per unrolled iteration"
+def _loop_sizes(g):
+    """The graph's node count and, per loop node, its body's node count and trip count."""
+    loops = [n for n in g.nodes() if n.op == "scan"]
+    return len(list(g.nodes())), sorted((len(n.attrs["body"].nodes()), n.attrs["length"]) for n in loops)
+
+
+def test_fixed_point_graph_is_loops_whose_size_does_not_depend_on_the_iterations():
+    (n10, loops10), (n200, loops200) = (_loop_sizes(_fixed_point_graph(k)[0]) for k in (10, 200))
+    assert n10 == n200, "the same nodes for 10 and 200 forward iterations"
+    assert [size for size, _ in loops10] == [size for size, _ in loops200]
+    assert sorted(trips for _, trips in loops200) == [40, 200], "the adjoint loop and the forward loop"
 
 
 def test_fixed_point_forward_mode_and_second_derivatives():
