@@ -18,7 +18,8 @@ frozen with `batch_norm="eval"`. Dropout with a non-zero ratio multiplies by a k
 reproducible and any runtime can draw the masks; `dropout="off"` makes it the identity.
 Hyperparameters are params with defaults (graph inputs with initializers in ONNX), so a
 learning-rate schedule needs no re-export. The optimizers follow `torch.optim`: SGD with
-momentum and L2 weight decay, Adam with L2 weight decay.
+momentum and L2 weight decay, Adam with L2 weight decay; their formulas are those of
+`symbolic/optimizers.py`, which the sparse updates of embedding tables share.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..graph import GradientError, Graph, ONNXError, Tensor
 from ..graph import builder as gb
 from ..graph.dtypes import is_float
 from ..lowering.executable import Executable
+from ..symbolic.optimizers import adam_moments, bias_corrections, sgd_momentum
 from . import importer
 from .import_rules import IMPORTERS
 from .importer import ImportContext, OnnxNode, Operand
@@ -289,9 +291,9 @@ def _sgd(graph: Graph, params: list[str], grads: list[Tensor], h: dict[str, Tens
     for name, g in zip(params, grads):
         p = _tensor_named(graph, name)
         buffer = gb.param(f"sgd.momentum.{name}", np.zeros_like(graph.by_name(name).attrs["value"]))
-        new_buffer = h["momentum"] * buffer + (g + h["weight_decay"] * p)
-        updates[name] = p - h["lr"] * new_buffer
-        updates[f"sgd.momentum.{name}"] = new_buffer
+        updates[name], updates[f"sgd.momentum.{name}"] = sgd_momentum(
+            p, g, buffer, h["lr"], h["momentum"], h["weight_decay"]
+        )
     return updates
 
 
@@ -299,15 +301,14 @@ def _adam(graph: Graph, params: list[str], grads: list[Tensor], h: dict[str, Ten
     """torch.optim.Adam (L2 weight decay, no amsgrad), with the step count as state."""
     step = gb.param("adam.step", np.float32(0))
     t = step + 1.0
-    correction1, correction2 = 1.0 - gb.pow(h["beta1"], t), 1.0 - gb.pow(h["beta2"], t)
+    correction1, correction2 = bias_corrections(t, h["beta1"], h["beta2"])
     updates: dict[str, Tensor] = {}
     for name, g in zip(params, grads):
         p = _tensor_named(graph, name)
         zeros = np.zeros_like(graph.by_name(name).attrs["value"])
         m, v = gb.param(f"adam.m.{name}", zeros), gb.param(f"adam.v.{name}", zeros)
         g = g + h["weight_decay"] * p
-        new_m = h["beta1"] * m + (1.0 - h["beta1"]) * g
-        new_v = h["beta2"] * v + (1.0 - h["beta2"]) * g * g
+        new_m, new_v = adam_moments(m, v, g, h["beta1"], h["beta2"])
         denom = gb.sqrt(new_v / correction2) + h["eps"]
         updates[name] = p - (h["lr"] / correction1) * new_m / denom
         updates[f"adam.m.{name}"], updates[f"adam.v.{name}"] = new_m, new_v
