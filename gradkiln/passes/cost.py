@@ -211,6 +211,7 @@ COST_RULES: dict[str, CostRule] = {
     **{op: _elementwise(0) for op in ("gather_elements", "flip")},
     "scatter_elements_add": lambda ins, out, attrs: math.prod(ins[2]),
     "dropout": _elementwise(DROPOUT_FLOPS),
+    "random_bits": _elementwise(8 * DROPOUT_ROUNDS),  # dropout's rounds; keys are per seed, not per element
     "resize": lambda ins, out, attrs: _gathers(ins[0], tables(tuple(ins[0]), attrs)),
     "resize_grad": _resize_grad,
     "fused": _fused,

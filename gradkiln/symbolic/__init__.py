@@ -20,6 +20,7 @@ from . import (
     fused_rules,  # the fused elementwise op's rules, derived with sympy
     linalg_rules,  # registers the linear algebra ops' vjp, jvp and batching rules
     nn_rules,  # registers the nn ops' vjp, jvp and batching rules
+    random_rules,  # random_bits: batching (non-differentiable)
     resize_rules,  # resize and its transpose resize_grad
     select_rules,  # the selection ops' and dropout's rules
 )

@@ -11,6 +11,7 @@ from ..graph import builder as gb
 from .bitwise_samples import bitwise_samples
 from .control_samples import control_samples
 from .families import custom_jvp_samples, fused_samples, linalg_samples, math_samples, nn_samples, select_samples
+from .random_samples import random_samples
 from .resize_samples import resize_samples
 from .sample import OpSample, away_from_zero, rand
 
@@ -90,6 +91,7 @@ def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
         + linalg_samples(dtype, rng)
         + select_samples(dtype, rng)
         + resize_samples(dtype, rng)
+        + random_samples(dtype, rng)
         + fused_samples(dtype, rng)
         + control_samples(dtype, rng)
         + bitwise_samples(dtype, rng)

@@ -13,6 +13,7 @@ from . import (
     linalg,
     nn,
     nn_ops,
+    random,
     reduce,
     resize,
     select,
