@@ -77,6 +77,12 @@ def _shapes() -> list[tuple[str, tuple[int, ...]]]:
     return list(zip(WEIGHTS, shapes))
 
 
+def residual(weights: dict[str, np.ndarray], x: np.ndarray, z: np.ndarray) -> float:
+    """max |z - f(z)| in numpy: how far z is from the layer's fixed point."""
+    w = RADIUS * weights["v"] / np.linalg.norm(weights["v"])
+    return float(np.max(np.abs(z - np.tanh(z @ w + x @ weights["u"] + weights["b"]))))
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 
@@ -122,9 +128,9 @@ def main() -> None:
 
     def report(label: str) -> tuple[float, float]:
         loss, logits, z = evaluate(**weights, **test_data)
-        residual = np.max(np.abs(z - np.tanh(z @ _w(weights) + x_test @ weights["u"] + weights["b"])))
         correct = accuracy(logits, y_test)
-        print(f"{label}: test loss {loss:.4f}, test accuracy {correct:.3f}, max |z* - f(z*)| {residual:.1e}")
+        distance = residual(weights, x_test, z)
+        print(f"{label}: test loss {loss:.4f}, test accuracy {correct:.3f}, max |z* - f(z*)| {distance:.1e}")
         return float(loss), correct
 
     loss_before, accuracy_before = report("before training")
@@ -133,10 +139,6 @@ def main() -> None:
     print(f"{args.epochs} epochs in {time.perf_counter() - start:.1f} s")
     loss_after, accuracy_after = report("after training ")
     assert loss_after < 0.2 * loss_before and accuracy_after > 0.9 > accuracy_before, (loss_after, accuracy_after)
-
-
-def _w(weights: dict[str, np.ndarray]) -> np.ndarray:
-    return RADIUS * weights["v"] / np.linalg.norm(weights["v"])
 
 
 if __name__ == "__main__":
