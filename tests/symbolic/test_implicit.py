@@ -134,3 +134,87 @@ def test_fixed_point_gradient_graph_exports_to_onnx_with_the_same_numbers():
     got = ort.InferenceSession(model.SerializeToString()).run(None, {"a": A0, "b": B0})
     for ours, theirs in zip(want, got):
         np.testing.assert_allclose(theirs, ours, rtol=1e-12)
+
+
+def _numpy_fixed_point(a, b, iterations, tol):
+    """The oracle of the stopping rule: x <- a tanh(x) + b from 0 until a step changes no
+    element by more than tol, at most `iterations` steps."""
+    x = np.zeros_like(b)
+    for _ in range(iterations):
+        x, previous = a * np.tanh(x) + b, x
+        if np.max(np.abs(x - previous)) <= tol:
+            break
+    return x
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-9])
+def test_fixed_point_stops_once_a_step_changes_no_element_by_more_than_tol(tol):
+    with gk.Graph() as g:
+        a, b = gk.input("a", (3,), "float64"), gk.input("b", (3,), "float64")
+        x = fixed_point(_tanh_map, gk.constant(np.zeros(3)), [a, b], iterations=500, tol=tol)
+        da, db = grad(gk.sum(x), [a, b])
+    got_x, got_da, got_db = gk.compile(g, [x, da, db])(a=A0, b=B0)
+    np.testing.assert_array_equal(got_x, _numpy_fixed_point(A0, B0, 500, tol))
+    assert 0 < np.max(np.abs(got_x - (A0 * np.tanh(got_x) + B0))) <= tol, "stopped early, within tol"
+    want_da, want_db = _implicit_tanh_derivatives(got_x)
+    np.testing.assert_allclose(got_da, want_da, rtol=10 * tol)
+    np.testing.assert_allclose(got_db, want_db, rtol=10 * tol)
+
+
+def test_fixed_point_under_vmap_stops_each_example_on_its_own():
+    a_rows = np.stack([A0, A0 / 10, -A0])  # A0 / 10 converges in far fewer steps
+    with gk.Graph() as g:
+        a, b = gk.input("a", (3,), "float64"), gk.input("b", (3,), "float64")
+        x = fixed_point(_tanh_map, gk.constant(np.zeros(3)), [a, b], iterations=500, tol=1e-6)
+        (xs,) = vmap(x, a, gk.input("a_rows", (3, 3), "float64"))
+    got = gk.compile(g, xs)(a_rows=a_rows, b=B0)
+    for row, got_x in zip(a_rows, got):
+        np.testing.assert_array_equal(got_x, _numpy_fixed_point(row, B0, 500, 1e-6))
+
+
+def test_jacobian_and_fixed_point_inside_a_scan_match_finite_differences():
+    """A scan whose step solves a fixed point: its gradient and jacobian (a vmapped vjp, so the
+    adjoint loop batched) against central differences of the whole graph."""
+    bs0 = np.random.default_rng(0).normal(size=(4, 3))
+    with gk.Graph() as g:
+        a, bs = gk.input("a", (3,), "float64"), gk.input("bs", (4, 3), "float64")
+
+        def step(carry, b):
+            x = fixed_point(_tanh_map, gk.zeros((3,), "float64"), [a, b + carry], iterations=80)
+            return carry + 0.1 * x, x
+
+        final, xs = gk.scan(step, gk.zeros((3,), "float64"), bs)
+        loss = gk.sum(final * final) + gk.sum(xs)
+        da, dbs = grad(loss, [a, bs])
+        jac = gk.jacobian(final, a)
+    got_da, got_dbs, got_jac = gk.compile(g, [da, dbs, jac])(a=A0, bs=bs0)
+    feeds = {"a": A0, "bs": bs0}
+    numeric = numeric_grads(gk.compile(g, loss), feeds, ["a", "bs"], np.ones(()))
+    np.testing.assert_allclose(got_da, numeric["a"], rtol=1e-7)
+    np.testing.assert_allclose(got_dbs, numeric["bs"], rtol=1e-7)
+    final_of = gk.compile(g, final)
+    for i in range(3):
+        np.testing.assert_allclose(got_jac[i], numeric_grads(final_of, feeds, ["a"], np.eye(3)[i])["a"], atol=1e-9)
+
+
+def test_root_with_a_tolerance_stops_as_newton_does():
+    p0 = np.array([2.0, 8.0, 27.0])
+    with gk.Graph() as g:
+        p = gk.input("p", (3,), "float64")
+        x = root(lambda x, p: x**3 - p, gk.constant(np.ones(3)), [p], iterations=100, tol=1e-4)
+    want = np.ones(3)
+    for _ in range(100):
+        want, previous = want - (want**3 - p0) / (3 * want**2), want
+        if np.max(np.abs(want - previous)) <= 1e-4:
+            break
+    np.testing.assert_array_equal(gk.compile(g, x)(p=p0), want)
+
+
+@pytest.mark.parametrize("tol", [-1e-6, float("nan"), "1e-6", True])
+def test_a_tolerance_that_is_not_a_float_at_least_zero_is_refused(tol):
+    with gk.Graph():
+        a = gk.input("a", (3,), "float64")
+        with pytest.raises(gk.GradientError, match=r"fixed_point: tol must be a float >= 0"):
+            fixed_point(_tanh_map, gk.constant(np.zeros(3)), [a, a], tol=tol)
+        with pytest.raises(gk.GradientError, match=r"root: tol must be a float >= 0"):
+            root(lambda x, a: x - a, gk.constant(np.zeros(3)), [a], tol=tol)
