@@ -78,7 +78,7 @@ def test_the_solution_is_the_certified_kkt_point_for_each_batch_element():
     for row, p in zip(got, data["p"]):
         want, active = kkt_point(data, p)
         assert active.any(), "the test wants active inequalities"
-        np.testing.assert_allclose(row, want, atol=1e-10)
+        np.testing.assert_allclose(row, want, atol=1e-12)
 
 
 def test_gradients_of_every_input_match_central_differences_of_the_solution():
@@ -188,6 +188,23 @@ def test_second_derivatives_match_central_differences_of_the_gradient():
     numeric = numeric_grads(gk.compile(g, dp), data, ["Q", "G", "h"], WEIGHTS)
     for name, value in zip(["Q", "G", "h"], got):
         np.testing.assert_allclose(value, numeric[name], atol=1e-6, err_msg=name)
+
+
+def test_a_constraint_given_twice_stays_finite_and_splits_its_gradient():
+    """Dependent active constraints (z0 <= 1 twice, 2 z0 <= 2) make the KKT matrix singular at
+    the limit; the iteration stops before it, and the bound's derivative is shared among them."""
+    weights = np.array([1.0, 2.0, 3.0])
+    with gk.Graph() as g:
+        c = gk.input("c", (), "float64")
+        p = gk.input("p", (3,), "float64")
+        h = gk.stack([c, c, gk.constant(5.0, "float64"), 2 * c])
+        rows = np.array([[1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [2.0, 0, 0]])
+        z = gk.qp(np.eye(3), p, rows, h, iterations=200)
+        dc, dp = grad(gk.sum(z * weights), [c, p])
+    got_z, got_dc, got_dp = gk.compile(g, [z, dc, dp])(c=1.0, p=np.array([-3.0, 1.0, 0.5]))
+    np.testing.assert_allclose(got_z, [1.0, -1.0, -0.5], atol=1e-14)  # z0 = min(3, 1); the rest -p
+    np.testing.assert_allclose(got_dc, 1.0, rtol=1e-12)  # z0 = c
+    np.testing.assert_allclose(got_dp, [0.0, -2.0, -3.0], atol=1e-12)
 
 
 def test_float32_solves_to_float32_accuracy():
