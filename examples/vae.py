@@ -8,7 +8,7 @@ without recompiling, and the gradient flows through z to the encoder. The decode
 logits of 64 Bernoulli pixels. The loss is the negative ELBO per example,
 BCE(logits, x) summed over pixels + KL(q(z | x) || N(0, I)), and Adam (in numpy) applies its gradients.
 
-    python examples/vae.py [--target llvm] [--epochs 30]
+    python examples/vae.py [--target llvm] [--epochs 20]
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def adam(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="numpy", help="numpy or llvm")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=20)
     args = parser.parse_args()
 
     x_train, _, x_test, _ = load_digits()
