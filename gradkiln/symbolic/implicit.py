@@ -96,8 +96,8 @@ class _FixedPointRule:
         (from_params,) = jvp(y, copies, tangents)
 
         def step(t: Tensor) -> Tensor:
-            inside, y = self._inside(x, params)
-            return from_params + jvp(y, [inside], [t])[0]
+            inside, at_inside = self._inside(x, params)
+            return from_params + jvp(at_inside, [inside], [t])[0]
 
         return _iterate(step, zeros_like(from_params), self.adjoint_iterations, self.tol)
 
@@ -106,15 +106,16 @@ class _FixedPointRule:
         u = 0 (one loop of vjps at the solution): the transpose of `tangent`."""
 
         def step(u: Tensor) -> Tensor:
-            inside, y = self._inside(x, params)
-            return g + vjp(y, [inside], u)[0]
+            inside, at_inside = self._inside(x, params)
+            return g + vjp(at_inside, [inside], u)[0]
 
         u = _iterate(step, zeros_like(g), self.adjoint_iterations, self.tol)
         y, copies = _at_solution(self.f, x, params)
         return vjp(y, copies, u, allow_unused=True)
 
     def _inside(self, x: Tensor, params: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        """In a loop body being traced: the solution as the body's own input, and f there."""
+        """In a loop body being traced: the solution as the body's own input, and f there (each
+        trip evaluates f at the solution again, the point its jvp or vjp linearizes at)."""
         inside = open_body().capture(x)
         return inside, self.f(inside, *params)
 
