@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .errors import UnsupportedOpError
+from .registry import Registry
 from .types import TensorType
 
 InferFn = Callable[..., Sequence[TensorType]]
@@ -33,15 +34,12 @@ class OpDef:
     doc: str = ""
 
 
-OPS: dict[str, OpDef] = {}
+OPS: Registry[OpDef] = Registry("op definition")
 
 
 def register_op(op: OpDef) -> OpDef:
     """Add an op to the table (also how users add custom ops)."""
-    if op.name in OPS:
-        raise ValueError(f"op {op.name!r} is already registered")
-    OPS[op.name] = op
-    return op
+    return OPS.register(op.name)(op)
 
 
 def get_op(name: str) -> OpDef:

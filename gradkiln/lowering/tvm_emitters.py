@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import operator
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from tvm import relax, sym, te, tirx
@@ -19,6 +19,7 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
 from ..graph.dtypes import is_float
+from ..graph.registry import Registry
 from ..graph.types import dims_equal
 from .tvm_dims import DimConverter
 
@@ -34,19 +35,13 @@ class EmitContext:
 
 
 Emitter = Callable[[EmitContext, Node, list[relax.Expr]], relax.Expr]
-EMITTERS: dict[str, Emitter] = {}
+EMITTERS: Registry[Emitter] = Registry("TVM emitter")
 
 
-def register_emitter(op_name: str) -> Callable[[Emitter], Emitter]:
-    """Decorator registering the Relax emitter of `op_name` (also how custom ops get a TVM lowering)."""
-
-    def register(emitter: Emitter) -> Emitter:
-        if op_name in EMITTERS:
-            raise ValueError(f"op {op_name!r} already has a TVM emitter")
-        EMITTERS[op_name] = emitter
-        return emitter
-
-    return register
+def register_emitter(op_name: str, **how: Any) -> Callable[[Emitter], Emitter]:
+    """Decorator registering the Relax emitter of `op_name` (also how custom ops get a TVM lowering);
+    `how` is `Registry.register`'s `when=`/`override=`."""
+    return EMITTERS.register(op_name, **how)
 
 
 def _call(fn: Callable[..., relax.Expr]) -> Emitter:
@@ -458,6 +453,7 @@ from . import (  # noqa: E402,F401  (each family's emitters, into EMITTERS)
     tvm_emitters_linalg,  # the linear algebra ops
     tvm_emitters_nn,  # the nn ops
     tvm_emitters_numerics,  # mod, floordiv, log1p, expm1, elu with numpy's results near special values
+    tvm_emitters_random,  # random_bits: the same integer hash as the numpy reference
     tvm_emitters_resize,  # resize and resize_grad: gathers by constant tables
     tvm_emitters_select,  # the selection ops and dropout
 )

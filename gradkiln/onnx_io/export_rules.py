@@ -3,27 +3,24 @@ that read the ONNX names `inputs` and define the names `outputs`."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from ..graph import Node
+from ..graph.registry import Registry
 from ..graph.types import shape_size
 from .dtypes import TO_ONNX
 from .exporter import ExportContext
 
 ExportRule = Callable[[ExportContext, Node, list[str], list[str]], None]
-EXPORTERS: dict[str, ExportRule] = {}
+EXPORTERS: Registry[ExportRule] = Registry("ONNX export rule")
 
 
-def register_exporter(op: str) -> Callable[[ExportRule], ExportRule]:
-    """Register the ONNX export rule of gradkiln op `op` (also for users' custom ops)."""
-
-    def register(rule: ExportRule) -> ExportRule:
-        EXPORTERS[op] = rule
-        return rule
-
-    return register
+def register_exporter(op: str, **how: Any) -> Callable[[ExportRule], ExportRule]:
+    """Register the ONNX export rule of gradkiln op `op` (also for users' custom ops); `how` is
+    `Registry.register`'s `when=`/`override=`."""
+    return EXPORTERS.register(op, **how)
 
 
 # gradkiln op -> ONNX op with the same inputs, outputs and semantics.
@@ -232,6 +229,7 @@ from . import (  # noqa: E402  (the math family's composed rules and the nn ops'
     export_linalg,  # noqa: F401
     export_math,  # noqa: F401
     export_nn,  # noqa: F401
+    export_random,  # noqa: F401
     export_resize,  # noqa: F401
     export_select,  # noqa: F401
 )

@@ -82,18 +82,6 @@ def _compress(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     return gather(ctx, x, picked, n.attrs["axis"])
 
 
-@register_importer("GatherElements")
-def _gather_elements(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
-    """Each output element picked from the flattened data at its flat index (known indices)."""
-    x, indices = ctx.tensor(args[0]), np.asarray(ctx.known(args[1], "indices")).astype(np.int64)
-    axis = normalize_axis(n.attrs.get("axis", 0), x.ndim)
-    shape = tuple(int(d) for d in x.shape)
-    check_indices(indices, shape[axis], f"axis {axis}")
-    grid = list(np.indices(indices.shape))
-    grid[axis] = indices % shape[axis]
-    return gather(ctx, gb.reshape(x, (-1,)), np.ravel_multi_index(grid, shape), 0)
-
-
 def _cumulative(combine: Callable[[Tensor, Tensor], Tensor], empty: float) -> ImportRule:
     """A cumulative op (CumProd): running results combined one slice at a time, in numpy's order."""
 

@@ -17,7 +17,7 @@ from ..graph import Tensor
 from ..graph import builder as gb
 from ..graph.dtypes import is_float
 from ..graph.types import dims_equal
-from .import_rules import IMPORTERS, reduction
+from .import_rules import reduction
 from .importer import ImportContext, ImportRule, Known, OnnxNode, Operand, register_importer
 from .shape_rules import foldable
 
@@ -69,17 +69,6 @@ def _unary(fn: Callable[[Tensor, dict], Tensor]) -> ImportRule:
         return fn(ctx.tensor(args[0]), n.attrs)
 
     return rule
-
-
-def _with_fallback(op_type: str, use_previous: Callable[[OnnxNode, list[Operand]], bool], native: ImportRule) -> None:
-    """Register `native` for `op_type`, deferring to the rule registered before it where
-    `use_previous(node, args)` holds."""
-    previous = IMPORTERS[op_type]
-
-    def rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
-        return (previous if use_previous(n, args) else native)(ctx, n, args)
-
-    register_importer(op_type)(rule)
 
 
 def _mod(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
@@ -212,15 +201,16 @@ for _op_type, _fn in UNARY.items():
 register_importer("ReduceMax")(reduction(_over_empty(gb.max, lowest=True)))
 register_importer("ReduceMin")(reduction(_over_empty(gb.min, lowest=False)))
 register_importer("ReduceLogSumExp")(reduction(_over_empty(gb.logsumexp, lowest=True)))
-_with_fallback("ReduceProd", lambda n, args: isinstance(args[0], Known), reduction(gb.prod))
-_with_fallback("Mod", lambda n, args: foldable(args), _mod)
-_with_fallback(
-    "Where", lambda n, args: _exported_float_mod(args) is None, lambda c, n, a: gb.mod(*_exported_float_mod(a))
+# Native rules in front of the compositions of import_rules' modules, each where it applies:
+register_importer("ReduceProd", when=lambda c, n, args: not isinstance(args[0], Known))(reduction(gb.prod))
+register_importer("Mod", when=lambda c, n, args: not foldable(args))(_mod)
+register_importer("Where", when=lambda c, n, args: _exported_float_mod(args) is not None)(
+    lambda c, n, args: gb.mod(*_exported_float_mod(args))
 )
-_with_fallback("Pow", lambda n, args: foldable(args) or is_float(args[0].dtype), _int_pow)
-_with_fallback("ReduceMax", lambda n, args: args[0].dtype != "bool", reduction(_any))
-_with_fallback("ReduceMin", lambda n, args: args[0].dtype != "bool", reduction(_all))
-_with_fallback("Div", lambda n, args: foldable(args) or is_float(args[0].dtype), _int_div)
-_with_fallback("Clip", lambda n, args: not all(a is None or _is_number(a) for a in args[1:]), _clip)
-_with_fallback("ArgMax", lambda n, args: bool(n.attrs.get("select_last_index", 0)), _arg(gb.argmax))
-_with_fallback("ArgMin", lambda n, args: bool(n.attrs.get("select_last_index", 0)), _arg(gb.argmin))
+register_importer("Pow", when=lambda c, n, args: not (foldable(args) or is_float(args[0].dtype)))(_int_pow)
+register_importer("ReduceMax", when=lambda c, n, args: args[0].dtype == "bool")(reduction(_any))
+register_importer("ReduceMin", when=lambda c, n, args: args[0].dtype == "bool")(reduction(_all))
+register_importer("Div", when=lambda c, n, args: not (foldable(args) or is_float(args[0].dtype)))(_int_div)
+register_importer("Clip", when=lambda c, n, args: all(a is None or _is_number(a) for a in args[1:]))(_clip)
+register_importer("ArgMax", when=lambda c, n, args: not n.attrs.get("select_last_index", 0))(_arg(gb.argmax))
+register_importer("ArgMin", when=lambda c, n, args: not n.attrs.get("select_last_index", 0))(_arg(gb.argmin))

@@ -14,18 +14,7 @@ import numpy as np
 
 from ..graph import ONNXError, Tensor
 from ..graph import builder as gb
-from .import_rules import IMPORTERS
-from .importer import ImportContext, ImportRule, OnnxNode, Operand, register_importer
-
-
-def _with_fallback(op_type: str, native_fits, native: ImportRule) -> None:
-    """Register `native` for `op_type` where `native_fits(node, args)`, else the previous rule."""
-    previous = IMPORTERS[op_type]
-
-    def rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
-        return (native if native_fits(n, args) else previous)(ctx, n, args)
-
-    register_importer(op_type)(rule)
+from .importer import ImportContext, OnnxNode, Operand, register_importer
 
 
 def _padding(n: OnnxNode) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -113,8 +102,10 @@ def _scatter_nd(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand
     return gb.reshape(gb.scatter_add(flat, flat_index, updates, 0), x.shape)
 
 
-_with_fallback("Conv", _plain_2d, _conv)
-_with_fallback("ConvTranspose", lambda n, args: _plain_2d(n, args) and "output_shape" not in n.attrs, _conv_transpose)
-_with_fallback("MaxPool", _pool_fits, _max_pool)
-_with_fallback("AveragePool", _pool_fits, _average_pool)
-_with_fallback("Gather", lambda n, args: isinstance(args[1], Tensor), _gather)
+register_importer("Conv", when=lambda c, n, args: _plain_2d(n, args))(_conv)
+register_importer("ConvTranspose", when=lambda c, n, args: _plain_2d(n, args) and "output_shape" not in n.attrs)(
+    _conv_transpose
+)
+register_importer("MaxPool", when=lambda c, n, args: _pool_fits(n, args))(_max_pool)
+register_importer("AveragePool", when=lambda c, n, args: _pool_fits(n, args))(_average_pool)
+register_importer("Gather", when=lambda c, n, args: isinstance(args[1], Tensor))(_gather)

@@ -26,7 +26,16 @@ from . import (  # noqa: F401  (each module registers its family of rules into I
 )
 from .dtypes import NARROW, from_onnx
 from .importer import IMPORTERS, ImportContext, ImportRule, OnnxNode, Operand, register_importer
-from .shape_rules import KNOWN_ELEMENTWISE, KNOWN_NUMERIC, eval_elementwise, foldable, folding, reduction, tidy
+from .shape_rules import (
+    KNOWN_ELEMENTWISE,
+    KNOWN_NUMERIC,
+    all_known_numbers,
+    eval_elementwise,
+    foldable,
+    folded,
+    reduction,
+    tidy,
+)
 
 __all__ = ["ELEMENTWISE", "IMPORTERS", "REDUCTIONS", "register_importer"]
 
@@ -56,7 +65,7 @@ ELEMENTWISE = {
     "GreaterOrEqual": "greater_equal",
     "Where": "where",
 }
-REDUCTIONS = {"ReduceSum": gb.sum, "ReduceMean": gb.mean, "ReduceMax": gb.max}
+REDUCTIONS = {"ReduceSum": gb.sum, "ReduceMean": gb.mean}  # ReduceMax/Min: import_math.py
 
 
 def _elementwise(op_type: str, op: str) -> ImportRule:
@@ -80,12 +89,6 @@ for _op_type, _op in ELEMENTWISE.items():
     register_importer(_op_type)(_elementwise(_op_type, _op))
 for _op_type, _reduce in REDUCTIONS.items():
     register_importer(_op_type)(reduction(_reduce))
-
-
-@register_importer("ReduceMin")
-def _reduce_min(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
-    negated = [gb.neg(ctx.tensor(args[0])), *args[1:]]
-    return gb.neg(reduction(gb.max)(ctx, n, negated))
 
 
 @register_importer("Mod")
@@ -199,4 +202,4 @@ def _concat(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 
 
 for _op_type in KNOWN_NUMERIC:
-    IMPORTERS[_op_type] = folding(_op_type, IMPORTERS[_op_type])
+    register_importer(_op_type, when=all_known_numbers)(folded(_op_type))

@@ -49,7 +49,7 @@ def _scatter_elements(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> O
     return gb.where(hit, gb.scatter_elements_add(zeros, indices, updates, axis), x)
 
 
-@register_importer("Slice")
+@register_importer("Slice", override=True)  # wraps the earlier rule, _SLICE
 def _slice(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     """Axes with a negative step are flipped, their bounds mirrored; the rest is an ordinary Slice."""
     if n.opset < 10 or len(args) < 5 or args[4] is None:

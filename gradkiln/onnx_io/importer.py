@@ -20,6 +20,7 @@ from onnx import helper, numpy_helper
 
 from ..graph import GradkilnError, Graph, ONNXError, Tensor, UnsupportedOpError, symbol
 from ..graph import builder as gb
+from ..graph.registry import Registry
 from ..graph.types import Dim, as_dim
 from ..lowering.numpy_backend import NumpyExecutable
 from . import functions
@@ -72,18 +73,13 @@ class OnnxNode:
 
 
 ImportRule = Callable[["ImportContext", OnnxNode, list[Operand]], Union[Operand, Sequence[Operand]]]
-IMPORTERS: dict[str, ImportRule] = {}
+IMPORTERS: Registry[ImportRule] = Registry("ONNX import rule")
 
 
-def register_importer(op_type: str, domain: str = "") -> Callable[[ImportRule], ImportRule]:
+def register_importer(op_type: str, domain: str = "", **how: Any) -> Callable[[ImportRule], ImportRule]:
     """Register the import rule of ONNX op type `op_type` of `domain` (default: the ONNX domain; the
-    key is `rule_key`'s); see import_rules.py."""
-
-    def register(rule: ImportRule) -> ImportRule:
-        IMPORTERS[rule_key(domain, op_type)] = rule
-        return rule
-
-    return register
+    key is `rule_key`'s); see import_rules.py. `how` is `Registry.register`'s `when=`/`override=`."""
+    return IMPORTERS.register(rule_key(domain, op_type), **how)
 
 
 class ImportContext:

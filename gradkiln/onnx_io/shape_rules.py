@@ -118,17 +118,20 @@ KNOWN_NUMERIC: dict[str, tuple[Callable[..., np.ndarray], str | None]] = {
 }
 
 
-def folding(op_type: str, rule: ImportRule) -> ImportRule:
-    """`rule`, evaluated at import time instead when all inputs are known numbers."""
+def all_known_numbers(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> bool:
+    """Whether every input is a known number (not a symbolic dim): `folded` can evaluate the node."""
+    return all(isinstance(a, Known) and a.array.dtype != object for a in args)
 
-    def fold_or_rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
-        if all(isinstance(a, Known) and a.array.dtype != object for a in args):
-            known_broadcast(ctx, op_type, args)
-            fn, dtype = KNOWN_NUMERIC[op_type]
-            return tidy(fn(*(a.array for a in args)), dtype or args[-1].dtype)
-        return rule(ctx, n, args)
 
-    return fold_or_rule
+def folded(op_type: str) -> ImportRule:
+    """The import rule of a KNOWN_NUMERIC op over known numbers: evaluated at import time."""
+
+    def fold(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+        known_broadcast(ctx, op_type, args)
+        fn, dtype = KNOWN_NUMERIC[op_type]
+        return tidy(fn(*(a.array for a in args)), dtype or args[-1].dtype)
+
+    return fold
 
 
 def known_axes(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> list[int] | None:

@@ -15,20 +15,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..graph import Graph, GraphError, Value, verify
+from ..graph.registry import Registry
 
 Pass = Callable[[Graph, "PassContext"], bool]
 
-PASSES: dict[str, Pass] = {}
+PASSES: Registry[Pass] = Registry("pass")
 
 
-def register_pass(name: str) -> Callable[[Pass], Pass]:
-    """Add a pass to the table under `name`, so pipelines can refer to it."""
-
-    def decorate(fn: Pass) -> Pass:
-        PASSES[name] = fn
-        return fn
-
-    return decorate
+def register_pass(name: str, **how: Any) -> Callable[[Pass], Pass]:
+    """Add a pass to the table under `name`, so pipelines can refer to it; `how` is
+    `Registry.register`'s `when=`/`override=`."""
+    return PASSES.register(name, **how)
 
 
 @dataclass

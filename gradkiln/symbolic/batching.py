@@ -17,29 +17,24 @@ unbatched ones.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..graph import GradientError, Node, Tensor, TensorType, UnsupportedOpError, Value
 from ..graph import builder as gb
 from ..graph.opdef import OPS
+from ..graph.registry import Registry
 from ..graph.types import Dim, dims_equal, same_type
 from .walk import as_list, common_graph, next_node_id, nodes_between, remove_unneeded
 
 BatchRule = Callable[..., Tensor]
 Outputs = Tensor | tuple[Tensor, ...]  # a multi-output op's rule gets and returns a tuple
-BATCH_RULES: dict[str, BatchRule] = {}
+BATCH_RULES: Registry[BatchRule] = Registry("batching rule")
 
 
-def register_batch(op_name: str) -> Callable[[BatchRule], BatchRule]:
-    """Decorator: make `rule` the batching rule of op `op_name` (also for custom ops)."""
-
-    def register(rule: BatchRule) -> BatchRule:
-        if op_name in BATCH_RULES:
-            raise ValueError(f"op {op_name!r} already has a batching rule")
-        BATCH_RULES[op_name] = rule
-        return rule
-
-    return register
+def register_batch(op_name: str, **how: Any) -> Callable[[BatchRule], BatchRule]:
+    """Decorator: make `rule` the batching rule of op `op_name` (also for custom ops); `how` is
+    `Registry.register`'s `when=`/`override=`."""
+    return BATCH_RULES.register(op_name, **how)
 
 
 def vmap(

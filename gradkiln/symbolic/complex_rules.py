@@ -13,14 +13,14 @@ here are not holomorphic and have rules of their own.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any
 
 from ..graph import Tensor
 from ..graph import builder as gb
 from ..graph.builder import zeros_like
 from ..graph.dtypes import is_complex
-from .jvp_rules import JVP_RULES, Tangents, register_jvp
-from .vjp_rules import VJP_RULES, register_vjp, unbroadcast
+from .jvp_rules import Tangents, register_jvp
+from .vjp_rules import register_vjp, unbroadcast
 
 
 def _as_complex(g: Tensor, like: Tensor) -> Tensor:
@@ -92,12 +92,10 @@ def _abs_jvp(inputs: tuple[Tensor, ...], out: Tensor, tangents: Tangents) -> Ten
     return gb.real(gb.conj(z) * t) / _safe(out)
 
 
-def _on_complex_operand(real_rule: Callable, complex_rule: Callable) -> Callable:
-    """`abs` keeps its real rule for real operands and takes `complex_rule` for complex ones."""
-    return lambda inputs, out, *rest, **attrs: (complex_rule if is_complex(inputs[0].dtype) else real_rule)(
-        inputs, out, *rest, **attrs
-    )
+def _complex_operand(inputs: tuple[Tensor, ...], *rest: Any, **attrs: Any) -> bool:
+    """`abs` keeps its real rules for real operands and takes these for complex ones."""
+    return is_complex(inputs[0].dtype)
 
 
-VJP_RULES["abs"] = _on_complex_operand(VJP_RULES["abs"], _abs_vjp)
-JVP_RULES["abs"] = _on_complex_operand(JVP_RULES["abs"], _abs_jvp)
+register_vjp("abs", when=_complex_operand)(_abs_vjp)
+register_jvp("abs", when=_complex_operand)(_abs_jvp)

@@ -16,12 +16,13 @@ linear in their operands (shape ops, sums) apply themselves to the tangents.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..graph import Tensor
 from ..graph import builder as gb
 from ..graph.builder import zeros_like
 from ..graph.dtypes import is_inexact
+from ..graph.registry import Registry
 from .vjp_rules import (
     BINARY_DERIVATIVES,
     NON_DIFFERENTIABLE,
@@ -34,19 +35,15 @@ from .vjp_rules import (
 Tangents = Sequence[Tensor | None]
 JVPRule = Callable[..., Tensor | Sequence[Tensor | None] | None]
 
-JVP_RULES: dict[str, JVPRule] = {}
+JVP_RULES: Registry[JVPRule] = Registry("jvp rule")
 
 
-def register_jvp(op_name: str) -> Callable[[JVPRule], JVPRule]:
-    """Decorator: make `rule` the forward-mode derivative of op `op_name` (also for custom ops)."""
-
-    def register(rule: JVPRule) -> JVPRule:
-        if op_name in JVP_RULES or op_name in NON_DIFFERENTIABLE:
-            raise ValueError(f"op {op_name!r} already has a jvp rule (or is non-differentiable)")
-        JVP_RULES[op_name] = rule
-        return rule
-
-    return register
+def register_jvp(op_name: str, **how: Any) -> Callable[[JVPRule], JVPRule]:
+    """Decorator: make `rule` the forward-mode derivative of op `op_name` (also for custom ops);
+    `how` is `Registry.register`'s `when=`/`override=`."""
+    if op_name in NON_DIFFERENTIABLE:
+        raise ValueError(f"op {op_name!r} is non-differentiable: it takes no jvp rule")
+    return JVP_RULES.register(op_name, **how)
 
 
 def _total(parts: Iterable[Tensor]) -> Tensor:

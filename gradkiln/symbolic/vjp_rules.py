@@ -8,7 +8,7 @@ per input. Rules are written with the builder API, so they emit ordinary graph n
 gradients of gradients come for free. `register_vjp(op)` adds a rule for a custom op.
 
 Ops in `NON_DIFFERENTIABLE` pass no gradient to their inputs: comparisons, `one_hot`, `size`,
-`sign`, `floor`, `ceil`, `round`, `floordiv`, `argmax`, `argmin`, `argsort` and the bitwise ops
+`sign`, `floor`, `ceil`, `round`, `floordiv`, `argmax`, `argmin`, `argsort`, `random_bits` and the bitwise ops
 (piecewise constant or integer-valued: their gradient is 0 where it exists), and the sources `input`, `param` and
 `constant`, which have no inputs to pass a gradient to, and `stop_gradient` by definition.
 
@@ -41,7 +41,7 @@ Conventions at non-differentiable points and edge cases:
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import sympy
@@ -49,11 +49,12 @@ import sympy
 from ..graph import Tensor
 from ..graph import builder as gb
 from ..graph.dtypes import is_float, is_inexact
+from ..graph.registry import Registry
 from ..graph.types import Dim, as_dim, dims_equal
 
 VJPRule = Callable[..., Sequence[Tensor | None]]
 
-VJP_RULES: dict[str, VJPRule] = {}
+VJP_RULES: Registry[VJPRule] = Registry("gradient rule")
 
 NON_DIFFERENTIABLE: frozenset[str] = frozenset(
     {
@@ -79,6 +80,7 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
         "bitwise_not",
         "left_shift",
         "right_shift",
+        "random_bits",
         "stop_gradient",
         "input",
         "param",
@@ -87,16 +89,12 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
 )
 
 
-def register_vjp(op_name: str) -> Callable[[VJPRule], VJPRule]:
-    """Decorator: make `rule` the gradient of op `op_name` (also how custom ops get one)."""
-
-    def register(rule: VJPRule) -> VJPRule:
-        if op_name in VJP_RULES or op_name in NON_DIFFERENTIABLE:
-            raise ValueError(f"op {op_name!r} already has a gradient rule (or is non-differentiable)")
-        VJP_RULES[op_name] = rule
-        return rule
-
-    return register
+def register_vjp(op_name: str, **how: Any) -> Callable[[VJPRule], VJPRule]:
+    """Decorator: make `rule` the gradient of op `op_name` (also how custom ops get one); `how` is
+    `Registry.register`'s `when=`/`override=`."""
+    if op_name in NON_DIFFERENTIABLE:
+        raise ValueError(f"op {op_name!r} is non-differentiable: it takes no gradient rule")
+    return VJP_RULES.register(op_name, **how)
 
 
 # -- helpers ------------------------------------------------------------------------------------
