@@ -9,8 +9,9 @@ backend and exporter handles them unchanged. Each op's rule lives in `VJP_RULES`
 `stop_gradient`, `straight_through` and `checkpoint` shape what the derivatives do. `vmap`
 (`BATCH_RULES`, `register_batch`) batches a subgraph, which `jacobian` and `hessian` use;
 `check_grad` checks gradients numerically. `fixed_point` and `root` differentiate solvers
-implicitly; `gradkiln.symbolic.utilities` clips, accumulates and loss-scales gradients.
-docs/autodiff.md describes them all.
+implicitly; `odeint` solves ODEs, differentiated by the adjoint method or through its steps
+(docs/workflows/neural_ode.md); `gradkiln.symbolic.utilities` clips, accumulates and
+loss-scales gradients. docs/autodiff.md describes them all.
 """
 
 from ..graph.builder import stop_gradient, zeros_like
@@ -33,6 +34,7 @@ from .forward import jvp
 from .higher import hessian, hessian_vector_product, jacobian
 from .implicit import fixed_point, root
 from .jvp_rules import JVP_RULES, JVPRule, register_jvp
+from .odeint import odeint
 from .reverse import grad, value_and_grad, vjp
 from .utilities import (
     LossScaler,
@@ -71,6 +73,7 @@ __all__ = [
     "hessian_vector_product",
     "jacobian",
     "jvp",
+    "odeint",
     "register_batch",
     "register_jvp",
     "register_vjp",
