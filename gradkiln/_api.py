@@ -5,7 +5,7 @@ Kept apart so that `import gradkiln.cli` does not pay for sympy, networkx, onnx 
 
 # ruff: noqa: F401  (every import is a re-export)
 
-from . import onnx_io, passes, symbolic, viz
+from . import onnx_io, passes, random, symbolic, viz
 from .graph import (
     AnomalyError,
     DTypeError,
@@ -188,7 +188,9 @@ from .symbolic import (
     hessian_vector_product,
     jacobian,
     jvp,
+    odeint,
     root,
+    sparse,
     split_micro_batches,
     stop_gradient,
     straight_through,
@@ -196,4 +198,6 @@ from .symbolic import (
     vjp,
     vmap,
 )
+from .symbolic.indexed_slices import IndexedSlices, to_dense
+from .symbolic.qp import qp
 from .trace import Traced, spec, trace
