@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..graph import GradientError, Node, Tensor
+from ..graph import GradientError, Graph, Node, Tensor
 from ..graph import builder as gb
 from ..graph.dtypes import is_float
 from ..graph.ops.index_mode import mode_of
@@ -79,7 +79,7 @@ def grad(
         ]
 
 
-def _row_reads(graph: Any, x: Tensor, on_path: set[int]) -> list[Node] | Node:
+def _row_reads(graph: Graph, x: Tensor, on_path: set[int]) -> list[Node] | Node:
     """The take nodes that read `x` by rows on the way to the outputs, or the first other reader."""
     reads = []
     for user, slot in graph.users_of(x.value):
@@ -93,7 +93,8 @@ def _row_reads(graph: Any, x: Tensor, on_path: set[int]) -> list[Node] | Node:
 
 
 def _wanted(wrt: list[Tensor], lookups: list, sparse: Sequence[Tensor] | None) -> list[bool]:
-    """Which inputs get IndexedSlices: as asked, else those read by rows only (and read at all)."""
+    """Which inputs get IndexedSlices: as asked, else those read by rows only; an input the outputs
+    do not read stays with `gk.grad` (an error, or zeros with allow_unused)."""
     if sparse is None:
         return [isinstance(reads, list) and bool(reads) for reads in lookups]
     asked = {t.value for t in as_list(sparse)}
@@ -108,13 +109,11 @@ def _wanted(wrt: list[Tensor], lookups: list, sparse: Sequence[Tensor] | None) -
                 f"sparse.grad: {x.name} ({x.type}) is read by {reads.label} ({reads.op}), not only by take/embedding "
                 "along axis 0, so its gradient is not rows of the table; drop it from sparse= to get a dense gradient"
             )
-    return [x.value in asked for x in wrt]
+    return [x.value in asked and bool(reads) for x, reads in zip(wrt, lookups)]  # unread: as gk.grad
 
 
 def _slices(table: Tensor, reads: list[Node], row_grads: list[Tensor]) -> Gradient:
-    """The IndexedSlices of the lookups' gradients, concatenated (zeros when nothing is read)."""
-    if not reads:
-        return gb.zeros_like(table)
+    """The IndexedSlices of the lookups' gradients, concatenated."""
     parts = [_lookup_slices(table, node, g) for node, g in zip(reads, row_grads)]
     total = parts[0]
     for part in parts[1:]:

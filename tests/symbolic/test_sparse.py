@@ -147,3 +147,13 @@ def test_bad_slices_and_gradients_are_refused_with_what_to_pass():
             gk.sparse.clip_by_global_norm([values], 0.0)
         with pytest.raises(gk.GradientError, match="dense shapes differ"):
             gk.sparse.add(IndexedSlices(idx, values, (4, 2)), IndexedSlices(idx, values, (5, 2)))
+
+
+def test_a_table_the_loss_does_not_read_is_an_error_or_dense_zeros_as_in_gk_grad():
+    with gk.Graph() as g:
+        table, w = gk.param("table", TABLE), gk.param("w", W)
+        loss = gk.sum(w**2)
+        with pytest.raises(gk.GradientError, match="the outputs do not depend on input table"):
+            gk.sparse.grad(loss, [table, w], sparse=[table])
+        d_table, _ = gk.sparse.grad(loss, [table, w], sparse=[table], allow_unused=True)
+    np.testing.assert_array_equal(gk.compile(g, d_table)(), np.zeros_like(TABLE))
