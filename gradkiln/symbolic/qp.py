@@ -8,10 +8,13 @@ with Q positive definite (its symmetric part is used), by a primal-dual interior
 Mehrotra's predictor-corrector on the KKT conditions with slacks s = h - G z >= 0 and
 multipliers lam >= 0, y, from the CVXOPT starting point, for a fixed number of iterations (one
 `gk.scan` step each, so the graph has one copy of the step however many run). A batch element
-whose duality measure mu = s.lam / m is below `tol` keeps its iterate: a tiny `tol` (1e-30 in
-float64) leaves the solution and its gradient at full accuracy, while stopping before s and lam
-underflow, where dependent active constraints (a constraint given twice) would make the KKT
-matrix singular. Without inequality constraints the problem is one linear solve.
+keeps its iterate once its duality measure mu = s.lam / m is below `tol` times its value at the
+start (1e-13 in float64): that leaves the solution and its gradient accurate to about 1e-10
+relative, and stops before the KKT matrix turns singular in floating point where the active
+constraints are dependent (a constraint given twice, or a vertex with more active constraints
+than variables: their rows then differ only by ratios s_i / lam_i near the rounding error; a
+float64 `tol` of 1e-16 already fails on such a vertex). Without inequality constraints the
+problem is one linear solve.
 
 Each Newton step solves one KKT system in (dz, dlam, dy), with ds eliminated:
 
@@ -52,7 +55,7 @@ from ..graph.types import Dim, dims_equal
 from .custom_jvp import with_jvp_rule
 
 STEP_FRACTION = 0.99  # of the way to the boundary s, lam >= 0 that a step goes at most
-DEFAULT_TOL = {"float64": 1e-30, "float32": 1e-20}  # of mu, where a batch element stops
+DEFAULT_TOL = {"float64": 1e-13, "float32": 1e-10}  # mu / mu at the start, where an element stops
 
 
 class Problem(NamedTuple):
@@ -83,9 +86,9 @@ def qp(
     (n,). G, h and A, b come in pairs and may be left out; n, m, e are static. Float32 or float64,
     Tensors or arrays. `iterations` interior point steps run (20 reach float64 accuracy on
     well-scaled problems); a batch element stops changing once its duality measure is below
-    `tol` (default 1e-30 for float64, 1e-20 for float32: a guard against underflow, not an
-    accuracy knob). Gradients with respect to every input come from the KKT conditions at the
-    solution (module docstring).
+    `tol` times its starting value (default 1e-13 for float64, 1e-10 for float32; see the module
+    docstring). Gradients with respect to every input come from the KKT conditions at the
+    solution.
     """
     problem, batched = _problem(Q, p, G, h, A, b)
     layout = _Layout(problem)
@@ -127,20 +130,16 @@ class _KKTRule:
         self.layout = layout
 
     def tangent(self, primals: tuple[Tensor, ...], x: Tensor, tangents: tuple[Tensor, ...]) -> Tensor:
-        problem, differential = self.layout.problem(primals), self.layout.problem(tangents)
+        system = _KKTSystem(_symmetric(self.layout.problem(primals)))
         z, s, lam, y = self.layout.split(x)
-        r_d, r_p, r_e = _residuals(differential, z, lam, y)
-        return _join(*_newton(problem, _kkt_matrix(problem, s, lam), s, lam, r_d, r_p, None, r_e))
+        r_d, r_p, r_e = _residuals(_symmetric(self.layout.problem(tangents)), z, lam, y)
+        return _join(*system.newton(system.matrix(s, lam), lam, r_d, r_p, None, r_e))
 
     def __repr__(self) -> str:
         return "qp"
 
 
 # -- the KKT system --------------------------------------------------------------------------------
-def _sym(q: Tensor) -> Tensor:
-    return 0.5 * (q + matrix_transpose(q))
-
-
 def _mv(a: Tensor, v: Tensor) -> Tensor:
     return gb.einsum("...ij,...j->...i", a, v)
 
@@ -149,12 +148,17 @@ def _mtv(a: Tensor, v: Tensor) -> Tensor:
     return gb.einsum("...ji,...j->...i", a, v)
 
 
+def _symmetric(data: Problem) -> Problem:
+    """The data with Q replaced by its symmetric part, the matrix of the objective z^T Q z."""
+    return data._replace(Q=0.5 * (data.Q + matrix_transpose(data.Q)))
+
+
 def _residuals(
     data: Problem, z: Tensor, lam: Tensor | None, y: Tensor | None
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """(Qz + p + G^T lam + A^T y, Gz - h, Az - b): linear in the data, so the same function gives
     the Newton step's residuals (at the problem) and their differentials (at its tangents)."""
-    r_d = _mv(_sym(data.Q), z) + data.p
+    r_d = _mv(data.Q, z) + data.p
     r_p = r_e = None
     if data.G is not None:
         r_d, r_p = r_d + _mtv(data.G, lam), _mv(data.G, z) - data.h
@@ -163,61 +167,70 @@ def _residuals(
     return r_d, r_p, r_e
 
 
-def _zeros(like: Tensor, rows: int, cols: int) -> Tensor:
-    return gb.broadcast_to(gb.constant(np.zeros((), like.dtype), graph=like.graph), (*like.shape[:-2], rows, cols))
+class _KKTSystem:
+    """The Newton system of the module docstring for one problem (Q symmetric). The block rows
+    that do not change, [Q, G^T, A^T] and [A, 0, 0], are built once, outside the iteration; only
+    the rows of G read (s, lam)."""
 
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        q, g, a = problem.Q, problem.G, problem.A
+        self.n, self.m, self.e = q.shape[-1], 0 if g is None else g.shape[-2], 0 if a is None else a.shape[-2]
+        self.top = _join(q, None if g is None else matrix_transpose(g), None if a is None else matrix_transpose(a))
+        self.bottom = None if a is None else _join(a, self._zeros(self.e, self.m), self._zeros(self.e, self.e))
+        self.eye = gb.constant(np.eye(self.m, dtype=q.dtype), graph=q.graph) if self.m else None
 
-def _kkt_matrix(problem: Problem, s: Tensor | None, lam: Tensor | None) -> Tensor:
-    """The Newton matrix of the module docstring, (batch, n + m + e) square."""
-    q, g, a = _sym(problem.Q), problem.G, problem.A
-    e = 0 if a is None else a.shape[-2]
-    rows = [[q, *([matrix_transpose(g)] if g is not None else []), *([matrix_transpose(a)] if a is not None else [])]]
-    if g is not None:
-        m = g.shape[-2]
-        eye = gb.constant(np.eye(m, dtype=q.dtype), graph=q.graph)
-        rows.append([-gb.expand_dims(lam, -1) * g, gb.expand_dims(s, -1) * eye, *([_zeros(q, m, e)] if e else [])])
-    if a is not None:
-        rows.append([a, *([_zeros(q, e, g.shape[-2])] if g is not None else []), _zeros(q, e, e)])
-    return gb.concat([gb.concat(row, -1) for row in rows], -2) if len(rows) > 1 else q
+    def _zeros(self, rows: int, cols: int) -> Tensor | None:
+        q = self.problem.Q
+        if not rows * cols:
+            return None
+        return gb.broadcast_to(gb.constant(np.zeros((), q.dtype), graph=q.graph), (*q.shape[:-2], rows, cols))
 
+    def matrix(self, s: Tensor | None, lam: Tensor | None) -> Tensor:
+        """The (batch, n + m + e) square KKT matrix at (s, lam)."""
+        middle = None
+        if self.m:
+            scaled = -gb.expand_dims(lam, -1) * self.problem.G
+            middle = _join(scaled, gb.expand_dims(s, -1) * self.eye, self._zeros(self.m, self.e))
+        rows = [r for r in (self.top, middle, self.bottom) if r is not None]
+        return gb.concat(rows, -2) if len(rows) > 1 else rows[0]
 
-def _newton(
-    problem: Problem,
-    kkt: Tensor,
-    s: Tensor | None,
-    lam: Tensor | None,
-    r_d: Tensor,
-    r_p: Tensor | None,
-    r_c: Tensor | None,
-    r_e: Tensor | None,
-) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
-    """(dz, ds, dlam, dy) from one solve of the KKT system; ds = -r_p - G dz. r_c None is 0."""
-    parts = [-r_d]
-    if problem.G is not None:
-        parts.append(lam * r_p if r_c is None else lam * r_p - r_c)
-    if problem.A is not None:
-        parts.append(-r_e)
-    rhs = _join(*parts)
-    d = gb.squeeze(gb.solve(kkt, gb.expand_dims(rhs, -1)), -1)
-    n, m = problem.Q.shape[-1], 0 if problem.G is None else problem.G.shape[-2]
-    dz = d[..., :n]
-    dy = d[..., n + m :] if problem.A is not None else None
-    if problem.G is None:
-        return dz, None, None, dy
-    return dz, -r_p - _mv(problem.G, dz), d[..., n : n + m], dy
+    def newton(
+        self,
+        kkt: Tensor,
+        lam: Tensor | None,
+        r_d: Tensor,
+        r_p: Tensor | None,
+        r_c: Tensor | None,
+        r_e: Tensor | None,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        """(dz, ds, dlam, dy) from one solve with `kkt`; ds = -r_p - G dz. r_c None is 0."""
+        middle = None
+        if self.m:
+            middle = lam * r_p if r_c is None else lam * r_p - r_c
+        rhs = _join(-r_d, middle, None if r_e is None else -r_e)
+        d = gb.squeeze(gb.solve(kkt, gb.expand_dims(rhs, -1)), -1)
+        n, m = self.n, self.m
+        dz, dy = d[..., :n], d[..., n + m :] if self.e else None
+        if not m:
+            return dz, None, None, dy
+        return dz, -r_p - _mv(self.problem.G, dz), d[..., n : n + m], dy
 
 
 # -- the interior point iteration ------------------------------------------------------------------
 def _solve(problem: Problem, layout: _Layout, iterations: int, tol: float) -> Tensor:
     """x = (z, s, lam, y) at the solution: one solve without inequalities, else the iteration."""
+    system = _KKTSystem(_symmetric(problem))
     r_d, r_p, r_e = problem.p, None if problem.h is None else -problem.h, None if problem.b is None else -problem.b
     if problem.G is None:
-        dz, _, _, dy = _newton(problem, _kkt_matrix(problem, None, None), None, None, r_d, None, None, r_e)
+        dz, _, _, dy = system.newton(system.matrix(None, None), None, r_d, None, None, r_e)
         return _join(dz, dy)
     ones = gb.ones_like(problem.h)
-    dz, ds, dlam, dy = _newton(problem, _kkt_matrix(problem, ones, ones), ones, ones, r_d, r_p, None, r_e)
-    start = _join(dz, _at_least_one(ds), _at_least_one(dlam), dy)
-    final, _ = gb.scan(lambda x, _: (_mehrotra_step(problem, layout, x, tol), None), start, length=iterations)
+    dz, ds, dlam, dy = system.newton(system.matrix(ones, ones), ones, r_d, r_p, None, r_e)
+    s, lam = _at_least_one(ds), _at_least_one(dlam)
+    stop = tol * gb.mean(s * lam, -1, keepdims=True)
+    start = _join(dz, s, lam, dy)
+    final, _ = gb.scan(lambda x, _: (_mehrotra_step(system, layout, x, stop), None), start, length=iterations)
     return final
 
 
@@ -226,22 +239,22 @@ def _at_least_one(v: Tensor) -> Tensor:
     return v + gb.relu(1.0 - gb.min(v, -1, keepdims=True))
 
 
-def _mehrotra_step(problem: Problem, layout: _Layout, x: Tensor, tol: float) -> Tensor:
-    """One predictor-corrector step; a batch element whose mu is below `tol` keeps its iterate."""
+def _mehrotra_step(system: _KKTSystem, layout: _Layout, x: Tensor, stop: Tensor) -> Tensor:
+    """One predictor-corrector step; a batch element whose mu is at most `stop` keeps its iterate."""
     z, s, lam, y = layout.split(x)
-    r_d, r_p, r_e = _residuals(problem, z, lam, y)
+    r_d, r_p, r_e = _residuals(system.problem, z, lam, y)
     r_p = r_p + s
-    kkt = _kkt_matrix(problem, s, lam)
+    kkt = system.matrix(s, lam)
     mu = gb.mean(s * lam, -1, keepdims=True)
-    _, ds, dlam, _ = _newton(problem, kkt, s, lam, r_d, r_p, s * lam, r_e)
+    _, ds, dlam, _ = system.newton(kkt, lam, r_d, r_p, s * lam, r_e)
     alpha = _step_to_boundary(s, ds, lam, dlam, 1.0)
     mu_affine = gb.mean((s + alpha * ds) * (lam + alpha * dlam), -1, keepdims=True)
     positive = mu > 0.0
     sigma = gb.where(positive, gb.clip((mu_affine / gb.where(positive, mu, 1.0)) ** 3, 0.0, 1.0), 0.0)
     r_c = s * lam + ds * dlam - sigma * mu
-    step = _newton(problem, kkt, s, lam, r_d, r_p, r_c, r_e)
+    step = system.newton(kkt, lam, r_d, r_p, r_c, r_e)
     alpha = STEP_FRACTION * _step_to_boundary(s, step[1], lam, step[2], 1.0 / STEP_FRACTION)
-    return gb.where(mu <= tol, x, x + alpha * _join(*step))
+    return gb.where(mu <= stop, x, x + alpha * _join(*step))
 
 
 def _step_to_boundary(s: Tensor, ds: Tensor, lam: Tensor, dlam: Tensor, limit: float) -> Tensor:

@@ -207,6 +207,27 @@ def test_a_constraint_given_twice_stays_finite_and_splits_its_gradient():
     np.testing.assert_allclose(got_dp, [0.0, -2.0, -3.0], atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_vertex_with_more_active_constraints_than_variables_stays_finite(dtype):
+    """The projection onto {0 <= z <= 1/4, sum z = 1} of scores with four clear winners is the
+    vertex (1/4, 1/4, 1/4, 1/4, 0, 0): seven active constraints on six variables, dependent; z
+    is locally constant, so its gradient is 0. Iterating to a tiny mu made the KKT matrix
+    singular here; the default tol stops before."""
+    k = 6
+    with gk.Graph() as g:
+        scores = gk.input("scores", (2, k), dtype)
+        rows = np.concatenate([-np.eye(k), np.eye(k)]).astype(dtype)
+        bounds = np.concatenate([np.zeros(k), np.full(k, 0.25)]).astype(dtype)
+        z = gk.qp(np.eye(k, dtype=dtype), -scores, rows, bounds, np.ones((1, k), dtype), np.ones(1, dtype), 40)
+        (d_scores,) = grad(gk.sum(z * np.arange(k, dtype=dtype)), [scores])
+    values = np.array([[3.0, 2.9, 2.8, 2.7, -5.0, -6.0], [0.3, 0.2, 0.1, 0.0, -0.1, -0.2]], dtype)
+    got, got_d = gk.compile(g, [z, d_scores])(scores=values)
+    accuracy = 1e-7 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(got[0], [0.25] * 4 + [0, 0], atol=accuracy)
+    np.testing.assert_allclose(got[1], np.clip(values[1] + 0.175, 0, 0.25), atol=accuracy)
+    np.testing.assert_allclose(got_d[0], 0.0, atol=accuracy)
+
+
 def test_float32_solves_to_float32_accuracy():
     data = problem()
     g, inputs, z = qp_graph(data, dtype="float32")
