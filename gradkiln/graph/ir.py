@@ -116,6 +116,15 @@ class Node:
         return f"<Node {self.label} = {self.op}>"
 
 
+_CORE_FIELDS = frozenset({"op", "attrs", "types", "name", "role", "source"})
+
+
+def _annotation_key(key: str) -> str:
+    if key in _CORE_FIELDS:
+        raise GraphError(f"{key!r} is a field of every node, not an annotation; pick another key")
+    return key
+
+
 _current = threading.local()
 # Graph -> SVG text (or None), set by gradkiln.viz on import: the IR cannot import viz itself
 _svg_renderer: Callable[[Graph], str | None] | None = None
@@ -283,6 +292,52 @@ class Graph:
             for data in keyed.values()
             if data["out"] == value.index
         ]
+
+    def producers_of(self, node_id: int) -> set[int]:
+        """The distinct nodes whose outputs `node_id` reads."""
+        return set(self.nx._pred[node_id])
+
+    def consumers_of(self, node_id: int) -> set[int]:
+        """The distinct nodes that read an output of `node_id` (empty: nothing uses it)."""
+        return set(self.nx._succ[node_id])
+
+    def has_users(self, node_id: int) -> bool:
+        """Whether any node reads an output of `node_id`."""
+        return bool(self.nx._succ[node_id])
+
+    def use_count(self, node_id: int) -> int:
+        """How many times the outputs of `node_id` are read (`x * x` reads x twice)."""
+        return sum(map(len, self.nx._succ[node_id].values()))
+
+    def role_of(self, node_id: int) -> str:
+        """The role of a node ("forward", "grad", "recompute", ...), cheap for hot loops."""
+        return self.nx._node[node_id]["role"]
+
+    def attrs_of(self, node_id: int) -> Mapping[str, Any]:
+        """The attributes of a node, cheap for hot loops."""
+        return self.nx._node[node_id]["attrs"]
+
+    def node_ids(self) -> Iterator[int]:
+        """Every node id, in the order the nodes were added (not necessarily topological)."""
+        return iter(self.nx._node)
+
+    @property
+    def next_node_id(self) -> int:
+        """The id the next added node gets: nodes with this id or above are newer than now."""
+        return self._next_id
+
+    def annotation(self, node_id: int, key: str, default: Any = None) -> Any:
+        """A pass's own mark on a node (say, the checkpoint scope it belongs to), or `default`.
+        Annotations travel with the node through `copy`."""
+        return self.nx._node[node_id].get(_annotation_key(key), default)
+
+    def annotate(self, node_id: int, key: str, value: Any) -> None:
+        """Set a pass's mark `key` on a node."""
+        self.nx._node[node_id][_annotation_key(key)] = value
+
+    def clear_annotation(self, node_id: int, key: str) -> None:
+        """Remove the mark `key` from a node if it has one."""
+        self.nx._node[node_id].pop(_annotation_key(key), None)
 
     def number_of_edges(self) -> int:
         """How many edges (uses of values) the graph has; cheaper than networkx's own count."""

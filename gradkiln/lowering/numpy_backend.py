@@ -76,7 +76,7 @@ class NumpyExecutable(Executable):
         keep = {v.node for v in self.output_values}
         self.last_use = {}
         for node_id in self.node_ids:
-            users = [position[u] for u in graph.nx.successors(node_id) if u in position]
+            users = [position[u] for u in graph.consumers_of(node_id) if u in position]
             self.last_use[node_id] = len(self.node_ids) if node_id in keep else max(users, default=-1)
         self.steps = [(node_id, graph.node(node_id), graph.inputs_of(node_id)) for node_id in self.node_ids]
         self.symbolic_attrs = {n.id for _, n, _ in self.steps if any(map(is_symbolic, n.attrs.values()))}

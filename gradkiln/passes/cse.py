@@ -15,13 +15,13 @@ def cse(graph: Graph, ctx: PassContext) -> bool:
     seen: dict[tuple, int] = {}
     merged = []
     for node_id in list(graph.topological_order()):
-        data = graph.nx.nodes[node_id]
-        if data["op"] in ("input", "param"):
+        node = graph.node(node_id)
+        if node.op in ("input", "param"):
             continue
-        key = (data["op"], attrs_key(data["attrs"]), tuple(graph.inputs_of(node_id)), data["role"] == "recompute")
+        key = (node.op, attrs_key(node.attrs), tuple(graph.inputs_of(node_id)), node.role == "recompute")
         kept = seen.setdefault(key, node_id)
         if kept != node_id:
-            for index in range(len(data["types"])):
+            for index in range(len(node.types)):
                 ctx.replace(graph, Value(node_id, index), Value(kept, index))
             merged.append(node_id)
     for node_id in merged:

@@ -102,7 +102,7 @@ class _Clusters:
                 self.size[root] = self.size.get(root, 0) + operations
 
     def _cluster_to_join(self, node: Node, operations: int) -> int:
-        users = set(self.graph.nx.successors(node.id))
+        users = self.graph.consumers_of(node.id)
         roots = sorted({self.root_of[u] for u in users if u in self.root_of}, key=self.position.__getitem__)
         for root in roots:
             outside = [u for u in users if self.root_of.get(u) != root]

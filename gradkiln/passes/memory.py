@@ -93,12 +93,12 @@ class _Values:
         self.contiguous: dict[Value, bool] = {}
         self.size: dict[Value, int] = {}
         for node_id in order:
-            data = graph.nx.nodes[node_id]
+            node = graph.node(node_id)
             inputs = graph.inputs_of(node_id)
-            for value in (Value(node_id, i) for i in range(len(data["types"]))):
-                self._classify(value, data["op"], inputs)
+            for value in node.outputs:
+                self._classify(value, node.op, inputs)
                 if self.base[value] == value:
-                    self.size[value] = value_bytes(data["types"][value.index], bindings)
+                    self.size[value] = value_bytes(node.types[value.index], bindings)
 
     def _classify(self, value: Value, op: str, inputs: list[Value]) -> None:
         view = VIEWS.get(op)
@@ -112,11 +112,7 @@ class _Values:
             self.base[value], self.contiguous[value] = value, True
 
     def planned(self, node_id: int) -> list[Value]:
-        return [
-            v
-            for v in (Value(node_id, i) for i in range(len(self.graph.nx.nodes[node_id]["types"])))
-            if self.base[v] == v
-        ]
+        return [v for v in self.graph.node(node_id).outputs if self.base[v] == v]
 
 
 def _bindings(bindings: Mapping[Any, int] | None) -> dict[sympy.Symbol, int]:
@@ -140,7 +136,7 @@ def greedy_schedule(graph: Graph, outputs: Sequence[Value], bindings: Mapping[An
                 uses = consumers.setdefault(facts.base[v], {})
                 uses[node_id] = uses.get(node_id, 0) + 1
     alloc = {n: sum(facts.size[v] for v in facts.planned(n)) for n in order}
-    waiting = {n: len(set(graph.nx.predecessors(n))) for n in order}
+    waiting = {n: len(graph.producers_of(n)) for n in order}
 
     def score(n: int) -> int:
         bases = {facts.base[v] for v in graph.inputs_of(n)} - {None} - keep
@@ -165,7 +161,7 @@ def greedy_schedule(graph: Graph, outputs: Sequence[Value], bindings: Mapping[An
             base = facts.base[v]
             if base is not None and consumers[base].pop(n, None) is not None and len(consumers[base]) == 1:
                 touched |= set(consumers[base])
-        for user in set(graph.nx.successors(n)) & waiting.keys():
+        for user in graph.consumers_of(n) & waiting.keys():
             waiting[user] -= 1
             touched.add(user)
         for m in touched:
@@ -182,8 +178,8 @@ def _recompute_demand(graph: Graph, order: Sequence[int]) -> dict[int, int]:
     needed = set(order)
     demand: dict[int, int] = {}
     for n in reversed(order):
-        if graph.nx.nodes[n]["role"] == "recompute":
-            users = set(graph.nx.successors(n)) & needed
+        if graph.role_of(n) == "recompute":
+            users = graph.consumers_of(n) & needed
             demand[n] = min((demand.get(u, u) for u in users), default=n)
     return demand
 
@@ -192,9 +188,9 @@ def _inplace_input(graph: Graph, facts: _Values, node_id: int, step: int, last: 
     """An input an elementwise node may overwrite: a planned value of the output's exact type
     whose buffer dies at this step (the output is not a requested one: those get own buffers)."""
     out = Value(node_id, 0)
-    if not get_op(graph.nx.nodes[node_id]["op"]).elementwise or facts.base.get(out) != out or out in kept:
+    if not get_op(graph.op_of(node_id)).elementwise or facts.base.get(out) != out or out in kept:
         return None
-    want = graph.nx.nodes[node_id]["types"][0]
+    want = graph.type_of(out)
     inputs = graph.inputs_of(node_id)
     for v in inputs:
         aliased = any(u != v and facts.base[u] == v for u in inputs)  # x + transpose(x): writing x breaks the view
@@ -254,7 +250,7 @@ def plan_memory(
         lower_bound = max(lower_bound, live - (padded(facts.size[reused]) if reused is not None else 0))
         live -= sum(padded(facts.size[v]) for v in dying.pop(step, []))
     for node_id in schedule:  # views share their base's buffer
-        for v in (Value(node_id, i) for i in range(len(graph.nx.nodes[node_id]["types"]))):
+        for v in graph.node(node_id).outputs:
             if facts.base[v] is not None:
                 buffer_of[v] = buffer_of[facts.base[v]]
     offsets = _place({b: g for b, g in enumerate(groups) if b not in output_buffers})

@@ -60,8 +60,7 @@ def C(value: float, name: str | None = None) -> Pat:  # noqa: N802
 
 def constant_array(graph: Graph, value: Value) -> np.ndarray | None:
     """The array of a constant node, else None."""
-    data = graph.nx.nodes[value.node]
-    return data["attrs"]["value"] if data["op"] == "constant" else None
+    return graph.attrs_of(value.node)["value"] if graph.op_of(value.node) == "constant" else None
 
 
 def source_constant(graph: Graph, value: Value) -> np.ndarray | None:
@@ -112,7 +111,7 @@ class Match:
 
     def attrs(self, value: Value | str) -> Mapping[str, Any]:
         node = (self[value] if isinstance(value, str) else value).node
-        return self.graph.nx.nodes[node]["attrs"]
+        return self.graph.attrs_of(node)
 
     @property
     def root_type(self) -> TensorType:
@@ -124,7 +123,7 @@ class Match:
 
     def emit(self, op: str, *inputs: Value, **attrs: Any) -> Value:
         """Add a node with the role of the matched node; returns its value."""
-        role = self.graph.nx.nodes[self.root.node]["role"]
+        role = self.graph.role_of(self.root.node)
         node = self.graph.add_node(op, inputs, attrs, role=role)
         self.emitted.append(node.id)
         return node.outputs[0]
@@ -174,12 +173,12 @@ def match(graph: Graph, pattern: Pat, value: Value, ctx: PassContext, memo: dict
 def _match(pat: Pat, value: Value, m: Match) -> bool:
     if pat.name is not None and m.captures.get(pat.name, value) != value:
         return False
-    data = m.graph.nx._node[value.node]
-    if pat.op is not None and data["op"] not in pat.op:
+    op = m.graph.op_of(value.node)
+    if pat.op is not None and op not in pat.op:
         return False
-    if pat.attrs and any(data["attrs"].get(k) != v for k, v in pat.attrs):
+    if pat.attrs and any(m.graph.attrs_of(value.node).get(k) != v for k, v in pat.attrs):
         return False
-    if pat.args is not None and not _match_operands(pat.args, m.inputs(value.node), data["op"] in COMMUTATIVE, m):
+    if pat.args is not None and not _match_operands(pat.args, m.inputs(value.node), op in COMMUTATIVE, m):
         return False
     if pat.name is not None:
         m.captures[pat.name] = value
@@ -239,7 +238,7 @@ def _rewrite_node(graph: Graph, ctx: PassContext, table: dict, value: Value, fir
     """Rewrite at `value` while a rule fires there; returns the nodes to revisit."""
     touched: set[int] = set()
     for _ in range(8):  # a bound against rules that undo each other
-        if not graph.nx.out_degree(value.node) and value not in ctx.outputs:
+        if not graph.has_users(value.node) and value not in ctx.outputs:
             break  # dead: nothing reads it (DCE removes it)
         memo: dict[Any, Any] = {}
         for rule in table.get(graph.op_of(value.node), ()):
@@ -251,7 +250,7 @@ def _rewrite_node(graph: Graph, ctx: PassContext, table: dict, value: Value, fir
             break
         ctx.replace(graph, value, new)
         losers = _remove_dead(graph, ctx, value.node)
-        touched |= set(m.emitted) | {u for n in losers if n in graph for u in graph.nx.successors(n)}
+        touched |= set(m.emitted) | {u for n in losers if n in graph for u in graph.consumers_of(n)}
         touched |= {u for u, _ in graph.users_of(new)}
         fired[rule.name] += 1
         value = new
@@ -265,11 +264,11 @@ def _remove_dead(graph: Graph, ctx: PassContext, node_id: int) -> set[int]:
     stack, outputs, losers = [node_id], ctx.output_nodes, set()
     while stack:
         node = stack.pop()
-        if node not in graph or graph.nx.out_degree(node) or node in outputs:
+        if node not in graph or graph.has_users(node) or node in outputs:
             continue
-        if graph.nx.nodes[node]["op"] in ("input", "param"):
+        if graph.op_of(node) in ("input", "param"):
             continue
-        producers = set(graph.nx.predecessors(node))
+        producers = graph.producers_of(node)
         losers |= producers
         stack.extend(producers)
         graph.remove_node(node)

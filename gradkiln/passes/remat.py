@@ -152,13 +152,13 @@ def drop_activations(graph: Graph, nodes: Iterable[int]) -> list[int]:
 
     dropped = _with_views(graph, set(nodes))
     readers = {
-        v: [u for u, _ in graph.users_of(v) if graph.nx.nodes[u]["role"] in BACKWARD_ROLES]
+        v: [u for u, _ in graph.users_of(v) if graph.role_of(u) in BACKWARD_ROLES]
         for n in sorted(dropped)
         for v in graph.node(n).outputs
     }
-    tagged = [n for n in dropped if SCOPE_KEY not in graph.nx.nodes[n]]
+    tagged = [n for n in dropped if graph.annotation(n, SCOPE_KEY) is None]
     for n in tagged:
-        graph.nx.nodes[n][SCOPE_KEY] = "remat"
+        graph.annotate(n, SCOPE_KEY, "remat")
     recompute = Recomputer(graph)
     try:
         for value, users in readers.items():
@@ -166,16 +166,16 @@ def drop_activations(graph: Graph, nodes: Iterable[int]) -> list[int]:
                 graph.replace_uses_in(users, value, recompute(value))
     finally:
         for n in tagged:
-            del graph.nx.nodes[n][SCOPE_KEY]
+            graph.clear_annotation(n, SCOPE_KEY)
     return sorted({value.node for value, users in readers.items() if users})
 
 
 def _with_views(graph: Graph, dropped: set[int]) -> set[int]:
     """`dropped` plus every forward view of a dropped value (a kept view would keep its base alive)."""
     for n in graph.topological_order():
-        data = graph.nx.nodes[n]
-        if data["op"] in VIEWS and data["role"] == "forward" and n not in dropped:
-            if graph.inputs_of(n)[VIEWS[data["op"]][0]].node in dropped:
+        node = graph.node(n)
+        if node.op in VIEWS and node.role == "forward" and n not in dropped:
+            if graph.inputs_of(n)[VIEWS[node.op][0]].node in dropped:
                 dropped.add(n)
     return dropped
 
@@ -215,12 +215,12 @@ class _Activations:
         self.base: dict[Value, Value | None] = {}
         self.forward: list[int] = []  # the droppable forward nodes: computed, not views, not outputs
         for n in self.order:
-            data = graph.nx.nodes[n]
-            for v in graph.node(n).outputs:
-                self.base[v] = self._base_of(v, data["op"])
+            node = graph.node(n)
+            for v in node.outputs:
+                self.base[v] = self._base_of(v, node.op)
                 if self.base[v] == v:
-                    self.bytes[v] = padded(value_bytes(data["types"][v.index], sizes))
-            if data["role"] == "forward" and data["op"] not in SOURCES and data["op"] not in VIEWS:
+                    self.bytes[v] = padded(value_bytes(node.types[v.index], sizes))
+            if node.role == "forward" and node.op not in SOURCES and node.op not in VIEWS:
                 if n not in kept_outputs:
                     self.forward.append(n)
 
@@ -256,7 +256,7 @@ class _Activations:
         """Forward nodes whose output is the only computed buffer that the forward nodes after
         them read from the ones before (articulation points of the forward pass, such as the
         residual stream between transformer blocks)."""
-        forward = [n for n in self.order if self.graph.nx.nodes[n]["role"] == "forward"]
+        forward = [n for n in self.order if self.graph.role_of(n) == "forward"]
         position = {n: i for i, n in enumerate(forward)}
         end = {b: position[b.node] for b in self.bytes if b.node in position}
         for n in forward:
@@ -299,9 +299,9 @@ class _Activations:
         return {
             self.base[v]
             for n in self.order
-            if graph.nx.nodes[n]["role"] in BACKWARD_ROLES
+            if graph.role_of(n) in BACKWARD_ROLES
             for v in graph.inputs_of(n)
-            if self.base[v] is not None and graph.nx.nodes[v.node]["role"] == "forward"
+            if self.base[v] is not None and graph.role_of(v.node) == "forward"
         }
 
     def _saved(self, n: int, kept: set[Value]) -> int:

@@ -175,7 +175,7 @@ def _sum_chain(m: Match) -> Value | None:
     one reshape; a sum over size-1 axes only becomes a reshape. Inner links must be used only
     by the chain, so no work is duplicated."""
     graph, chain, value = m.graph, [m.root], m.graph.inputs_of(m.root.node)[0]
-    while graph.nx.nodes[value.node]["op"] in CHAIN_OPS and graph.nx.out_degree(value.node) == 1:
+    while graph.op_of(value.node) in CHAIN_OPS and graph.use_count(value.node) == 1:
         if value in m.ctx.outputs:
             break
         chain.append(value)
@@ -185,7 +185,7 @@ def _sum_chain(m: Match) -> Value | None:
     reduced: set[int] = set()
     for link in reversed(chain):
         attrs = m.attrs(link)
-        if graph.nx.nodes[link.node]["op"] == "sum":
+        if graph.op_of(link.node) == "sum":
             reduced |= {axes_map[a] for a in attrs["axes"] if axes_map[a] is not None}
             axes_map = _after_sum(axes_map, attrs["axes"], attrs["keepdims"])
             continue

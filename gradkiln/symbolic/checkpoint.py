@@ -39,7 +39,7 @@ def checkpoint(fn: Callable[..., Any]) -> Callable[..., Any]:
         scope = next(_scopes)
         for node_id in range(first, next_node_id(graph)):
             if node_id in graph and not graph.node(node_id).opdef.source:
-                graph.nx.nodes[node_id][SCOPE_KEY] = scope
+                graph.annotate(node_id, SCOPE_KEY, scope)
         return result
 
     return scoped
@@ -54,7 +54,7 @@ class Recomputer:
         self.copies: dict[int, int] = {}
 
     def __call__(self, value: Value) -> Value:
-        if SCOPE_KEY not in self.graph.nx.nodes[value.node]:
+        if self.graph.annotation(value.node, SCOPE_KEY) is None:
             return value
         return Value(self._copy(value.node), value.index)
 
@@ -78,4 +78,4 @@ class Recomputer:
         return self.copies[node_id]
 
     def _scoped(self, node_id: int) -> bool:
-        return SCOPE_KEY in self.graph.nx.nodes[node_id]
+        return self.graph.annotation(node_id, SCOPE_KEY) is not None

@@ -53,20 +53,20 @@ def nodes_between(graph: Graph, inputs: list[Tensor], outputs: list[Tensor]) -> 
     needed = graph.needed_nodes([t.value for t in outputs])
     reached = {t.value.node for t in inputs}
     for node_id in needed:
-        if node_id not in reached and any(p in reached for p in graph.nx.predecessors(node_id)):
+        if node_id not in reached and any(p in reached for p in graph.producers_of(node_id)):
             reached.add(node_id)
     return [node_id for node_id in needed if node_id in reached]
 
 
 def next_node_id(graph: Graph) -> int:
     """The id the next added node will get at least: nodes from here on are new."""
-    return max(graph.nx, default=-1) + 1
+    return graph.next_node_id
 
 
 def remove_unneeded(graph: Graph, first_new: int, results: list[Tensor]) -> None:
     """Remove the nodes added since `first_new` that no result needs, users first."""
     keep = set(graph.needed_nodes([r.value for r in results]))
-    for node_id in sorted((i for i in graph.nx if i >= first_new and i not in keep), reverse=True):
+    for node_id in sorted((i for i in graph.node_ids() if i >= first_new and i not in keep), reverse=True):
         graph.remove_node(node_id)
 
 

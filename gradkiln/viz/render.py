@@ -137,9 +137,7 @@ def _plan(graph: Graph, outputs: list[Value], summary: Summary) -> tuple[list[in
 def _layout(graph: Graph, node_ids: list[int], output_nodes: set[int], summary: Summary) -> _Layout:
     layout = _Layout()
     if summary.collapse_sources or summary.max_nodes is not None:
-        layout.hidden = {
-            n for n in node_ids if graph.nx.nodes[n]["op"] in ("param", "constant") and n not in output_nodes
-        }
+        layout.hidden = {n for n in node_ids if graph.op_of(n) in ("param", "constant") and n not in output_nodes}
     shown = [n for n in node_ids if n not in layout.hidden]
     if summary.group_by is None and summary.max_nodes is None:
         layout.unit = {n: str(n) for n in shown}
@@ -150,7 +148,7 @@ def _layout(graph: Graph, node_ids: list[int], output_nodes: set[int], summary: 
         depth = _fitting_depth(graph, shown, scopes, summary.max_nodes)
         by_op = _ops_to_collapse(graph, shown, scopes, depth, summary.max_nodes, output_nodes)
     for n in shown:
-        scope, role, op = scopes[n], graph.nx.nodes[n]["role"], graph.nx.nodes[n]["op"]
+        scope, role, op = scopes[n], graph.role_of(n), graph.op_of(n)
         if depth is not None and len(scope) > depth:
             key: tuple = (scope[: depth + 1], role)
             title, path = f"scope {'.'.join(key[0])}", scope[:depth]
@@ -170,7 +168,7 @@ def _layout(graph: Graph, node_ids: list[int], output_nodes: set[int], summary: 
 
 def _units(graph: Graph, shown: list[int], scopes: dict[int, Scope], depth: int) -> set:
     """The units drawn when scopes deeper than `depth` are collapsed into boxes."""
-    return {(scopes[n][: depth + 1], graph.nx.nodes[n]["role"]) if len(scopes[n]) > depth else n for n in shown}
+    return {(scopes[n][: depth + 1], graph.role_of(n)) if len(scopes[n]) > depth else n for n in shown}
 
 
 def _ops_to_collapse(
@@ -180,9 +178,7 @@ def _ops_to_collapse(
     outputs stay visible) go into one box each, the most numerous first, until at most `max_nodes`
     units remain (none when the scopes suffice)."""
     units = len(_units(graph, shown, scopes, depth))
-    loose = Counter(
-        (graph.nx.nodes[n]["op"], graph.nx.nodes[n]["role"]) for n in shown if len(scopes[n]) <= depth and n not in keep
-    )
+    loose = Counter((graph.op_of(n), graph.role_of(n)) for n in shown if len(scopes[n]) <= depth and n not in keep)
     collapsed: set[tuple[str, str]] = set()
     for key, count in loose.most_common():
         if units <= max_nodes or count == 1:

@@ -100,7 +100,7 @@ def _sizes(graph: Graph, values: list[Value], bindings: Mapping[str, int] | None
     """Sizes for every symbolic dim the outputs need: the given ones, 1 for the rest."""
     symbols: set[str] = set()
     for node_id in graph.needed_nodes(values):
-        for t in graph.nx.nodes[node_id]["types"]:
+        for t in graph.node(node_id).types:
             symbols |= {str(s) for d in t.shape if not isinstance(d, int) for s in sympy.sympify(d).free_symbols}
     sizes = {name: 1 for name in sorted(symbols)} | dict(bindings or {})
     bad = {k: v for k, v in sizes.items() if not isinstance(v, (int, np.integer)) or v < 1}
@@ -192,7 +192,7 @@ def _page(
     ]
     for i, (snap, svg) in enumerate(zip(snapshots, drawings)):
         is_open = " open" if i == len(snapshots) - 1 else ""
-        summary = f"{snap.title}: {len(snap.graph)} nodes, {snap.graph.nx.number_of_edges()} edges"
+        summary = f"{snap.title}: {len(snap.graph)} nodes, {snap.graph.number_of_edges()} edges"
         head.append(f"<details class='snapshot'{is_open}><summary>{escape(summary)}</summary>")
         head.append(f"<div class='graph'>{svg}</div></details>")
     return "\n".join(head) + "\n"

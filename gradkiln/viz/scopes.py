@@ -60,7 +60,7 @@ def _inherited(
     graph: Graph, node_id: int, role: str, scopes: dict[int, Scope], weak: set[int], first_seen: dict[Scope, int]
 ) -> Scope:
     inputs = [v.node for v in graph.inputs_of(node_id)]
-    from_sources = [scopes[i] for i in inputs if scopes[i] and graph.nx.nodes[i]["op"] in SOURCES]
+    from_sources = [scopes[i] for i in inputs if scopes[i] and graph.op_of(i) in SOURCES]
     if from_sources:
         return from_sources[0]
     scoped = [i for i in inputs if scopes[i]]

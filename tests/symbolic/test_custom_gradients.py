@@ -119,9 +119,9 @@ def test_checkpoint_gradient_is_right_and_reads_recomputed_copies(scoped):
     block = checkpoint(_mlp_block) if scoped else _mlp_block
     with gk.Graph() as g:
         x, w = gk.input("x", (4, 3), "float64"), gk.input("w", (3, 3), "float64")
-        before = set(g.nx)
+        before = set(g.node_ids())
         h = block(x, w)
-        inside = set(g.nx) - before - {h.value.node}  # the scope's activations, not its result
+        inside = set(g.node_ids()) - before - {h.value.node}  # the scope's activations, not its result
         loss = gk.sum(block(h, w) ** 2)
         grads = grad(loss, [x, w])
     want = numeric_grads(gk.compile(g, loss), feeds, ["x", "w"], np.ones(()))

@@ -80,9 +80,9 @@ def test_jvp_nodes_have_role_grad_and_unused_ones_are_removed():
     with gk.Graph() as g:
         a, b = gk.input("a", (2, 2), "float64"), gk.input("b", (2, 2), "float64")
         y = a * b
-        forward = set(g.nx)
+        forward = set(g.node_ids())
         (dy,) = jvp(y, [a], [np.ones((2, 2))])
-    added = set(g.nx) - forward
+    added = set(g.node_ids()) - forward
     assert all(g.node(i).role == "grad" for i in added)
     assert added <= set(g.needed_nodes([dy.value]))  # the mul rule's tangent for b is gone
 

@@ -12,7 +12,7 @@ def test_gradient_nodes_have_role_grad_and_none_is_dead():
     with gk.Graph() as g:
         x, w = gk.input("x", (2, 3)), gk.param("w", np.ones((3, 4), np.float32))
         loss = gk.mean(gk.tanh(x @ w))
-        forward = set(g.nx)
+        forward = set(g.node_ids())
         (dw,) = grad(loss, [w])
     added = [n for n in g.nodes() if n.id not in forward]
     assert added and all(n.role == "grad" for n in added)
