@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._api import *  # noqa: F403
 
-__version__ = "0.1.0"
+from ._version import __version__
+
 _lock = threading.RLock()  # a second thread waits for the first one's load
 _loading: list[bool] = []  # non-empty while the public API imports
 

@@ -6,6 +6,7 @@ Kept apart so that `import gradkiln.cli` does not pay for sympy, networkx, onnx 
 # ruff: noqa: F401  (every import is a re-export)
 
 from . import onnx_io, passes, random, symbolic, viz
+from .check import GradCheckReport, InputCheck, check_grad
 from .graph import (
     AnomalyError,
     DTypeError,
@@ -175,7 +176,6 @@ from .passes.cost import cost
 from .symbolic import (
     LossScaler,
     accumulate_gradients,
-    check_grad,
     checkpoint,
     clip_by_global_norm,
     clip_by_value,

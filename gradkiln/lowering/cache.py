@@ -35,6 +35,7 @@ import sympy
 import tvm
 import tvm_ffi
 
+from .._version import __version__
 from ..atomic import write_atomic, write_atomic_with
 from ..graph import Graph, LoweringError, Value
 from ..graph.ops.fused import Expressions
@@ -71,8 +72,6 @@ def cache_key(
 ) -> str | None:
     """The sha256 (hex) naming the cache entry of these nodes compiled for `target` with `options`;
     None (with a CacheWarning) when an emitter reads a value whose state cannot be hashed."""
-    from .. import __version__  # imported here: gradkiln's __init__ imports this package
-
     try:
         emitter_states = sorted({json.dumps(_emitter_state(fn), sort_keys=True) for fn in emitters})
     except _OpaqueValueError as err:

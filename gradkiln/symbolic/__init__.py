@@ -8,7 +8,7 @@ backend and exporter handles them unchanged. Each op's rule lives in `VJP_RULES`
 `JVP_RULES`, `register_jvp`) walks the graph once forward. `custom_vjp`, `custom_jvp`,
 `stop_gradient`, `straight_through` and `checkpoint` shape what the derivatives do. `vmap`
 (`BATCH_RULES`, `register_batch`) batches a subgraph, which `jacobian` and `hessian` use;
-`check_grad` checks gradients numerically. `fixed_point` and `root` differentiate solvers
+`fixed_point` and `root` differentiate solvers
 implicitly; `odeint` solves ODEs, differentiated by the adjoint method or through its steps
 (docs/workflows/neural_ode.md); `gradkiln.symbolic.utilities` clips, accumulates and
 loss-scales gradients. docs/autodiff.md describes them all.
@@ -26,7 +26,6 @@ from . import (
     select_rules,  # the selection ops' and dropout's rules
 )
 from .batching import BATCH_RULES, BatchRule, register_batch, vmap
-from .check import GradCheckReport, InputCheck, check_grad
 from .checkpoint import checkpoint
 from .custom import custom_vjp, straight_through
 from .custom_jvp import custom_jvp
@@ -53,14 +52,11 @@ __all__ = [
     "NON_DIFFERENTIABLE",
     "VJP_RULES",
     "BatchRule",
-    "GradCheckReport",
-    "InputCheck",
     "JVPRule",
     "LossScaler",
     "ScalerState",
     "VJPRule",
     "accumulate_gradients",
-    "check_grad",
     "checkpoint",
     "clip_by_global_norm",
     "clip_by_value",

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import gradkiln as gk
-from gradkiln.symbolic import check_grad, custom_vjp
+from gradkiln import check_grad
+from gradkiln.symbolic import custom_vjp
 
 rng = np.random.default_rng(0)
 

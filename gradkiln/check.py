@@ -7,12 +7,12 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..graph import GradientError, Graph, Tensor
-from ..graph import builder as gb
-from ..graph.dtypes import is_float
-from ..lowering import compile as compile_graph
-from ..testing import numeric_grads
-from .reverse import grad
+from .graph import GradientError, Graph, Tensor
+from .graph import builder as gb
+from .graph.dtypes import is_float
+from .lowering import compile as compile_graph
+from .symbolic.reverse import grad
+from .testing import numeric_grads
 
 
 @dataclass(frozen=True)
