@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import GradkilnError, GraphError
 from .opdef import OpDef, get_op
+from .printer import format_graph
 from .types import TensorType
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -399,8 +400,6 @@ class Graph:
         return [i for i in self.topological_order() if i in needed]
 
     def __str__(self) -> str:
-        from .printer import format_graph
-
         return format_graph(self)
 
     def _repr_svg_(self) -> str | None:

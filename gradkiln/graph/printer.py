@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .ir import Graph, Node
+if TYPE_CHECKING:  # the graph calls the printer; it needs the types for its hints only
+    from .ir import Graph, Node
 
 
 def format_attr(value: Any) -> str:
