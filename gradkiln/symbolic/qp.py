@@ -34,12 +34,16 @@ Reverse mode transposes that rule, so a gradient costs one transposed KKT solve 
 OptNet's formulas (dL/dp = d_z, dL/dh = -lam * d_lam, ...); forward mode, vmap and second
 derivatives (the rule reads x, whose own tangent is this rule) work as well.
 
-What cannot be checked when the graph is built: a Q that is not positive definite (on the
-feasible set's directions), an infeasible problem, or dependent equality rows. Then the iteration
-does not converge: z is meaningless, or NaN/Inf where a KKT matrix is singular, and no error
-is raised (`gk.detect_anomaly` reports the first NaN). A degenerate solution (a constraint
-active with a zero multiplier) makes the KKT matrix singular in the limit: its gradient is
-unreliable there, as the derivative itself is not defined.
+What cannot be checked when the graph is built: a Q that is not positive definite, an
+infeasible problem, dependent rows of A. A batch element whose last iterate is not a solution
+(KKT residuals above CONVERGED[dtype] relative to the data, or mu not reduced that far) comes out
+NaN, as does its gradient, rather than a plausible wrong z; so does one that needed more than
+`iterations` steps. Where a KKT matrix is exactly singular on the way (an indefinite or singular
+Q with a direction the constraints do not bound), the numpy executor raises `LoweringError`
+("Singular matrix") and compiled targets give NaN. `gk.detect_anomaly` names the first NaN. At a
+degenerate solution (an active constraint with a zero multiplier) the derivative is not defined
+and the gradient is that of the last iterate; a feasible set without interior (a single point)
+leaves the KKT matrix singular there.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from .custom_jvp import with_jvp_rule
 
 STEP_FRACTION = 0.99  # of the way to the boundary s, lam >= 0 that a step goes at most
 DEFAULT_TOL = {"float64": 1e-13, "float32": 1e-10}  # mu / mu at the start, where an element stops
+CONVERGED = {"float64": 1e-6, "float32": 1e-3}  # relative KKT residuals that count as a solution
 
 
 class Problem(NamedTuple):
@@ -87,8 +92,9 @@ def qp(
     Tensors or arrays. `iterations` interior point steps run (20 reach float64 accuracy on
     well-scaled problems); a batch element stops changing once its duality measure is below
     `tol` times its starting value (default 1e-13 for float64, 1e-10 for float32; see the module
-    docstring). Gradients with respect to every input come from the KKT conditions at the
-    solution.
+    docstring). A batch element that did not converge (infeasible, Q not positive definite, too
+    few iterations) is NaN. Gradients with respect to every input come from the KKT conditions at
+    the solution.
     """
     problem, batched = _problem(Q, p, G, h, A, b)
     layout = _Layout(problem)
@@ -228,10 +234,26 @@ def _solve(problem: Problem, layout: _Layout, iterations: int, tol: float) -> Te
     ones = gb.ones_like(problem.h)
     dz, ds, dlam, dy = system.newton(system.matrix(ones, ones), ones, r_d, r_p, None, r_e)
     s, lam = _at_least_one(ds), _at_least_one(dlam)
-    stop = tol * gb.mean(s * lam, -1, keepdims=True)
-    start = _join(dz, s, lam, dy)
-    final, _ = gb.scan(lambda x, _: (_mehrotra_step(system, layout, x, stop), None), start, length=iterations)
-    return final
+    mu_start = gb.mean(s * lam, -1, keepdims=True)
+    step = lambda x, _: (_mehrotra_step(system, layout, x, tol * mu_start), None)  # noqa: E731
+    final, _ = gb.scan(step, _join(dz, s, lam, dy), length=iterations)
+    return _nan_unless_converged(system, layout, final, mu_start)
+
+
+def _nan_unless_converged(system: _KKTSystem, layout: _Layout, x: Tensor, mu_start: Tensor) -> Tensor:
+    """x where the iteration converged, NaN where it did not (an infeasible problem, a Q that is
+    not positive definite, too few iterations): the KKT residuals, relative to 1 + the largest
+    |p|, |h|, |b|, and mu, relative to its start, must be below CONVERGED[dtype]."""
+    problem = system.problem
+    z, s, lam, y = layout.split(x)
+    r_d, r_p, r_e = _residuals(problem, z, lam, y)
+    residuals = [gb.abs(r) for r in (r_d, r_p + s, r_e) if r is not None]
+    data = [gb.abs(t) for t in (problem.p, problem.h, problem.b) if t is not None]
+    scale = 1.0 + gb.max(gb.concat(data, -1), -1, keepdims=True)
+    error = gb.maximum(
+        gb.max(gb.concat(residuals, -1), -1, keepdims=True) / scale, gb.mean(s * lam, -1, keepdims=True) / mu_start
+    )
+    return gb.where(error <= CONVERGED[x.dtype], x, np.nan)
 
 
 def _at_least_one(v: Tensor) -> Tensor:

@@ -228,6 +228,24 @@ def test_a_vertex_with_more_active_constraints_than_variables_stays_finite(dtype
     np.testing.assert_allclose(got_d[0], 0.0, atol=accuracy)
 
 
+@pytest.mark.parametrize("case", ["infeasible", "too few iterations"])
+def test_an_element_that_did_not_converge_is_nan_not_a_plausible_value(case):
+    data = problem(batch=2)
+    iterations = 1 if case == "too few iterations" else 20
+    if case == "infeasible":  # G z <= h asks z0 <= -1 and -z0 <= -1 in the second example
+        data["G"] = np.stack([data["G"], data["G"]])
+        data["h"] = np.stack([data["h"], data["h"]])
+        data["G"][1, :2], data["h"][1, :2] = [[1, 0, 0, 0], [-1, 0, 0, 0]], [-1.0, -1.0]
+    g, inputs, z = qp_graph(data, iterations)
+    (dp,) = grad(gk.sum(z * WEIGHTS), [inputs["p"]])
+    got, got_dp = gk.compile(g, [z, dp])(**data)
+    failed = [True, True] if case == "too few iterations" else [False, True]
+    np.testing.assert_array_equal(np.isnan(got).all(axis=1), failed)
+    np.testing.assert_array_equal(np.isnan(got_dp).all(axis=1), failed)
+    if case == "infeasible":
+        np.testing.assert_allclose(got[0], kkt_point({**data, "G": data["G"][0], "h": data["h"][0]}, data["p"][0])[0])
+
+
 def test_float32_solves_to_float32_accuracy():
     data = problem()
     g, inputs, z = qp_graph(data, dtype="float32")
