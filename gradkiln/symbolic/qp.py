@@ -235,7 +235,11 @@ def _solve(problem: Problem, layout: _Layout, iterations: int, tol: float) -> Te
     dz, ds, dlam, dy = system.newton(system.matrix(ones, ones), ones, r_d, r_p, None, r_e)
     s, lam = _at_least_one(ds), _at_least_one(dlam)
     mu_start = gb.mean(s * lam, -1, keepdims=True)
-    step = lambda x, _: (_mehrotra_step(system, layout, x, tol * mu_start), None)  # noqa: E731
+    stop = tol * mu_start
+
+    def step(x: Tensor, _: None) -> tuple[Tensor, None]:
+        return _mehrotra_step(system, layout, x, stop), None
+
     final, _ = gb.scan(step, _join(dz, s, lam, dy), length=iterations)
     return _nan_unless_converged(system, layout, final, mu_start)
 

@@ -1,7 +1,8 @@
 """qp, the batched QP layer: its solution against the KKT point of the active set scipy's SLSQP
-finds (certified optimal: feasible, multipliers >= 0), its derivatives against central
+finds (certified optimal: feasible, multipliers > 0), its derivatives against central
 differences of the solution and against closed forms, batched and shared inputs, forward mode,
-vmap and second derivatives, numpy against llvm, and the errors for bad inputs."""
+vmap and second derivatives, dependent active constraints, NaN where the iteration did not
+converge, numpy against llvm, and the errors for bad inputs."""
 
 import re
 
