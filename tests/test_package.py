@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import networkx as nx
 import pytest
 
 import gradkiln as gk
@@ -51,18 +52,36 @@ def test_each_layer_imports_first(module):
     assert run(f"import {module}; print('ok')").strip() == "ok"
 
 
+MODULES = {
+    ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+    for path in sorted((ROOT / "gradkiln").rglob("*.py"))
+}
+
+
 def imported_modules(path: Path) -> set[str]:
-    """The gradkiln modules a source file imports (relative imports resolved against its package)."""
+    """The gradkiln modules a source file imports, at the top or inside functions (relative imports
+    resolved against its package, `from package import module` read as the module); imports under
+    `if TYPE_CHECKING:` are for type hints only and do not count."""
     package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    tree = ast.parse(path.read_text())
+    hints = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+        for inner in ast.walk(node)
+    }
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in hints:
+            continue
         if isinstance(node, ast.ImportFrom):
             base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
             module = f"{base}.{node.module}" if node.level and node.module else (node.module or base)
-            found.add(module if node.level or module.startswith("gradkiln") else "")
+            if node.level or module.startswith("gradkiln"):
+                found |= {f"{module}.{a.name}" if f"{module}.{a.name}" in MODULES else module for a in node.names}
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("gradkiln"))
-    return found - {""}
+    return found
 
 
 def test_the_ir_imports_no_layer_above_it():
@@ -74,3 +93,24 @@ def test_the_ir_imports_no_layer_above_it():
         if not module.startswith("gradkiln.graph")
     }
     assert not outside, sorted(outside)
+
+
+def layer(module: str) -> str:
+    """graph, symbolic, passes, lowering, onnx_io, viz, testing, deploy, or "top" for gradkiln/*.py."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or module in ("gradkiln.graph", "gradkiln.lowering") else "top"
+
+
+def test_no_import_cycle_crosses_a_layer():
+    """Modules of two layers never import each other in a circle (the lower one would need the upper
+    one to load). Inside a layer, the circles left are rule tables that load their family modules
+    (the ONNX importer and exporter, the TVM emitters and CPU schedules), the builder with Tensor,
+    and the target fuzzer with its cases; their number may only go down."""
+    graph = nx.DiGraph()
+    for module, path in MODULES.items():
+        graph.add_node(module)
+        graph.add_edges_from((module, m) for m in imported_modules(path) if m in MODULES and m != module)
+    cycles = [sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1]
+    crossing = [c for c in cycles if len({layer(m) for m in c}) > 1]
+    assert not crossing, crossing
+    assert len(cycles) <= 5, cycles

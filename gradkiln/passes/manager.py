@@ -28,6 +28,23 @@ def register_pass(name: str, **how: Any) -> Callable[[Pass], Pass]:
     return PASSES.register(name, **how)
 
 
+DotWriter = Callable[[Graph, Path, list[Value]], Any]
+_dot_writer: DotWriter | None = None  # set by gradkiln.viz on import: passes sit below viz
+
+
+def set_dot_writer(writer: DotWriter | None) -> None:
+    """Install the function `PassManager(dump_dir=...)` writes each pass's graph with (gradkiln.viz
+    installs its DOT writer)."""
+    global _dot_writer
+    _dot_writer = writer
+
+
+def _dump_dot(graph: Graph, path: Path, outputs: list[Value]) -> None:
+    if _dot_writer is None:
+        raise GraphError("PassManager(dump_dir=...) writes DOT with gradkiln.viz: `import gradkiln.viz` first")
+    _dot_writer(graph, path, outputs)
+
+
 @dataclass
 class PassContext:
     """The outputs a pipeline must preserve, and the options passes read."""
@@ -115,9 +132,7 @@ class PassManager:
             except GraphError as err:
                 raise GraphError(f"pass {name!r} broke the graph: {err}") from err
         if self.dump_dir is not None:
-            from ..viz import write_dot
-
-            write_dot(graph, Path(self.dump_dir) / f"{len(self.records):02d}_{name}.dot", outputs=ctx.outputs)
+            _dump_dot(graph, Path(self.dump_dir) / f"{len(self.records):02d}_{name}.dot", ctx.outputs)
         return changed
 
     def table(self) -> str:

@@ -2,6 +2,7 @@
 
 from ..graph import Graph, VizError
 from ..graph.ir import set_svg_renderer
+from ..passes.manager import set_dot_writer
 from .render import (
     DOT_TIMEOUT,
     EDGE_LABEL_LIMIT,
@@ -34,6 +35,7 @@ def notebook_svg(graph: Graph) -> str | None:
 
 
 set_svg_renderer(notebook_svg)
+set_dot_writer(lambda graph, path, outputs: write_dot(graph, path, outputs=outputs))
 
 __all__ = [
     "DOT_TIMEOUT",
