@@ -2,7 +2,7 @@
 finds (certified optimal: feasible, multipliers > 0), its derivatives against central
 differences of the solution and against closed forms, batched and shared inputs, forward mode,
 vmap and second derivatives, dependent active constraints, NaN where the iteration did not
-converge, numpy against llvm, and the errors for bad inputs."""
+converge, numpy against llvm and onnxruntime, and the errors for bad inputs."""
 
 import re
 
@@ -269,6 +269,15 @@ def test_llvm_computes_what_numpy_computes():
     got = gk.compile(g, [z, *grads], target="llvm")(**data)
     for name, a, b in zip(("z", *NAMES), got, want):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_onnx_export_runs_the_solver_in_onnxruntime():
+    ort = pytest.importorskip("onnxruntime")
+    data = problem(batch=2)
+    g, _, z = qp_graph(data, iterations=10)
+    session = ort.InferenceSession(gk.onnx_io.export(g, [z]).SerializeToString())
+    got = session.run(None, {k: v for k, v in data.items() if k in {i.name for i in session.get_inputs()}})[0]
+    np.testing.assert_allclose(got, gk.compile(g, z)(**data), rtol=1e-10, atol=1e-13)
 
 
 def _build(**changes):
