@@ -92,7 +92,7 @@ def test_gradients_of_every_input_match_central_differences_of_the_solution():
         np.testing.assert_allclose(value, numeric[name], atol=1e-8, err_msg=name)
 
 
-def test_the_gradient_graph_does_not_depend_on_the_iterations():
+def test_the_gradient_is_one_kkt_solve_whatever_the_iterations():
     counts = []
     for iterations in (5, 50):
         data = problem()
@@ -100,6 +100,8 @@ def test_the_gradient_graph_does_not_depend_on_the_iterations():
         grad(gk.sum(z * WEIGHTS), [inputs[k] for k in NAMES])
         counts.append([node.role for node in g.nodes()].count("grad"))
         assert sum(node.op == "scan" for node in g.nodes()) == 1, "the iterations are one scan"
+        solves = [node.role for node in g.nodes() if node.op == "solve"]
+        assert solves.count("grad") == 1, "the gradient is one (transposed) KKT solve"
     assert counts[0] == counts[1]
 
 
