@@ -134,7 +134,6 @@ def test_the_adjoint_memory_peak_does_not_grow_with_the_steps():
     assert backprop1000 > 50 * backprop10
 
 
-@pytest.mark.slow
 def test_llvm_agrees_with_numpy():
     g, ys, _, grads = _linear_graph("rk4", {"steps": 4}, adjoint=True)
     feeds = {"y0": Y0, "t": T0, "a": A0}
@@ -194,3 +193,25 @@ def test_bad_operands_raise_errors():
             odeint(_linear, y0, T0, [A0])
         with pytest.raises(gk.GraphError, match="t is i64"):
             odeint(_linear, y0, gk.input("t", (3,), "int64"), [gk.input("a", (2, 2), "float64")])
+
+
+def _second_order(adjoint):
+    """The gradient dL/dA of a tanh field, its Hessian-vector product along ones((2, 2)) and the
+    forward-mode tangent of ys along the same direction."""
+    with gk.Graph() as g:
+        y0, a = gk.input("y0", (2,), "float64"), gk.input("a", (2, 2), "float64")
+        ys = odeint(lambda y, t, a: gk.tanh(a @ y), y0, [0.0, 0.5, 1.0], [a], adjoint=adjoint, steps=10)
+        (da,) = gk.grad(gk.sum(ys * ys), [a])
+        (hvp,) = gk.grad(gk.sum(da * np.ones((2, 2))), [a])
+        (tangent,) = gk.jvp(ys, [a], [np.ones((2, 2))])
+    return gk.compile(g, [da, hvp, tangent]), gk.compile(g, da)
+
+
+def test_second_derivatives_and_forward_mode_through_the_adjoint():
+    (backprop, _), (adjoint, gradient) = _second_order(False), _second_order(True)
+    got = adjoint(y0=Y0, a=A0)
+    for a, b in zip(got, backprop(y0=Y0, a=A0)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    eps = 1e-6
+    numeric = (gradient(y0=Y0, a=A0 + eps) - gradient(y0=Y0, a=A0 - eps)) / (2 * eps)  # along ones((2, 2))
+    np.testing.assert_allclose(got[1], numeric, rtol=1e-6)
