@@ -52,7 +52,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..graph import DTypeError, GradientError, ShapeError, Tensor
+from ..graph import DTypeError, GradientError, GraphError, ShapeError, Tensor
 from ..graph import builder as gb
 from ..graph.builder.linalg import matrix_transpose
 from ..graph.types import Dim, dims_equal
@@ -322,7 +322,7 @@ def _problem(*data: Any) -> tuple[Problem, bool]:
 def _as_tensors(data: tuple[Any, ...]) -> list[Tensor | None]:
     graphs = {id(t.graph): t.graph for t in data if isinstance(t, Tensor)}
     if len(graphs) > 1:
-        raise ShapeError("qp: the inputs come from different graphs; build the layer in one graph")
+        raise GraphError("qp: the inputs come from different graphs; build the layer in one graph")
     graph = next(iter(graphs.values()), None)
     tensors = [v if v is None or isinstance(v, Tensor) else gb.constant(np.asarray(v), graph=graph) for v in data]
     dtypes = {t.dtype for t in tensors if t is not None}

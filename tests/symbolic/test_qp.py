@@ -316,6 +316,13 @@ def test_bad_inputs_raise_a_clear_error(changes, error, message):
         _build(**changes)
 
 
+def test_inputs_of_two_graphs_are_refused():
+    with gk.Graph():
+        q = gk.input("Q", (N, N), "float64")
+    with gk.Graph(), pytest.raises(gk.GraphError, match="different graphs"):
+        gk.qp(q, gk.input("p", (N,), "float64"))
+
+
 def test_a_symbolic_problem_size_is_refused():
     with gk.Graph(), pytest.raises(gk.ShapeError, match="must be static"):
         gk.qp(gk.input("Q", ("n", "n"), "float64"), gk.input("p", ("n",), "float64"))
