@@ -114,22 +114,30 @@ def odeint(
     """
     options = _options(method, steps, rtol, atol, max_steps)
     y0, t, params = _operands(y0, t, params)
-    traced, captured = _trace_vjp(f, y0, t, params)
-    solve = _Solver(f, options, len(params), traced, captured)
     if adjoint:
+        traced, captured = _trace_vjp(f, y0, t, params)
+        solve = _Solver(f, options, len(params), traced, captured)
         operands = [*params, *(c for c in captured if is_float(c.dtype))]
         ys = custom_vjp(solve.forward).defvjp(solve.forward_with_residuals, solve.backward)(y0, t, *operands)
     else:
-        ys = solve.forward(y0, t, *params)
+        ys = _Solver(f, options, len(params)).forward(y0, t, *params)
     return ys if _known_times(t) is not None else gb.where(gb.min(t[1:] - t[:-1]) > 0, ys, np.nan)
 
 
 class _Solver:
     """The forward solve and the adjoint backward pass of one `odeint` call; the operands after
     (y0, t) are the parameters, then (in the backward pass) the float tensors `f` reads by
-    closure; `traced` is f and its vjp as a body over (y, t, a, *params, *captured)."""
+    closure; `traced` is f and its vjp as a body over (y, t, a, *params, *captured), which only
+    the backward pass needs."""
 
-    def __init__(self, f: Dynamics, options: Options, num_params: int, traced: Body, captured: list[Tensor]) -> None:
+    def __init__(
+        self,
+        f: Dynamics,
+        options: Options,
+        num_params: int,
+        traced: Body | None = None,
+        captured: Sequence[Tensor] = (),
+    ) -> None:
         self.f, self.options, self.num_params = f, options, num_params
         self.traced, self.captured = traced, captured
         self.integrate = _rk4_interval if options.method == "rk4" else _dopri5_interval
@@ -138,9 +146,12 @@ class _Solver:
         params = operands[: self.num_params]
         ys = [y0]
         for i in range(t.shape[0] - 1):
-            (y,) = self.integrate(lambda s, tau: [self.f(s[0], tau, *params)], [ys[-1]], t[i], t[i + 1], self.options)
+            (y,) = self.integrate(self._field(params), [ys[-1]], t[i], t[i + 1], self.options)
             ys.append(y)
         return gb.stack(ys)
+
+    def _field(self, params: Sequence[Tensor]) -> Field:
+        return lambda state, tau: [_checked(self.f, self.f(state[0], tau, *params), state[0])]
 
     def forward_with_residuals(self, y0: Tensor, t: Tensor, *operands: Tensor) -> tuple[Tensor, list[Tensor]]:
         ys = self.forward(y0, t, *operands)
@@ -175,10 +186,10 @@ class _Solver:
 def _trace_vjp(f: Dynamics, y0: Tensor, t: Tensor, params: Sequence[Tensor]) -> tuple[Body, list[Tensor]]:
     """f and its vjp traced once into a body over (y, t, a, *params, *closure tensors), returning
     (f, a df/dy, a df/dt, a df/dparams..., a df/dclosure... for the float ones); and the tensors
-    of the enclosing graph that f reads by closure. Tracing also checks f's result once."""
+    of the enclosing graph that f reads by closure."""
 
     def f_and_vjp(y: Tensor, time: Tensor, a: Tensor, *ps: Tensor) -> list[Tensor]:
-        dy = _checked(f, f(y, time, *ps), y0)
+        dy = _checked(f, f(y, time, *ps), y)
         body = y.graph
         closure = [body.capture(c) for c in body.captured_tensors() if is_float(c.dtype)]
         return [dy, *vjp(dy, [y, time, *ps, *closure], [a], allow_unused=True)]
@@ -320,10 +331,10 @@ def _known_times(t: Tensor) -> np.ndarray | None:
     return np.asarray(node.attrs["value"]) if node.op == "constant" else None
 
 
-def _checked(f: Dynamics, dy: Any, y0: Tensor) -> Tensor:
-    if not isinstance(dy, Tensor) or not same_type(dy.type, y0.type):
+def _checked(f: Dynamics, dy: Any, y: Tensor) -> Tensor:
+    if not isinstance(dy, Tensor) or not same_type(dy.type, y.type):
         got = dy.type if isinstance(dy, Tensor) else type(dy).__name__
-        raise ShapeError(f"odeint: f ({_name(f)}) returned {got} for y of type {y0.type}; it must return y's type")
+        raise ShapeError(f"odeint: f ({_name(f)}) returned {got} for y of type {y.type}; it must return y's type")
     return dy
 
 
