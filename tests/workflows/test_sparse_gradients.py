@@ -94,7 +94,7 @@ def test_sparse_steps_equal_torch_optimizers_on_a_sparse_embedding(optimizer, ta
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_the_exported_step_scatters_with_scatternd_and_onnxruntime_equals_torch(optimizer):
+def test_the_exported_step_scatters_with_scatternd_and_onnxruntime_equals_gradkiln_and_torch(optimizer):
     g, outputs = _step(optimizer)
     model = gk.onnx_io.export(g, outputs)
     assert "ScatterND" in {n.op_type for n in model.graph.node}
@@ -103,6 +103,10 @@ def test_the_exported_step_scatters_with_scatternd_and_onnxruntime_equals_torch(
     got = _train(
         lambda feeds: dict(zip(names, session.run(None, {k: np.asarray(v) for k, v in feeds.items()}))), optimizer
     )
+    exe = gk.compile(g, outputs)
+    ours = _train(lambda feeds: exe(**feeds), optimizer)
+    for theirs, mine in zip(got, ours):
+        np.testing.assert_allclose(theirs, mine, rtol=1e-12, atol=1e-14)
     _check(got, _torch_run(optimizer))
 
 
