@@ -27,7 +27,8 @@ from .gpu_launch import Launch, kernel_launches, webgpu_manifest, write_webgpu_b
 from .profile import Profile
 from .tvm_arguments import cpu_arguments, fresh_outputs, numpy_results
 from .tvm_dims import DimConverter
-from .tvm_emitters import EMITTERS, EmitContext, Emitter, emit_constant
+from .tvm_emit_context import EMITTERS, EmitContext, Emitter
+from .tvm_emitters import emit_constant  # also fills EMITTERS with every family
 from .tvm_profile import kernel_nodes, profile_vm
 from .tvm_quiet import tvm_section
 from .tvm_reductions import check_nonempty, nonempty_checks
@@ -65,7 +66,7 @@ def build_module(
     """A Relax IRModule whose `main` takes `params` (value -> parameter name), computes `nodes` in
     order and returns the tuple of `outputs`. Emitting errors name the failing node and `target`."""
     bb = relax.BlockBuilder()
-    ctx = EmitContext(bb, DimConverter())
+    ctx = EmitContext(bb, DimConverter(), lambda ctx, node, args: _emit_node(ctx, node, args, target))
     env: dict[Value, relax.Expr] = {}
     for value, name in params.items():
         ty = graph.type_of(value)
@@ -74,7 +75,7 @@ def build_module(
         with bb.function("main", list(env.values())):
             with bb.dataflow():
                 for node in nodes:
-                    env.update(_emit_node(ctx, node, [env[v] for v in node.inputs], target))
+                    env.update(ctx.emit_node(ctx, node, [env[v] for v in node.inputs]))
                 result = bb.emit_output(relax.Tuple([env[v] for v in outputs]))
             bb.emit_func_output(result)
     except BaseException:  # close what TVM's scopes leave open, or its destructor logs "remaining blocks"

@@ -1,7 +1,6 @@
-"""Relax emitters: one rule per gradkiln op, turning a node into a Relax expression.
-
-An emitter is `emitter(ctx, node, args) -> relax.Expr`: `args` are the Relax values of the node's
-inputs, `node.attrs` its attributes, `ctx.dim` converts (symbolic) dims to TIR. A Relax op is used
+"""Relax emitters: one rule per gradkiln op, turning a node into a Relax expression (the table and
+the emitter signature: tvm_emit_context.py). This module holds the elementwise, reduction and
+shape ops' emitters and loads every family module's from one list at its end. A Relax op is used
 where one has the same semantics as the numpy reference; the others are TE computations
 (`ctx.bb.emit_te`), which the fusing pipeline merges with their neighbours like any other kernel.
 """
@@ -10,38 +9,16 @@ from __future__ import annotations
 
 import functools
 import operator
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
-from tvm import relax, sym, te, tirx
+from tvm import relax, te, tirx
 from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
 from ..graph.dtypes import is_float
-from ..graph.registry import Registry
 from ..graph.types import dims_equal
-from .tvm_dims import DimConverter
-
-
-@dataclass
-class EmitContext:
-    """What an emitter may use besides its node and arguments: the block builder, the dim
-    converter, and an arithmetic analyzer to compare TIR dims."""
-
-    bb: relax.BlockBuilder
-    dim: DimConverter
-    analyzer: sym.Analyzer = field(default_factory=sym.Analyzer)
-
-
-Emitter = Callable[[EmitContext, Node, list[relax.Expr]], relax.Expr]
-EMITTERS: Registry[Emitter] = Registry("TVM emitter")
-
-
-def register_emitter(op_name: str, **how: Any) -> Callable[[Emitter], Emitter]:
-    """Decorator registering the Relax emitter of `op_name` (also how custom ops get a TVM lowering);
-    `how` is `Registry.register`'s `when=`/`override=`."""
-    return EMITTERS.register(op_name, **how)
+from .tvm_emit_context import EMITTERS, EmitContext, Emitter, register_emitter  # noqa: F401  (EMITTERS: the filled table)
 
 
 def _call(fn: Callable[..., relax.Expr]) -> Emitter:
@@ -445,7 +422,7 @@ def emit_constant(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax
     return relax.const(value, str(value.dtype))
 
 
-from . import (  # noqa: E402,F401  (each family's emitters, into EMITTERS)
+from . import (  # noqa: E402,F401  (each family's emitters, into EMITTERS; they import tvm_emit_context)
     tvm_emitters_bitwise,  # the bitwise ops
     tvm_emitters_complex,  # the complex ops: refused, TVM has no complex dtype
     tvm_emitters_control,  # scan and cond, unrolled

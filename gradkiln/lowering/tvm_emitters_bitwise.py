@@ -11,7 +11,7 @@ from tvm import relax
 from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
-from .tvm_emitters import EmitContext, register_emitter
+from .tvm_emit_context import EmitContext, register_emitter
 
 # name: (integer op, bool op)
 LOGICAL: dict[str, tuple[Callable[..., relax.Expr], Callable[..., relax.Expr]]] = {

@@ -19,20 +19,18 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import LoweringError, Node, Value
 from ..graph.body import Body
-from .tvm_emitters import EmitContext, register_emitter
+from .tvm_emit_context import EmitContext, register_emitter
 
 UNROLL_LIMIT = 200_000  # body nodes emitted for one scan: about a minute of TVM compile
 
 
 def emit_body(ctx: EmitContext, body: Body, args: Sequence[relax.Expr]) -> list[relax.Expr]:
     """The Relax values of `body`'s outputs, its nodes emitted in order on `args`."""
-    from .tvm_backend import _emit_node  # the backend imports this module's table: import late
-
     env: dict[Value, relax.Expr] = dict(zip(body.inputs, args))
     for node_id in body.nodes():
         node = body.graph.node(node_id)
         if node.op != "input":
-            env.update(_emit_node(ctx, node, [env[v] for v in node.inputs], "llvm"))
+            env.update(ctx.emit_node(ctx, node, [env[v] for v in node.inputs]))
     return [env[v] for v in body.outputs]
 
 

@@ -28,7 +28,7 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 from ..graph import Node
 from ..graph.ops.fused import fold, symbols
 from ..graph.ops.fused_reduce import map_type
-from .tvm_emitters import EMITTERS, EmitContext, register_emitter
+from .tvm_emit_context import EMITTERS, EmitContext, register_emitter
 
 
 @register_emitter("fused")

@@ -27,7 +27,7 @@ from tvm.script import tirx as T  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
 from ..graph.types import Dim, shape_size
-from .tvm_emitters import EmitContext, register_emitter
+from .tvm_emit_context import EmitContext, register_emitter
 
 
 @register_emitter("einsum")

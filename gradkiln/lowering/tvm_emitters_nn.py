@@ -15,7 +15,7 @@ from tvm import relax
 from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
-from .tvm_emitters import EmitContext, register_emitter
+from .tvm_emit_context import EmitContext, register_emitter
 from .tvm_emitters_select import read_at_indices, safe_indices
 
 

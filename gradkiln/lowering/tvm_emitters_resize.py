@@ -13,7 +13,7 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
 from ..graph.ops.resize import AxisTable, grad_tables, tables
-from .tvm_emitters import EmitContext, register_emitter
+from .tvm_emit_context import EmitContext, register_emitter
 
 
 def _axis(ctx: EmitContext, x: relax.Expr, table: AxisTable, rank: int, fill: float, dtype: str) -> relax.Expr:

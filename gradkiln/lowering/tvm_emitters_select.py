@@ -22,7 +22,7 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 from ..graph import Node
 from ..graph.ops.dropout import PRIME, keep_code, keep_threshold
 from ..graph.ops.index_mode import fill_value, mode_of
-from .tvm_emitters import EmitContext, register_emitter
+from .tvm_emit_context import EmitContext, register_emitter
 
 # The integer dtypes whose sort, argsort and topk TVM's CPU runtime (contrib/sort) implements.
 _NATIVE_SORT_DTYPES = frozenset({"int32", "int64"})
