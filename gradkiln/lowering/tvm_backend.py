@@ -32,7 +32,8 @@ from .tvm_emitters import emit_constant  # also fills EMITTERS with every family
 from .tvm_profile import kernel_nodes, profile_vm
 from .tvm_quiet import tvm_section
 from .tvm_reductions import check_nonempty, nonempty_checks
-from .tvm_schedules import CPU_TIR_PIPELINE, build_pipeline, fuse_kernels, schedule_kernels
+from .tvm_schedule_rules import schedule_kernels
+from .tvm_schedules import CPU_TIR_PIPELINE, build_pipeline, fuse_kernels
 from .tvm_targets import device_module, fusion_passes, gpu_kernels, resolve_target
 from .tvm_vector_math import vector_math
 

@@ -1,7 +1,7 @@
 """CPU schedules for the kernels of a legalized, fused Relax module (TVM 0.27 schedules none on CPU).
 
 `fuse_kernels` runs TVM's legalization and fusion (each op becomes a PrimFunc, neighbours merge);
-`schedule_kernels` then rewrites each PrimFunc with the first rule of `RULES` that applies:
+`schedule_kernels` (tvm_schedule_rules.py) then rewrites each PrimFunc with the first rule of `RULES` that applies:
 
 - matmul-like kernels (a reduction block with spatial iterators (b,) i, j and one reduction
   iterator k, whatever the function is called), with whatever the fusion put around it: producers
@@ -122,45 +122,6 @@ class Vector:
         if has("avx512f", target):
             return cls(16, 32)
         return cls(8, 16) if has("avx2", target) else cls(4, 16)
-
-
-def schedule_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> tuple[tvm.IRModule, dict[str, str]]:
-    """`mod` with each PrimFunc scheduled by the first rule of `RULES` that applies, and which rule
-    scheduled which function (by name). Functions no rule fits, or where a rule fails, stay as they are."""
-    vector = Vector.of(target)
-    functions, applied = {}, {}
-    for gvar, func in mod.functions_items():
-        if isinstance(func, tirx.PrimFunc) and not func.attrs.get(SCHEDULED_ATTR, False):
-            rule, func = _schedule_one(func, vector)
-            if rule:
-                applied[gvar.name_hint] = rule
-        functions[gvar] = func
-    return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos), applied
-
-
-# Intrinsics the llvm target lowers to libm calls, which a vector loop cannot make ("unknown
-# intrinsic" at compile time); float16 has more of them.
-SCALAR_ONLY = re.compile(r"T\.(sinh|cosh|fmod)\(")
-SCALAR_ONLY_HALF = re.compile(r"T\.(log1p|asin|acos|atan|asinh|acosh|erf|atan2|nextafter|hypot|copysign|ldexp)\(")
-
-
-def needs_scalar_loops(func: tirx.PrimFunc) -> bool:
-    """Whether the kernel calls an intrinsic that only a scalar loop can call (our rules vectorize)."""
-    text = func.script()
-    return bool(SCALAR_ONLY.search(text) or ("float16" in text and SCALAR_ONLY_HALF.search(text)))
-
-
-def _schedule_one(func: tirx.PrimFunc, vector: Vector) -> tuple[str | None, tirx.PrimFunc]:
-    if needs_scalar_loops(func):
-        return None, func
-    for rule in RULES:
-        try:
-            scheduled = rule(func, vector)
-            if scheduled is not None:
-                return rule.__name__, scheduled.with_attr(SCHEDULED_ATTR, True)
-        except Exception:  # a precondition of a primitive fails (ScheduleError, RuntimeError, ...)
-            continue
-    return None, func
 
 
 def static_extent(expr: Any) -> int | None:
@@ -372,21 +333,3 @@ def reads_along(sch: s_tir.Schedule, block: Any, iterator: int) -> bool:
     stmt = sch.get(block)
     name = re.compile(rf"\b{re.escape(stmt.iter_vars[iterator].var.name)}\b")
     return all(region.region and name.search(str(region.region[-1].min)) for region in stmt.reads)
-
-
-from .tvm_schedules_elementwise import (  # noqa: E402
-    schedule_column_reduction,
-    schedule_elementwise,
-    schedule_row_reduction,
-    schedule_transpose,
-)
-
-RULES: list[Rule] = [
-    schedule_matmul,
-    schedule_conv_rfactor,
-    schedule_conv,
-    schedule_column_reduction,
-    schedule_row_reduction,
-    schedule_transpose,
-    schedule_elementwise,
-]

@@ -1,5 +1,5 @@
 """CPU schedules for reduction-free kernels and for reductions over leading axes (the rules of
-`tvm_schedules.RULES` after matmul and conv)."""
+`tvm_schedule_rules.RULES` after matmul and conv)."""
 
 from __future__ import annotations
 

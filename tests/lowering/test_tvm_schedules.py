@@ -8,7 +8,7 @@ import pytest
 from tvm import s_tir, tirx
 
 import gradkiln as gk
-from gradkiln.lowering import tvm_schedules
+from gradkiln.lowering import tvm_schedule_rules
 from gradkiln.lowering.tvm_schedules import is_conv, is_matmul, root_blocks
 from gradkiln.testing import mlp_feeds, mlp_training_step
 
@@ -202,7 +202,7 @@ def test_a_failing_rule_leaves_the_kernel_unscheduled(monkeypatch):
     def broken(func, vector):
         raise RuntimeError("precondition of a primitive does not hold")
 
-    monkeypatch.setattr(tvm_schedules, "RULES", [broken])
+    monkeypatch.setattr(tvm_schedule_rules, "RULES", [broken])
     with gk.Graph() as g:
         out = gk.relu(gk.input("a", (8, 16)) @ gk.input("b", (16, 32)))
     compiled = assert_builds_agree(g, out, [{"a": rand(8, 16), "b": rand(16, 32)}])
