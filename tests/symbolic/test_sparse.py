@@ -157,3 +157,17 @@ def test_a_table_the_loss_does_not_read_is_an_error_or_dense_zeros_as_in_gk_grad
             gk.sparse.grad(loss, [table, w], sparse=[table])
         d_table, _ = gk.sparse.grad(loss, [table, w], sparse=[table], allow_unused=True)
     np.testing.assert_array_equal(gk.compile(g, d_table)(), np.zeros_like(TABLE))
+
+
+def test_a_symbolic_batch_of_ids_gives_symbolic_slices_and_the_dense_gradient():
+    with gk.Graph() as g:
+        table = gk.param("table", TABLE)
+        ids = gk.input("ids", ("N", 4), "int64")
+        loss = gk.sum(gk.embedding(table, ids) ** 3)
+        (sparse,) = gk.sparse.grad(loss, [table])
+        (dense,) = gk.grad(loss, [table])
+        norm = gk.sparse.global_norm([sparse])
+    assert str(sparse.values.shape[0]) == "4*N"
+    got = gk.compile(g, [gk.to_dense(sparse), dense, norm])(ids=np.array([[1, 2, 1, 3], [12, 0, 1, 2], [5, 5, 5, 5]]))
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-14)
+    np.testing.assert_allclose(got[2], np.linalg.norm(got[1]), rtol=1e-14)
