@@ -143,6 +143,18 @@ def test_llvm_agrees_with_numpy():
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("method, options", METHODS)
+def test_onnx_export_runs_in_onnxruntime(method, options):
+    ort = pytest.importorskip("onnxruntime")
+    g, ys, _, grads = _linear_graph(method, {**options, "steps": 4}, adjoint=True)
+    feeds = {"y0": Y0, "t": T0, "a": A0}
+    want = gk.compile(g, [ys, *grads])(**feeds)
+    assert all(np.isfinite(w).all() for w in want)
+    session = ort.InferenceSession(gk.onnx_io.export(g, [ys, *grads]).SerializeToString())
+    for a, b in zip(session.run(None, feeds), want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
 def test_times_not_increasing_at_run_time_give_nan():
     g, ys, _, _ = _linear_graph("rk4", {"steps": 2}, adjoint=False)
     assert np.isnan(gk.compile(g, ys)(y0=Y0, t=T0[::-1].copy(), a=A0)).all()
