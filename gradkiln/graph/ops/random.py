@@ -9,11 +9,12 @@ composes this op with elementwise ones, so every other layer needs rules for thi
 
 It reuses dropout's keyed permutation of the integers modulo P = 2**31 - 1 (`dropout.keep_round`),
 with round keys that are computed from the seed at run time: the seed is reduced modulo P (seeds
-equal modulo P draw the same values), and round key r is the seed permuted by the fixed-key cipher
-`keep_code(s, stream * ROUNDS + r + SALT)`. Each element's code is its flat index within the block
-through the rounds with those keys. Only int64 +, * and mod with products below 2**62 are used,
-written once over Python operators (`seed_keys`, `keyed_code`), so numpy, TIR and ONNX compute the
-same integers: no 64-bit wraparound, which TVM's simplifier and ONNX need not honour. Distinct
+equal modulo P draw the same values), and round key r is the seed after r + 1 rounds of the
+fixed-key cipher of `stream` (dropout's cipher with the key `stream * ROUNDS + SALT`). Each
+element's code is its flat index within the block through the rounds with those keys. Only int64
++, * and mod with products below 2**62 are used, written once over Python operators (`seed_keys`,
+`keyed_code`), so numpy, TIR and ONNX compute the same integers: no 64-bit wraparound, which
+TVM's simplifier and ONNX need not honour. Distinct
 seeds modulo P give distinct first keys; `stream` separates draws from one seed (normal's two
 uniforms, `fold_in`). A block repeats after P elements.
 """
@@ -28,20 +29,29 @@ from ..dtypes import is_int
 from ..errors import GraphError
 from ..opdef import OpDef, register_op
 from ..types import TensorType
-from .dropout import PRIME, ROUNDS, Code, _itself, keep_code, keep_round
+from .dropout import PRIME, ROUNDS, Code, keep_round, round_keys
 
 SALT = 0x5EED  # separates the key-derivation ciphers from dropout's seeds
 
 
-def seed_keys(seed_code: Code, stream: int, stage: Callable[[Code], Code] = _itself) -> list[Code]:
-    """The round keys of seeds already reduced modulo PRIME, one cipher per round over them."""
-    return [keep_code(seed_code, stream * ROUNDS + r + SALT, stage) for r in range(ROUNDS)]
+Round = Callable[[Code, Code], Code]
 
 
-def keyed_code(index: Code, keys: Sequence[Code], stage: Callable[[Code], Code] = _itself) -> Code:
+def seed_keys(seed_code: Code, stream: int, apply_round: Round = keep_round) -> list[Code]:
+    """The round keys of seeds already reduced modulo PRIME: key r is the seed through the first
+    r + 1 rounds of the fixed-key cipher of `stream` (a chain: ROUNDS cipher rounds in all).
+    `apply_round(x, key)` is one round (a TVM kernel of its own on that backend)."""
+    keys, key = [], seed_code
+    for fixed in round_keys(stream * ROUNDS + SALT):
+        key = apply_round(key, fixed)
+        keys.append(key)
+    return keys
+
+
+def keyed_code(index: Code, keys: Sequence[Code], apply_round: Round = keep_round) -> Code:
     """The keyed permutation of `index` (values in [0, PRIME)) with run-time keys."""
     for key in keys:
-        index = keep_round(index, key, stage)
+        index = apply_round(index, key)
     return index
 
 
