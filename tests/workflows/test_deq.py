@@ -4,31 +4,18 @@ Function whose backward applies the implicit function theorem explicitly (the Ja
 materialized, (I - J)^T u = g solved by torch.linalg.solve, float64) and central finite
 differences; the graph does not grow with the iteration counts; numpy and llvm agree."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import gradkiln as gk
 from gradkiln.demo import load_digits
 from gradkiln.testing import numeric_grads
+from gradkiln.testing.examples import load_example
 
 torch = pytest.importorskip("torch")
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "deq.py"
 
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("deq_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-deq = load_example()
+deq = load_example("deq")
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,7 @@
 vmapped over tasks) equals torch.func's over the same weights, tasks, inner steps and learning rate,
 second order and first order, on the numpy executor and on llvm."""
 
-import importlib.util
 import itertools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,21 +10,10 @@ import torch
 from torch.func import functional_call, grad
 
 import gradkiln as gk
+from gradkiln.testing.examples import load_example
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "maml.py"
+maml = load_example("maml")
 TASKS, SHOTS, QUERIES, STEPS, INNER_LR = 3, 5, 7, 2, 0.05
-
-
-def load_example():
-    """examples/maml.py as a module (examples/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("maml_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-maml = load_example()
 
 
 @pytest.fixture(scope="module")

@@ -3,30 +3,18 @@ same classical Runge-Kutta steps written in torch (float64): exactly (to roundin
 through the solver, to the solver's error for the adjoint method (rk4 and adaptive dopri5, which
 integrate the adjoint system on steps of their own)."""
 
-import importlib.util
 import itertools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import gradkiln as gk
+from gradkiln.testing.examples import load_example
 
 torch = pytest.importorskip("torch")
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "neural_ode.py"
 
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("neural_ode_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-neural_ode = load_example()
+neural_ode = load_example("neural_ode")
 
 
 @pytest.fixture(scope="module")
