@@ -22,7 +22,7 @@ def random_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
 
     def keyed(x: Tensor, keys: Tensor) -> Tensor:
         kept = gb.cast(gr.bernoulli(keys, 0.4, (3,)), dtype)
-        return estimators.gumbel_softmax(keys, x, 0.5, hard=True, axis=0) * x + kept[:, None, :]
+        return estimators.gumbel_softmax(keys, x, 0.5, axis=0) * x + kept[:, None, :]
 
     return [
         OpSample("random_bits", {"x": r(3, 4), "key": np.array(11)}, draws),
