@@ -17,7 +17,7 @@ from tvm import relax, te, tirx
 from ..graph import Node
 from ..graph.ops.dropout import PRIME, keep_round
 from ..graph.ops.random import keyed_code, seed_keys
-from .tvm_emitters import EmitContext, register_emitter
+from .tvm_emit_context import EmitContext, register_emitter
 from .tvm_emitters_select import _Elementwise
 
 OPAQUE = {"op_pattern": 8}  # TVM's kOpaque: FuseOps fuses the kernel with nothing
