@@ -19,6 +19,7 @@ from . import (
     import_math,  # registers native math rules over the compositions of import_rules' modules
     import_nn_native,  # registers native conv, pool and indexing rules over the compositions
     import_quantize,  # QuantizeLinear, DequantizeLinear, QLinear* and *Integer
+    import_random,  # RandomUniform, RandomNormal, their *Like forms, Bernoulli (seeded) onto gk.random
     import_resize,  # Resize and Upsample
     import_select_native,  # TopK, GatherElements, ScatterElements as the selection ops
     import_training_ops,  # Gradient, Adagrad, Adam, Momentum of ai.onnx.preview.training
