@@ -66,7 +66,8 @@ def random_bits(key: Key, shape: int | Sequence[int] = (), stream: int = 0) -> T
 def _unit(key: Key, shape: tuple[int, ...], dtype: str, stream: int, open_interval: bool = False) -> Tensor:
     """Exact floats on [0, 1), or (0, 1) with `open_interval` (odd multiples of 2**-b, for logs)."""
     bits = min(CODE_BITS, np.finfo(dtype).nmant + 1) - open_interval
-    top = floordiv(random_bits(key, shape, stream), 2 ** (CODE_BITS - bits))
+    top = random_bits(key, shape, stream)
+    top = top if bits == CODE_BITS else floordiv(top, 2 ** (CODE_BITS - bits))
     if open_interval:
         top, bits = top * 2 + 1, bits + 1
     return cast(top, dtype) * 2.0**-bits
