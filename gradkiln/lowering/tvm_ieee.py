@@ -15,6 +15,10 @@ LowerIntrin, after the last simplification. Two places put barriers in: `LEGALIZ
 zero scalar constants of add, multiply and divide, and `shield_float_identities` (first pass of
 the TIR pipeline) wraps the right operand of float subtractions and equalities, writes `a != b` as
 `!(a == b)` (an unordered compare in LLVM), and hides comparisons under a `!`.
+TVM's LLVM target also allows floating-point op fusion, so the backend turned `a * b + c` into one
+fused multiply-add (one rounding where numpy rounds twice): LEGALIZE_MAP reads the operands of add
+and subtract through `fence`, lowered to `llvm.arithmetic.fence`, which the backend does not fuse
+across. Reductions (matmul, conv) are TVM's own kernels and keep their FMAs, as BLAS does.
 TVM also takes a -0.0 constant for 0.0 (`select(c, -0.0, 0.0)` became -0.0 during fusion): kernels
 that need a signed zero compute it with copysign.
 """
@@ -25,10 +29,11 @@ from typing import Any, Callable
 
 import tvm
 import tvm_ffi
-from tvm import relax, tirx, topi
+from tvm import relax, te, tirx, topi
 from tvm.relax.transform.legalize_ops.common import _is_relax_expr, _try_convert_to_scalar_const
 
 BARRIER = "gradkiln.ieee_barrier"
+FENCE = "gradkiln.contraction_fence"
 SHIELDED = ("float16", "float32", "float64")  # not bfloat16, float8: passes that know no barrier legalize them
 
 
@@ -47,6 +52,15 @@ def _register() -> None:
     tvm.ir.register_op_attr(BARRIER, "TVectorizable", True)
     tvm.ir.register_op_attr(BARRIER, "TScriptPrinterName", "gradkiln_ieee_barrier")
     tirx.register_intrin_lowering(BARRIER, "llvm", f=lambda call: call.args[0], level=10)
+    tvm.ir.register_op_attr(FENCE, "TCallEffectKind", tirx.CallEffectKind.Pure.value)
+    tvm.ir.register_op_attr(FENCE, "TVectorizable", True)
+    tvm.ir.register_op_attr(FENCE, "TScriptPrinterName", "gradkiln_contraction_fence")
+    tirx.register_intrin_lowering(FENCE, "llvm", f=_arithmetic_fence, level=10)
+
+
+def _arithmetic_fence(call: Any) -> Any:
+    """LLVM's `llvm.arithmetic.fence`: the value, which the backend may not fuse with its user."""
+    return tirx.call_llvm_pure_intrin(str(call.ty), "llvm.arithmetic.fence", call.args[0])
 
 
 _register()
@@ -55,6 +69,14 @@ _register()
 def barrier(x: Any) -> Any:
     """x, opaque to TVM's simplifier and constant folding."""
     return tirx.call_intrin(str(x.ty), BARRIER, x)
+
+
+def fence(x: Any) -> Any:
+    """x, which LLVM may not contract with the operation reading it: TVM's LLVM target allows
+    floating-point op fusion, so `a * b + c` would compile to one fused multiply-add, rounded
+    once where numpy rounds the product and the sum each (a 1-ulp difference in about a quarter of
+    float32 results)."""
+    return tirx.call_intrin(str(x.ty), FENCE, x)
 
 
 def _shield_sub(e: tirx.Sub) -> Any:
@@ -95,21 +117,35 @@ def _zero_shielded(expr: relax.Expr) -> Any:
     return value
 
 
-def _binary(te_func: Callable[..., Any]) -> Callable[[relax.BlockBuilder, relax.Call], relax.Expr]:
+def _fenced(x: Any) -> Any:
+    """A float tensor operand read through `fence` (an immediate as it is)."""
+    if not isinstance(x, te.Tensor) or _base(x.dtype) not in SHIELDED:
+        return x
+    return te.compute(x.shape, lambda *i: fence(x(*i)), name=f"{x.op.name}_fenced")
+
+
+def _binary(
+    te_func: Callable[..., Any], fenced: bool = False
+) -> Callable[[relax.BlockBuilder, relax.Call], relax.Expr]:
     """TVM's legalization of a binary op (a scalar constant operand becomes an immediate, the right
-    one first), with float zeros kept opaque."""
+    one first), with float zeros kept opaque; `fenced`: its tensor operands behind `fence`, so a
+    product feeding an add or subtract is rounded on its own, as numpy does."""
+
+    def compute(lhs: Any, rhs: Any) -> Any:
+        return te_func(_fenced(lhs), _fenced(rhs)) if fenced else te_func(lhs, rhs)
 
     def legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         lhs, rhs = call.args[0], _zero_shielded(call.args[1])
         if _is_relax_expr(rhs):  # a PrimExpr is a relax.Expr too in TVM 0.27: both immediates make no kernel
             lhs = _zero_shielded(lhs)
-        return bb.call_te(te_func, lhs, rhs)
+        return bb.call_te(compute, lhs, rhs)
 
     return legalize
 
 
 LEGALIZE_MAP = {
-    "relax.add": _binary(topi.add),
+    "relax.add": _binary(topi.add, fenced=True),
+    "relax.subtract": _binary(topi.subtract, fenced=True),
     "relax.multiply": _binary(topi.multiply),
     "relax.divide": _binary(topi.divide),
 }
