@@ -66,7 +66,7 @@ def _scatter_add(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.
     flat = ctx.dim.shape((*pre, count, *post))
     safe = safe_indices(ctx, node, x, indices)
     updates = safe.kept(ctx, updates, axis, len(pre) + index_type.rank + len(post), x_type.dtype)
-    column = R.reshape(safe.indices, [1] * len(pre) + [count] + [1] * len(post))
+    column = R.reshape(safe.indices, ctx.dim.shape((*[1] * len(pre), count, *[1] * len(post))))
     spread = R.broadcast_to(column, relax.ShapeExpr(flat))
     return R.scatter_elements(x, spread, R.reshape(updates, flat), axis, reduction="add")
 

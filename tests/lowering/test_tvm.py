@@ -132,6 +132,17 @@ def test_symbolic_batch_mlp_compiles_once_and_runs_for_several_batch_sizes():
 
 
 @pytest.mark.slow
+def test_embedding_gradient_over_a_symbolic_batch_matches_numpy():
+    """scatter_add over a symbolic number of ids (an embedding's gradient with batch N) lowers."""
+    with gk.Graph() as g:
+        table = gk.param("table", np.random.default_rng(0).normal(size=(10, 4)))
+        ids = gk.input("ids", ("N", 3), "int64")
+        (gt,) = grad(gk.sum(gk.embedding(table, ids) ** 2), [table])
+    compiled = gk.compile(g, gt, target="llvm")
+    for feeds in ({"ids": np.array([[1, 2, 1], [9, 0, 1]])}, {"ids": np.array([[3, 3, 3]])}):
+        np.testing.assert_allclose(compiled(**feeds), gk.compile(g, gt, target="numpy")(**feeds), rtol=1e-12)
+
+
 def test_gradient_graph_of_mlp_matches_numpy():
     g, _, loss, params = mlp_graph()
     grads = grad(loss, params)
