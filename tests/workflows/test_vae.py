@@ -2,30 +2,18 @@
 on the same weights, digits and noise (eps drawn by gk.random.normal from the same seed, which is
 what reparameterize draws), on the numpy executor and on llvm; a new seed moves the loss."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import gradkiln as gk
+from gradkiln.testing.examples import load_example
 
 torch = pytest.importorskip("torch")
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vae.py"
 BATCH = 16
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("vae_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-vae = load_example()
+vae = load_example("vae")
 
 
 def torch_loss(weights, x, eps):
