@@ -23,8 +23,10 @@ from .exporter import ExportContext
 @register_exporter("random_bits")
 def _random_bits(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
     shape, stream = node.attrs["shape"], node.attrs["stream"]
-    rank = len(node.graph.type_of(node.inputs[0]).shape)
-    seed = ctx.emit("Cast", [ins[0]], [ctx.fresh("random_seed")], to=TO_ONNX["int64"])
+    key_type = node.graph.type_of(node.inputs[0])
+    rank, seed = len(key_type.shape), ins[0]
+    if key_type.dtype != "int64":
+        seed = ctx.emit("Cast", [seed], [ctx.fresh("random_seed")], to=TO_ONNX["int64"])
     if shape:
         block_axes = ctx.ints(range(rank, rank + len(shape)), "block_axes")
         seed = ctx.emit("Unsqueeze", [seed, block_axes], [ctx.fresh("random_seed_per_block")])
