@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..graph import Node
+from ..graph.ops.elementwise_table import UNARY_ROWS
 from ..graph.registry import Registry
 from ..graph.types import shape_size
 from .dtypes import TO_ONNX
@@ -23,31 +24,10 @@ def register_exporter(op: str, **how: Any) -> Callable[[ExportRule], ExportRule]
     return EXPORTERS.register(op, **how)
 
 
-# gradkiln op -> ONNX op with the same inputs, outputs and semantics.
+# gradkiln op -> ONNX op with the same inputs, outputs and semantics: the table rows' `onnx`, and
+# the binary ops, where and matmul.
 ONE_TO_ONE = {
-    "neg": "Neg",
-    "abs": "Abs",
-    "sign": "Sign",
-    "relu": "Relu",
-    "exp": "Exp",
-    "log": "Log",
-    "sqrt": "Sqrt",
-    "tanh": "Tanh",
-    "sigmoid": "Sigmoid",
-    "sin": "Sin",
-    "cos": "Cos",
-    "tan": "Tan",
-    "asin": "Asin",
-    "acos": "Acos",
-    "atan": "Atan",
-    "sinh": "Sinh",
-    "cosh": "Cosh",
-    "erf": "Erf",
-    "softplus": "Softplus",
-    "floor": "Floor",
-    "ceil": "Ceil",
-    "round": "Round",
-    "reciprocal": "Reciprocal",
+    **{row.name: row.onnx for row in UNARY_ROWS if row.onnx is not None},
     "add": "Add",
     "sub": "Sub",
     "mul": "Mul",

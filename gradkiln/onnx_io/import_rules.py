@@ -13,6 +13,7 @@ import numpy as np
 
 from ..graph import ONNXError, Tensor, get_op
 from ..graph import builder as gb
+from ..graph.ops.elementwise_table import UNARY_ROWS
 from ..graph.types import broadcast_shapes, normalize_axis, shape_size
 from . import (  # noqa: F401  (each module registers its family of rules into IMPORTERS)
     import_activations,
@@ -39,17 +40,10 @@ from .shape_rules import (
 
 __all__ = ["ELEMENTWISE", "IMPORTERS", "REDUCTIONS", "register_importer"]
 
-# ONNX op -> gradkiln op with the same semantics (variadic ONNX ops are folded pairwise).
+# ONNX op -> gradkiln op with the same semantics (variadic ONNX ops are folded pairwise): the
+# elementwise table's rows read backwards (the inverse of their export), and the binary ops.
 ELEMENTWISE = {
-    "Neg": "neg",
-    "Abs": "abs",
-    "Sign": "sign",
-    "Relu": "relu",
-    "Exp": "exp",
-    "Log": "log",
-    "Sqrt": "sqrt",
-    "Tanh": "tanh",
-    "Sigmoid": "sigmoid",
+    **{row.onnx: row.name for row in UNARY_ROWS if row.onnx is not None},
     "Add": "add",
     "Sum": "add",
     "Sub": "sub",

@@ -19,6 +19,7 @@ from ..graph import OPS, Graph, GraphError, TensorType, UnsupportedOpError
 from ..graph.ops.bitwise import BINARY as BITWISE
 from ..graph.ops.dropout import ROUNDS as DROPOUT_ROUNDS
 from ..graph.ops.elementwise import BINARY, COMPARE, UNARY, UNARY_WITH_ATTRS
+from ..graph.ops.elementwise_table import TRANSCENDENTAL, UNARY_ROWS
 from ..graph.ops.fused import fold, symbols
 from ..graph.ops.linalg import letter_dims
 from ..graph.ops.resize import AxisTable, grad_tables, tables
@@ -28,19 +29,11 @@ Shape = tuple[int, ...]
 # (input shapes, shape of output 0, attrs) -> FLOPs
 CostRule = Callable[[Sequence[Shape], Shape, Mapping[str, Any]], int]
 
-TRANSCENDENTAL = 4  # FLOPs charged for one exp, log, sqrt, sin, ...: several, not one
-
-# FLOPs per output element of each elementwise op (1 unless listed)
+# FLOPs per output element of each elementwise op (1 unless listed): the table rows' `flops`, and
+# the ops with attributes and binary ops
 ELEMENTWISE_FLOPS: dict[str, int] = {
-    **dict.fromkeys(
-        ("exp", "log", "sqrt", "tanh", "exp2", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos", "atan"),
-        TRANSCENDENTAL,
-    ),
-    **dict.fromkeys(("sinh", "cosh", "erf", "pow", "atan2"), TRANSCENDENTAL),
-    "rsqrt": TRANSCENDENTAL + 1,
-    "sigmoid": TRANSCENDENTAL + 2,
-    "silu": TRANSCENDENTAL + 3,
-    "softplus": 2 * TRANSCENDENTAL + 1,
+    **{row.name: row.flops for row in UNARY_ROWS if row.flops != 1},
+    **dict.fromkeys(("pow", "atan2"), TRANSCENDENTAL),
     "gelu": TRANSCENDENTAL + 5,
     "elu": TRANSCENDENTAL + 2,
     "leaky_relu": 2,

@@ -2,7 +2,8 @@
 
 Every function adds nodes to the graph of its tensor operands (or the open graph) and returns
 `Tensor` handles. Python scalars are weakly typed: they take the dtype of the tensor they meet.
-The functions live in `core` (sources, emitting, elementwise ops, reductions), `shapes` (shape
+The functions live in `core` (sources, emitting, elementwise ops, reductions), `unary` (one per
+row of `graph/ops/elementwise_table.py`), `shapes` (shape
 ops and indexing) and `composite` (matmul, argmax/argmin, one_hot, cross entropy), `nn` (convolution, pooling,
 indexing) and `layers` (normalisations, losses, attention), `select` (sort, topk, gather, flip, dropout, stack, split,
 tile, repeat), `complex` (real, imag, conj, angle, complex); this package is their one namespace.
@@ -20,29 +21,17 @@ from .composite import (
 from .control import cond, scan, while_loop
 from .core import (
     TensorLike,
-    abs,
-    acos,
     add,
-    asin,
-    atan,
     atan2,
     cast,
-    ceil,
     clip,
     constant,
-    cos,
-    cosh,
     cumprod,
     cumsum,
     div,
     elu,
     emit,
     equal,
-    erf,
-    exp,
-    exp2,
-    expm1,
-    floor,
     floordiv,
     fused,
     fused_matmul,
@@ -54,8 +43,6 @@ from .core import (
     leaky_relu,
     less,
     less_equal,
-    log,
-    log1p,
     log_softmax,
     logsumexp,
     max,
@@ -65,31 +52,16 @@ from .core import (
     minimum,
     mod,
     mul,
-    neg,
     not_equal,
     param,
     pow,
     prod,
-    reciprocal,
-    relu,
-    round,
-    rsqrt,
-    sigmoid,
-    sign,
-    silu,
-    sin,
-    sinh,
     size,
     softmax,
-    softplus,
-    sqrt,
-    square,
     std,
     stop_gradient,
     sub,
     sum,
-    tan,
-    tanh,
     var,
     where,
 )
@@ -156,3 +128,4 @@ from .shapes import (
     zeros,
     zeros_like,
 )
+from .unary import *  # noqa: F403  (one builder function per row of the elementwise table)

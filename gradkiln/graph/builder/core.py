@@ -6,7 +6,7 @@ Every function adds nodes to the graph of its tensor operands (or the open graph
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -214,43 +214,15 @@ def _unary_operand(x: TensorLike, floats: bool = True) -> Tensor:
     return cast(x, DEFAULT_FLOAT) if floats and not is_inexact(x.dtype) else x
 
 
-def _unary(op: str, doc: str, floats: bool = True):
+def unary_function(op: str, doc: str, floats: bool = True) -> Callable[[TensorLike], Tensor]:
+    """The builder function of unary op `op` (`builder/unary.py` makes one per table row)."""
+
     def unary(x: TensorLike) -> Tensor:
         return emit(op, _unary_operand(x, floats))
 
-    unary.__name__, unary.__doc__ = op, doc
+    unary.__name__, unary.__qualname__, unary.__doc__ = op, op, doc
+    unary.__module__ = "gradkiln.graph.builder.unary"
     return unary
-
-
-neg = _unary("neg", "-x.", floats=False)
-abs = _unary("abs", "|x| (gradient 0 at 0).", floats=False)
-sign = _unary("sign", "-1, 0 or 1 (gradient 0).", floats=False)
-relu = _unary("relu", "max(x, 0) (gradient 0 at 0).", floats=False)
-exp = _unary("exp", "e**x.")
-log = _unary("log", "Natural logarithm.")
-sqrt = _unary("sqrt", "Square root.")
-tanh = _unary("tanh", "Hyperbolic tangent.")
-sigmoid = _unary("sigmoid", "1 / (1 + e**-x), computed stably.")
-exp2 = _unary("exp2", "2**x.")
-log1p = _unary("log1p", "log(1 + x), accurate near 0.")
-expm1 = _unary("expm1", "e**x - 1, accurate near 0.")
-sin = _unary("sin", "Sine.")
-cos = _unary("cos", "Cosine.")
-tan = _unary("tan", "Tangent.")
-asin = _unary("asin", "Inverse sine.")
-acos = _unary("acos", "Inverse cosine.")
-atan = _unary("atan", "Inverse tangent.")
-sinh = _unary("sinh", "Hyperbolic sine.")
-cosh = _unary("cosh", "Hyperbolic cosine.")
-erf = _unary("erf", "The error function.")
-softplus = _unary("softplus", "log(1 + e**x), computed stably.")
-silu = _unary("silu", "x * sigmoid(x) (also called swish).")
-floor = _unary("floor", "Round toward -inf (gradient 0).")
-ceil = _unary("ceil", "Round toward +inf (gradient 0).")
-round = _unary("round", "Round to the nearest integer, halves to even like numpy and ONNX (gradient 0).")
-reciprocal = _unary("reciprocal", "1 / x.")
-rsqrt = _unary("rsqrt", "1 / sqrt(x).")
-square = _unary("square", "x * x.", floats=False)
 
 
 def gelu(x: TensorLike, approximate: str = "none") -> Tensor:

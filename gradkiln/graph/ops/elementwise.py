@@ -1,4 +1,7 @@
-"""Elementwise ops: unary math, binary arithmetic with numpy broadcasting, comparisons, where, cast."""
+"""Elementwise ops: unary math, binary arithmetic with numpy broadcasting, comparisons, where, cast.
+
+The simple unary ops come from the rows of `elementwise_table.py`; the ones with attributes,
+the binary ops and comparisons are defined here."""
 
 from __future__ import annotations
 
@@ -12,14 +15,7 @@ from ..errors import DTypeError
 from ..opdef import OpDef, register_op
 from ..types import TensorType, broadcast_shapes
 from .common import COMPLEX_HINT, operand_check, require_same_dtype
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0, -x)).astype(x.dtype)
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    return np.asarray(np.frompyfunc(math.erf, 1, 1)(x)).astype(x.dtype)  # 0-d input gives a Python float
+from .elementwise_table import UNARY_ROWS, erf_array
 
 
 def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
@@ -27,7 +23,7 @@ def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
     if approximate == "tanh":
         inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
         return (0.5 * x * (1 + np.tanh(inner))).astype(x.dtype)
-    return (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype)
+    return (0.5 * x * (1 + erf_array(x / math.sqrt(2)))).astype(x.dtype)
 
 
 def _clip(x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
@@ -36,38 +32,8 @@ def _clip(x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
     return low if hi is None else np.minimum(low, np.asarray(hi, x.dtype))
 
 
-UNARY: dict[str, tuple[Callable, bool]] = {
-    # name: (numpy function, floats only)
-    "neg": (np.negative, False),
-    "abs": (np.abs, False),
-    "sign": (np.sign, False),
-    "relu": (lambda x: np.maximum(x, np.zeros((), x.dtype)), False),
-    "exp": (np.exp, True),
-    "log": (np.log, True),
-    "sqrt": (np.sqrt, True),
-    "tanh": (np.tanh, True),
-    "sigmoid": (_sigmoid, True),
-    "exp2": (np.exp2, True),
-    "log1p": (np.log1p, True),
-    "expm1": (np.expm1, True),
-    "sin": (np.sin, True),
-    "cos": (np.cos, True),
-    "tan": (np.tan, True),
-    "asin": (np.arcsin, True),
-    "acos": (np.arccos, True),
-    "atan": (np.arctan, True),
-    "sinh": (np.sinh, True),
-    "cosh": (np.cosh, True),
-    "erf": (_erf, True),
-    "softplus": (lambda x: np.logaddexp(np.zeros((), x.dtype), x), True),
-    "silu": (lambda x: x * _sigmoid(x), True),
-    "floor": (np.floor, True),
-    "ceil": (np.ceil, True),
-    "round": (np.round, True),  # half to even, like ONNX Round
-    "reciprocal": (np.reciprocal, True),
-    "rsqrt": (lambda x: np.reciprocal(np.sqrt(x)), True),
-    "square": (np.square, False),
-}
+# name: (numpy function, floats only), derived from the table's rows
+UNARY: dict[str, tuple[Callable, bool]] = {row.name: (row.numpy, row.floats) for row in UNARY_ROWS}
 
 # Unary ops with attributes: name -> (numpy function of (x, **attrs), floats only, doc).
 UNARY_WITH_ATTRS: dict[str, tuple[Callable, bool, str]] = {
