@@ -17,7 +17,7 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
 from ..graph.dtypes import is_float
-from ..graph.ops.elementwise_table import UNARY_ROWS
+from ..graph.ops.elementwise_table import UNARY_ROWS, Unary
 from ..graph.types import dims_equal
 from .tvm_emit_context import EMITTERS, EmitContext, Emitter, register_emitter  # noqa: F401  (EMITTERS: the filled table)
 
@@ -45,6 +45,11 @@ DIRECT: dict[str, Callable[..., relax.Expr]] = {
 }
 for _name, _fn in DIRECT.items():
     register_emitter(_name)(_call(_fn))
+
+
+def unary_emitter(row: Unary) -> Emitter:
+    """The emitter of an elementwise table row: the Relax op its `relax` names."""
+    return _call(relax_op(row.relax))
 
 
 @register_emitter("matmul")

@@ -62,7 +62,10 @@ ELEMENTWISE = {
 REDUCTIONS = {"ReduceSum": gb.sum, "ReduceMean": gb.mean}  # ReduceMax/Min: import_math.py
 
 
-def _elementwise(op_type: str, op: str) -> ImportRule:
+def elementwise_importer(op_type: str, op: str) -> ImportRule:
+    """ONNX `op_type` as gradkiln `op`: folded at import time over known values where shape
+    arithmetic needs it, else one node (variadic ops pairwise)."""
+
     def rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
         if op_type in KNOWN_ELEMENTWISE and foldable(args):
             return eval_elementwise(ctx, op_type, args)
@@ -80,7 +83,7 @@ def _elementwise(op_type: str, op: str) -> ImportRule:
 
 
 for _op_type, _op in ELEMENTWISE.items():
-    register_importer(_op_type)(_elementwise(_op_type, _op))
+    register_importer(_op_type)(elementwise_importer(_op_type, _op))
 for _op_type, _reduce in REDUCTIONS.items():
     register_importer(_op_type)(reduction(_reduce))
 

@@ -60,7 +60,8 @@ DATA_MOVEMENT = (
 ).split()
 
 
-def _elementwise(weight: int) -> CostRule:
+def per_element(weight: int) -> CostRule:
+    """`weight` FLOPs per output element (an elementwise op's rule, with its ELEMENTWISE_FLOPS)."""
     return lambda ins, out, attrs: weight * math.prod(out)
 
 
@@ -187,12 +188,12 @@ def _resize_grad(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> 
 
 COST_RULES: dict[str, CostRule] = {
     **{
-        op: _elementwise(ELEMENTWISE_FLOPS.get(op, 1))
+        op: per_element(ELEMENTWISE_FLOPS.get(op, 1))
         for op in [*UNARY, *UNARY_WITH_ATTRS, *BINARY, *COMPARE, *BITWISE, "bitwise_not", "where", "cast"]
         + ["stop_gradient"]
     },
     **{op: _reduction(weight) for op, weight in REDUCTION_FLOPS.items()},
-    **{op: _elementwise(0) for op in DATA_MOVEMENT},
+    **{op: per_element(0) for op in DATA_MOVEMENT},
     "scatter_add": lambda ins, out, attrs: math.prod(ins[2]),
     "matmul": _matmul,
     "conv2d": _conv2d,
@@ -201,10 +202,10 @@ COST_RULES: dict[str, CostRule] = {
     "avg_pool2d": _pool,
     **LINALG_FLOPS,
     **dict.fromkeys(("sort", "argsort", "topk"), _comparison_sort),
-    **{op: _elementwise(0) for op in ("gather_elements", "flip")},
+    **{op: per_element(0) for op in ("gather_elements", "flip")},
     "scatter_elements_add": lambda ins, out, attrs: math.prod(ins[2]),
-    "dropout": _elementwise(DROPOUT_FLOPS),
-    "random_bits": _elementwise(8 * DROPOUT_ROUNDS),  # dropout's rounds; keys are per seed, not per element
+    "dropout": per_element(DROPOUT_FLOPS),
+    "random_bits": per_element(8 * DROPOUT_ROUNDS),  # dropout's rounds; keys are per seed, not per element
     "resize": lambda ins, out, attrs: _gathers(ins[0], tables(tuple(ins[0]), attrs)),
     "resize_grad": _resize_grad,
     "fused": _fused,
@@ -213,9 +214,9 @@ COST_RULES: dict[str, CostRule] = {
     "scan": _scan,
     "cond": _cond,
     # complex parts: real, imag and complex move data, conj negates, angle is an atan2
-    **{op: _elementwise(0) for op in ("real", "imag", "complex")},
-    "conj": _elementwise(1),
-    "angle": _elementwise(TRANSCENDENTAL),
+    **{op: per_element(0) for op in ("real", "imag", "complex")},
+    "conj": per_element(1),
+    "angle": per_element(TRANSCENDENTAL),
 }
 
 

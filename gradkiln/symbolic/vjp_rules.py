@@ -50,7 +50,7 @@ import sympy
 from ..graph import Tensor
 from ..graph import builder as gb
 from ..graph.dtypes import is_float, is_inexact
-from ..graph.ops.elementwise_table import UNARY_ROWS
+from ..graph.ops.elementwise_table import UNARY_ROWS, Unary
 from ..graph.registry import Registry
 from ..graph.types import Dim, as_dim, dims_equal
 
@@ -248,6 +248,11 @@ def _binary_rule(derivatives: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[T
         return unbroadcast(da, a), unbroadcast(db, b)
 
     return rule
+
+
+def unary_vjp(row: Unary) -> VJPRule:
+    """The gradient rule of an elementwise table row: its `derivative` applied to the cotangent."""
+    return _unary_rule(functools.partial(row.derivative, gb))
 
 
 for _name, _derivative in UNARY_DERIVATIVES.items():

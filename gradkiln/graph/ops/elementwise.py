@@ -15,7 +15,7 @@ from ..errors import DTypeError
 from ..opdef import OpDef, register_op
 from ..types import TensorType, broadcast_shapes
 from .common import COMPLEX_HINT, operand_check, require_same_dtype
-from .elementwise_table import UNARY_ROWS, erf_array
+from .elementwise_table import UNARY_ROWS, Unary, erf_array
 
 
 def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
@@ -124,8 +124,14 @@ def _where_infer(cond: TensorType, a: TensorType, b: TensorType) -> tuple[Tensor
     return (TensorType(dtype, broadcast_shapes(cond.shape, a.shape, b.shape)),)
 
 
-for _name, (_fn, _floats) in UNARY.items():
-    register_op(OpDef(_name, _unary_infer(_name, _floats), _fn, 1, elementwise=True))
+def unary_opdef(row: Unary) -> OpDef:
+    """The op definition of a table row: its numpy function, and type inference that refuses
+    ints for float-only ops and complex operands outside COMPLEX_OPS."""
+    return OpDef(row.name, _unary_infer(row.name, row.floats), row.numpy, 1, elementwise=True)
+
+
+for _row in UNARY_ROWS:
+    register_op(unary_opdef(_row))
 for _name, (_fn, _floats, _doc) in UNARY_WITH_ATTRS.items():
     register_op(OpDef(_name, _unary_infer(_name, _floats), _fn, 1, elementwise=True, doc=_doc))
 for _name, (_fn, _floats) in BINARY.items():
