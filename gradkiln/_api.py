@@ -24,12 +24,10 @@ from .graph import (
     VizError,
 )
 from .graph.builder import (
-    add,
     angle,
     argmax,
     argmin,
     argsort,
-    atan2,
     avg_pool2d,
     batch_norm,
     bce_with_logits,
@@ -53,7 +51,6 @@ from .graph.builder import (
     cumprod,
     cumsum,
     det,
-    div,
     dropout,
     einsum,
     elu,
@@ -62,7 +59,6 @@ from .graph.builder import (
     equal,
     expand_dims,
     flip,
-    floordiv,
     full,
     full_like,
     fused,
@@ -89,13 +85,9 @@ from .graph.builder import (
     matmul,
     max,
     max_pool2d,
-    maximum,
     mean,
     min,
-    minimum,
-    mod,
     mse_loss,
-    mul,
     nll_loss,
     norm,
     not_equal,
@@ -104,7 +96,6 @@ from .graph.builder import (
     ones_like,
     pad,
     param,
-    pow,
     prod,
     real,
     repeat,
@@ -126,7 +117,6 @@ from .graph.builder import (
     squeeze,
     stack,
     std,
-    sub,
     sum,
     take,
     tile,
@@ -139,7 +129,7 @@ from .graph.builder import (
     zeros,
     zeros_like,
 )
-from .graph.builder.unary import *  # noqa: F403  (gk.exp, gk.silu, ...: the elementwise table's ops)
+from .graph.builder.elementwise import *  # noqa: F403  (gk.exp, gk.silu, ...: the elementwise table's ops)
 from .lowering import compile
 from .lowering.anomaly import detect_anomaly
 from .lowering.profile import KernelTime, Profile

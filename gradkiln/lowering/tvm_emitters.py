@@ -17,7 +17,7 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
 from ..graph.dtypes import is_float
-from ..graph.ops.elementwise_table import UNARY_ROWS, Unary
+from ..graph.ops.elementwise_table import BINARY_ROWS, UNARY_ROWS, Binary, Unary
 from ..graph.types import dims_equal
 from .tvm_emit_context import EMITTERS, EmitContext, Emitter, register_emitter  # noqa: F401  (EMITTERS: the filled table)
 
@@ -32,22 +32,16 @@ def relax_op(path: str) -> Callable[..., relax.Expr]:
     return functools.reduce(getattr, path.split("."), R)
 
 
-# op -> the Relax op with its semantics: the table rows' `relax`, and the binary ops
+# op -> the Relax op with its semantics: the table rows' `relax`, and where
 DIRECT: dict[str, Callable[..., relax.Expr]] = {
-    **{row.name: relax_op(row.relax) for row in UNARY_ROWS if row.relax is not None},
-    "add": R.add,
-    "sub": R.subtract,
-    "mul": R.multiply,
-    "div": R.divide,
-    "pow": R.power,
-    "atan2": R.atan2,
+    **{row.name: relax_op(row.relax) for row in (*UNARY_ROWS, *BINARY_ROWS) if row.relax is not None},
     "where": R.where,
 }
 for _name, _fn in DIRECT.items():
     register_emitter(_name)(_call(_fn))
 
 
-def unary_emitter(row: Unary) -> Emitter:
+def row_emitter(row: Unary | Binary) -> Emitter:
     """The emitter of an elementwise table row: the Relax op its `relax` names."""
     return _call(relax_op(row.relax))
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..graph import Node
-from ..graph.ops.elementwise_table import UNARY_ROWS, Unary
+from ..graph.ops.elementwise_table import BINARY_ROWS, UNARY_ROWS, Binary, Unary
 from ..graph.registry import Registry
 from ..graph.types import shape_size
 from .dtypes import TO_ONNX
@@ -25,16 +25,9 @@ def register_exporter(op: str, **how: Any) -> Callable[[ExportRule], ExportRule]
 
 
 # gradkiln op -> ONNX op with the same inputs, outputs and semantics: the table rows' `onnx`, and
-# the binary ops, where and matmul.
+# the comparisons, where and matmul.
 ONE_TO_ONE = {
-    **{row.name: row.onnx for row in UNARY_ROWS if row.onnx is not None},
-    "add": "Add",
-    "sub": "Sub",
-    "mul": "Mul",
-    "div": "Div",
-    "pow": "Pow",
-    "maximum": "Max",
-    "minimum": "Min",
+    **{row.name: row.onnx for row in (*UNARY_ROWS, *BINARY_ROWS) if row.onnx is not None},
     "equal": "Equal",
     "less": "Less",
     "less_equal": "LessOrEqual",
@@ -100,7 +93,7 @@ def _over_axes(op_type: str) -> ExportRule:
     return rule
 
 
-def unary_exporter(row: Unary) -> ExportRule:
+def row_exporter(row: Unary | Binary) -> ExportRule:
     """The export rule of an elementwise table row: the one ONNX op its `onnx` names."""
     return direct_exporter(row.onnx, {})
 

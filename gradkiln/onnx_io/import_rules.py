@@ -13,7 +13,7 @@ import numpy as np
 
 from ..graph import ONNXError, Tensor, get_op
 from ..graph import builder as gb
-from ..graph.ops.elementwise_table import UNARY_ROWS
+from ..graph.ops.elementwise_table import BINARY_ROWS, UNARY_ROWS
 from ..graph.types import broadcast_shapes, normalize_axis, shape_size
 from . import (  # noqa: F401  (each module registers its family of rules into IMPORTERS)
     import_activations,
@@ -41,17 +41,10 @@ from .shape_rules import (
 __all__ = ["ELEMENTWISE", "IMPORTERS", "REDUCTIONS", "register_importer"]
 
 # ONNX op -> gradkiln op with the same semantics (variadic ONNX ops are folded pairwise): the
-# elementwise table's rows read backwards (the inverse of their export), and the binary ops.
+# elementwise table's rows read backwards (the inverse of their export), Sum, the comparisons and where.
 ELEMENTWISE = {
-    **{row.onnx: row.name for row in UNARY_ROWS if row.onnx is not None},
-    "Add": "add",
+    **{row.onnx: row.name for row in (*UNARY_ROWS, *BINARY_ROWS) if row.onnx is not None},
     "Sum": "add",
-    "Sub": "sub",
-    "Mul": "mul",
-    "Div": "div",
-    "Pow": "pow",
-    "Max": "maximum",
-    "Min": "minimum",
     "Equal": "equal",
     "Less": "less",
     "LessOrEqual": "less_equal",

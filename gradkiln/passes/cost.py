@@ -19,7 +19,7 @@ from ..graph import OPS, Graph, GraphError, TensorType, UnsupportedOpError
 from ..graph.ops.bitwise import BINARY as BITWISE
 from ..graph.ops.dropout import ROUNDS as DROPOUT_ROUNDS
 from ..graph.ops.elementwise import BINARY, COMPARE, UNARY, UNARY_WITH_ATTRS
-from ..graph.ops.elementwise_table import TRANSCENDENTAL, UNARY_ROWS
+from ..graph.ops.elementwise_table import BINARY_ROWS, TRANSCENDENTAL, UNARY_ROWS
 from ..graph.ops.fused import fold, symbols
 from ..graph.ops.linalg import letter_dims
 from ..graph.ops.resize import AxisTable, grad_tables, tables
@@ -30,16 +30,13 @@ Shape = tuple[int, ...]
 CostRule = Callable[[Sequence[Shape], Shape, Mapping[str, Any]], int]
 
 # FLOPs per output element of each elementwise op (1 unless listed): the table rows' `flops`, and
-# the ops with attributes and binary ops
+# the unary ops with attributes
 ELEMENTWISE_FLOPS: dict[str, int] = {
-    **{row.name: row.flops for row in UNARY_ROWS if row.flops != 1},
-    **dict.fromkeys(("pow", "atan2"), TRANSCENDENTAL),
+    **{row.name: row.flops for row in (*UNARY_ROWS, *BINARY_ROWS) if row.flops != 1},
     "gelu": TRANSCENDENTAL + 5,
     "elu": TRANSCENDENTAL + 2,
     "leaky_relu": 2,
     "clip": 2,
-    "mod": 2,
-    "floordiv": 2,
     "stop_gradient": 0,
 }
 

@@ -50,7 +50,7 @@ import sympy
 from ..graph import Tensor
 from ..graph import builder as gb
 from ..graph.dtypes import is_float, is_inexact
-from ..graph.ops.elementwise_table import UNARY_ROWS, Unary
+from ..graph.ops.elementwise_table import BINARY_ROWS, UNARY_ROWS, Binary, Unary
 from ..graph.registry import Registry
 from ..graph.types import Dim, as_dim, dims_equal
 
@@ -68,7 +68,6 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
         "greater_equal",
         "one_hot",
         "size",
-        "floordiv",
         "argmax",
         "argmin",
         "argsort",
@@ -83,7 +82,7 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
         "input",
         "param",
         "constant",
-        *(row.name for row in UNARY_ROWS if row.derivative is None),  # sign, floor, ceil, round
+        *(row.name for row in (*UNARY_ROWS, *BINARY_ROWS) if row.derivative is None),  # sign, floor, ..., floordiv
     }
 )
 
@@ -198,29 +197,11 @@ def _clip_slope(x: Tensor, g: Tensor, lo: float | None, hi: float | None) -> Ten
     return g if hi is None else gb.where(x > hi, 0.0, g)
 
 
-def _atan2(a: Tensor, b: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
-    scale = g / (a * a + b * b)
-    return scale * b, -(scale * a)
-
-
-def _tie_split(g: Tensor, a: Tensor, b: Tensor, a_wins: Tensor) -> tuple[Tensor, Tensor]:
-    """The cotangents of a and b for maximum/minimum: all to the winner, halves at ties."""
-    to_a = gb.where(a_wins, g, gb.where(gb.equal(a, b), g * 0.5, 0.0))
-    return to_a, g - to_a
-
-
-# (cotangent of a, cotangent of b) at the broadcast shape, as a function of (a, b, y, g); the jvp
-# rules reuse it with g set to one operand's tangent.
+# (cotangent of a, cotangent of b) at the broadcast shape, as a function of (a, b, y, g): the
+# binary rows' `derivative`, given the builder; the jvp rules reuse it with g set to one operand's
+# tangent.
 BINARY_DERIVATIVES: dict[str, Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]] = {
-    "add": lambda a, b, y, g: (g, g),
-    "sub": lambda a, b, y, g: (g, -g),
-    "mul": lambda a, b, y, g: (g * b, g * a),
-    "div": lambda a, b, y, g: (g / b, -g * y / b),
-    "pow": lambda a, b, y, g: (g * b * gb.pow(a, b - 1.0), g * y * gb.log(a)),
-    "maximum": lambda a, b, y, g: _tie_split(g, a, b, gb.greater(a, b)),
-    "minimum": lambda a, b, y, g: _tie_split(g, a, b, gb.less(a, b)),
-    "atan2": lambda a, b, y, g: _atan2(a, b, g),
-    "mod": lambda a, b, y, g: (g, -(g * gb.floordiv(a, b))),
+    row.name: functools.partial(row.derivative, gb) for row in BINARY_ROWS if row.derivative is not None
 }
 
 
@@ -253,6 +234,11 @@ def _binary_rule(derivatives: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[T
 def unary_vjp(row: Unary) -> VJPRule:
     """The gradient rule of an elementwise table row: its `derivative` applied to the cotangent."""
     return _unary_rule(functools.partial(row.derivative, gb))
+
+
+def binary_vjp(row: Binary) -> VJPRule:
+    """The gradient rule of a binary table row: its `derivative`, summed to each operand's shape."""
+    return _binary_rule(functools.partial(row.derivative, gb))
 
 
 for _name, _derivative in UNARY_DERIVATIVES.items():

@@ -18,7 +18,7 @@ from gradkiln.graph.builder.core import unary_function
 from gradkiln.graph.ops.elementwise import unary_opdef
 from gradkiln.graph.ops.elementwise_table import TRANSCENDENTAL, UNARY_ROWS, Unary
 from gradkiln.onnx_io import export
-from gradkiln.onnx_io.export_rules import EXPORTERS, unary_exporter
+from gradkiln.onnx_io.export_rules import EXPORTERS, row_exporter
 from gradkiln.passes.cost import COST_RULES, ELEMENTWISE_FLOPS, cost, per_element
 from gradkiln.symbolic import grad, jvp
 from gradkiln.symbolic.jvp_rules import JVP_RULES, unary_jvp
@@ -40,7 +40,7 @@ ASINH = Unary(
 @pytest.fixture
 def asinh(monkeypatch: pytest.MonkeyPatch) -> Unary:
     """ASINH installed as if it were a row of UNARY_ROWS, in every layer; removed afterwards."""
-    from gradkiln.lowering.tvm_emitters import EMITTERS, unary_emitter
+    from gradkiln.lowering.tvm_emitters import EMITTERS, row_emitter
 
     row = ASINH
     assert row.name not in OPS
@@ -49,8 +49,8 @@ def asinh(monkeypatch: pytest.MonkeyPatch) -> Unary:
     monkeypatch.setattr(gb, row.name, unary_function(row.name, row.doc, row.floats), raising=False)
     monkeypatch.setitem(VJP_RULES, row.name, unary_vjp(row))
     monkeypatch.setitem(JVP_RULES, row.name, unary_jvp(row))
-    monkeypatch.setitem(EMITTERS, row.name, unary_emitter(row))
-    monkeypatch.setitem(EXPORTERS, row.name, unary_exporter(row))
+    monkeypatch.setitem(EMITTERS, row.name, row_emitter(row))
+    monkeypatch.setitem(EXPORTERS, row.name, row_exporter(row))
     monkeypatch.setitem(ELEMENTWISE_FLOPS, row.name, row.flops)
     monkeypatch.setitem(COST_RULES, row.name, per_element(row.flops))
     return row

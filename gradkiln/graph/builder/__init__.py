@@ -21,18 +21,14 @@ from .composite import (
 from .control import cond, scan, while_loop
 from .core import (
     TensorLike,
-    add,
-    atan2,
     cast,
     clip,
     constant,
     cumprod,
     cumsum,
-    div,
     elu,
     emit,
     equal,
-    floordiv,
     fused,
     fused_matmul,
     fused_reduce,
@@ -46,25 +42,20 @@ from .core import (
     log_softmax,
     logsumexp,
     max,
-    maximum,
     mean,
     min,
-    minimum,
-    mod,
-    mul,
     not_equal,
     param,
-    pow,
     prod,
     size,
     softmax,
     std,
     stop_gradient,
-    sub,
     sum,
     var,
     where,
 )
+from .elementwise import *  # noqa: F403  (one builder function per row of the elementwise table)
 from .layers import (
     batch_norm,
     bce_with_logits,
@@ -128,4 +119,3 @@ from .shapes import (
     zeros,
     zeros_like,
 )
-from .unary import *  # noqa: F403  (one builder function per row of the elementwise table)

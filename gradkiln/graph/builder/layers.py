@@ -14,8 +14,8 @@ from ..errors import GraphError, ShapeError
 from ..tensor import Tensor
 from .composite import matmul, one_hot
 from .core import TensorLike, constant, mean, softmax, sum, var, where
+from .elementwise import abs, exp, log1p, relu, rsqrt
 from .shapes import reshape, transpose
-from .unary import abs, exp, log1p, relu, rsqrt
 
 
 def _reduced(loss: Tensor, reduction: str) -> Tensor:

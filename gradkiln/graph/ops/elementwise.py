@@ -1,7 +1,7 @@
 """Elementwise ops: unary math, binary arithmetic with numpy broadcasting, comparisons, where, cast.
 
-The simple unary ops come from the rows of `elementwise_table.py`; the ones with attributes,
-the binary ops and comparisons are defined here."""
+The simple unary and the binary arithmetic ops come from the rows of `elementwise_table.py`;
+the unary ops with attributes, comparisons, where and cast are defined here."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ..errors import DTypeError
 from ..opdef import OpDef, register_op
 from ..types import TensorType, broadcast_shapes
 from .common import COMPLEX_HINT, operand_check, require_same_dtype
-from .elementwise_table import UNARY_ROWS, Unary, erf_array
+from .elementwise_table import BINARY_ROWS, UNARY_ROWS, Binary, Unary, erf_array
 
 
 def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
@@ -55,18 +55,7 @@ UNARY_WITH_ATTRS: dict[str, tuple[Callable, bool, str]] = {
     "clip": (_clip, False, "attrs: lo, hi (either may be None: no bound on that side), in x's dtype."),
 }
 
-BINARY: dict[str, tuple[Callable, bool]] = {
-    "add": (np.add, False),
-    "sub": (np.subtract, False),
-    "mul": (np.multiply, False),
-    "div": (np.divide, True),
-    "pow": (np.power, True),
-    "maximum": (np.maximum, False),
-    "minimum": (np.minimum, False),
-    "atan2": (np.arctan2, True),
-    "mod": (np.mod, False),  # numpy's sign convention: the result has the divisor's sign
-    "floordiv": (np.floor_divide, False),  # rounds toward -inf, for ints and floats
-}
+BINARY: dict[str, tuple[Callable, bool]] = {row.name: (row.numpy, row.floats) for row in BINARY_ROWS}
 
 # The ops above that also compute on complex numbers (abs gives the real modulus); every other op
 # refuses complex operands with a DTypeError. Their gradients follow `symbolic/complex_rules.py`.
@@ -134,8 +123,16 @@ for _row in UNARY_ROWS:
     register_op(unary_opdef(_row))
 for _name, (_fn, _floats, _doc) in UNARY_WITH_ATTRS.items():
     register_op(OpDef(_name, _unary_infer(_name, _floats), _fn, 1, elementwise=True, doc=_doc))
-for _name, (_fn, _floats) in BINARY.items():
-    register_op(OpDef(_name, _binary_infer(_name, _floats), _fn, 2, elementwise=True))
+
+
+def binary_opdef(row: Binary) -> OpDef:
+    """The op definition of a binary table row: its numpy function, and type inference that
+    broadcasts, requires one dtype and refuses ints for float-only ops."""
+    return OpDef(row.name, _binary_infer(row.name, row.floats), row.numpy, 2, elementwise=True)
+
+
+for _row in BINARY_ROWS:
+    register_op(binary_opdef(_row))
 for _name, _fn in COMPARE.items():
     register_op(OpDef(_name, _compare_infer(_name), _fn, 2, elementwise=True))
 register_op(

@@ -1,4 +1,5 @@
-"""One row per simple unary op: everything each layer needs to know about it, in one place.
+"""One row per simple elementwise op (the unary ops without attributes, and binary arithmetic):
+everything each layer needs to know about it, in one place.
 
 Each layer derives its rule for an op from the op's row (JAX keeps a primitive, its derivative and
 its lowering on adjacent lines in the same spirit):
@@ -6,7 +7,7 @@ its lowering on adjacent lines in the same spirit):
 | field | read by |
 |---|---|
 | `numpy`, `floats` | the op definition and reference (`ops/elementwise.py`), the builder function |
-| `doc` | the builder function's docstring (`gk.<name>`, `builder/unary.py`) |
+| `doc` | the builder function's docstring (`gk.<name>`, `builder/elementwise.py`) |
 | `sympy` | fused expressions (`ops/fused.py`): a sympy function, or `Derivative` for a new one |
 | `derivative` | vjp and jvp rules (`symbolic/vjp_rules.py`, `jvp_rules.py`); None: no gradient |
 | `onnx` | ONNX export (`onnx_io/export_rules.py`) and, its inverse, import (`import_rules.py`) |
@@ -18,7 +19,10 @@ its lowering on adjacent lines in the same spirit):
 A field left None means the layer has no derived rule for the op: it either has none (no gradient,
 not expressible in fused nodes, no one-to-one ONNX op) or keeps a hand-written one (numerics-
 sensitive TVM emitters, compositions in export_math.py). graph/ must not import TVM or onnx, so
-those layers' fields are names that their own layer resolves.
+those layers' fields are names that their own layer resolves. `Binary` rows have no `sympy`,
+`domain` or `well_conditioned`: their fused forms (sums, products, powers) are structural
+(`ops/fused.py`), and their samples exercise broadcasting and integer operands by hand
+(`testing/families.py`, `samples.py`).
 """
 
 from __future__ import annotations
@@ -367,5 +371,125 @@ UNARY_ROWS: tuple[Unary, ...] = (
         relax="square",
         rounding="once",
         well_conditioned=True,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Binary:
+    """One binary op over operands broadcast together (numpy rules). `derivative(gb, a, b, y, g)`
+    gives the cotangents of a and b at the broadcast shape (the rules sum them back to each
+    operand's shape); the jvp reuses it with g set to one operand's tangent. Its fused form, where
+    it has one, is structural (a sum, product or power) and lives in `ops/fused.py`."""
+
+    name: str
+    numpy: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    doc: str
+    floats: bool = False
+    derivative: Callable[..., tuple[Any, Any]] | None = None
+    onnx: str | None = None
+    relax: str | None = None
+    flops: int = 1
+    rounding: Literal["exact", "once", "transcendental"] = "transcendental"
+
+
+def _tie_split(gb: Any, g: Any, a: Any, b: Any, a_wins: Any) -> tuple[Any, Any]:
+    """The cotangents of a and b for maximum/minimum: all to the winner, halves at ties."""
+    to_a = gb.where(a_wins, g, gb.where(gb.equal(a, b), g * 0.5, 0.0))
+    return to_a, g - to_a
+
+
+def _atan2(gb: Any, a: Any, b: Any, g: Any) -> tuple[Any, Any]:
+    scale = g / (a * a + b * b)
+    return scale * b, -(scale * a)
+
+
+BINARY_ROWS: tuple[Binary, ...] = (
+    Binary(
+        "add",
+        np.add,
+        "a + b with numpy broadcasting.",
+        derivative=lambda gb, a, b, y, g: (g, g),
+        onnx="Add",
+        relax="add",
+        rounding="once",
+    ),
+    Binary(
+        "sub",
+        np.subtract,
+        "a - b with numpy broadcasting.",
+        derivative=lambda gb, a, b, y, g: (g, -g),
+        onnx="Sub",
+        relax="subtract",
+        rounding="once",
+    ),
+    Binary(
+        "mul",
+        np.multiply,
+        "a * b with numpy broadcasting.",
+        derivative=lambda gb, a, b, y, g: (g * b, g * a),
+        onnx="Mul",
+        relax="multiply",
+        rounding="once",
+    ),
+    Binary(
+        "div",
+        np.divide,
+        "True division a / b (integers are divided as float32, as in PyTorch).",
+        floats=True,
+        derivative=lambda gb, a, b, y, g: (g / b, -g * y / b),
+        onnx="Div",
+        relax="divide",
+        rounding="once",
+    ),
+    Binary(
+        "pow",
+        np.power,
+        "a ** b elementwise, in floating point.",
+        floats=True,
+        derivative=lambda gb, a, b, y, g: (g * b * gb.pow(a, b - 1.0), g * y * gb.log(a)),
+        onnx="Pow",
+        relax="power",
+        flops=TRANSCENDENTAL,
+    ),
+    Binary(
+        "maximum",
+        np.maximum,
+        "Elementwise max; at ties the gradient is split equally between a and b.",
+        derivative=lambda gb, a, b, y, g: _tie_split(gb, g, a, b, gb.greater(a, b)),
+        onnx="Max",
+        rounding="exact",
+    ),
+    Binary(
+        "minimum",
+        np.minimum,
+        "Elementwise min; at ties the gradient is split equally between a and b.",
+        derivative=lambda gb, a, b, y, g: _tie_split(gb, g, a, b, gb.less(a, b)),
+        onnx="Min",
+        rounding="exact",
+    ),
+    Binary(
+        "atan2",
+        np.arctan2,
+        "The angle of the point (b, a), in (-pi, pi], like numpy.arctan2(a, b).",
+        floats=True,
+        derivative=lambda gb, a, b, y, g: _atan2(gb, a, b, g),
+        relax="atan2",
+        flops=TRANSCENDENTAL,
+    ),
+    Binary(
+        "mod",
+        np.mod,  # numpy's sign convention: the result has the divisor's sign
+        "a mod b with numpy's sign convention: the result has the sign of b (ints and floats).",
+        derivative=lambda gb, a, b, y, g: (g, -(g * gb.floordiv(a, b))),
+        flops=2,
+        rounding="once",
+    ),
+    Binary(
+        "floordiv",
+        np.floor_divide,  # rounds toward -inf, for ints and floats
+        "a // b rounded toward -inf, like numpy (ints and floats; gradient 0).",
+        flops=2,
+        rounding="once",
     ),
 )
