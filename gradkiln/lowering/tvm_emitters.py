@@ -17,6 +17,7 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
 from ..graph.dtypes import is_float
+from ..graph.ops.elementwise_table import BINARY_ROWS, UNARY_ROWS, Binary, Unary
 from ..graph.types import dims_equal
 from .tvm_emit_context import EMITTERS, EmitContext, Emitter, register_emitter  # noqa: F401  (EMITTERS: the filled table)
 
@@ -26,37 +27,23 @@ def _call(fn: Callable[..., relax.Expr]) -> Emitter:
     return lambda ctx, node, args: fn(*args)
 
 
+def relax_op(path: str) -> Callable[..., relax.Expr]:
+    """The Relax op a table row names by its path under `relax.op` ("exp", "nn.silu")."""
+    return functools.reduce(getattr, path.split("."), R)
+
+
+# op -> the Relax op with its semantics: the table rows' `relax`, and where
 DIRECT: dict[str, Callable[..., relax.Expr]] = {
-    "abs": R.abs,
-    "exp": R.exp,
-    "log": R.log,
-    "sqrt": R.sqrt,
-    "sigmoid": R.sigmoid,
-    "sin": R.sin,
-    "cos": R.cos,
-    "tan": R.tan,
-    "asin": R.asin,
-    "acos": R.acos,
-    "atan": R.atan,
-    "sinh": R.sinh,
-    "cosh": R.cosh,
-    "erf": R.erf,
-    "softplus": R.nn.softplus,
-    "silu": R.nn.silu,
-    "floor": R.floor,
-    "ceil": R.ceil,
-    "rsqrt": R.rsqrt,
-    "square": R.square,
-    "add": R.add,
-    "sub": R.subtract,
-    "mul": R.multiply,
-    "div": R.divide,
-    "pow": R.power,
-    "atan2": R.atan2,
+    **{row.name: relax_op(row.relax) for row in (*UNARY_ROWS, *BINARY_ROWS) if row.relax is not None},
     "where": R.where,
 }
 for _name, _fn in DIRECT.items():
     register_emitter(_name)(_call(_fn))
+
+
+def row_emitter(row: Unary | Binary) -> Emitter:
+    """The emitter of an elementwise table row: the Relax op its `relax` names."""
+    return _call(relax_op(row.relax))
 
 
 @register_emitter("matmul")

@@ -6,7 +6,7 @@ Why Relax operations and not one TE kernel written from the expressions: a hand-
 kernel hides the elementwise producers and epilogues of matmuls and convolutions from TVM's
 fusion and from our CPU schedules (`tvm_schedules`), which then fail to match (the W1 MLP
 step ran 6x slower in one measurement, on a busy machine); and TVM inlines let-bound values, so
-one TE expression nesting heads whose lowering repeats the argument (tanh, sign, softplus, x**2)
+one TE expression nesting heads whose lowering repeats the argument (tanh, sign, x**2 and others)
 grows exponentially. Relax bindings have neither problem, and FuseOps makes the single kernel
 all the same.
 

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..graph import Node
+from ..graph.ops.elementwise_table import BINARY_ROWS, UNARY_ROWS, Binary, Unary
 from ..graph.registry import Registry
 from ..graph.types import shape_size
 from .dtypes import TO_ONNX
@@ -23,38 +24,10 @@ def register_exporter(op: str, **how: Any) -> Callable[[ExportRule], ExportRule]
     return EXPORTERS.register(op, **how)
 
 
-# gradkiln op -> ONNX op with the same inputs, outputs and semantics.
+# gradkiln op -> ONNX op with the same inputs, outputs and semantics: the table rows' `onnx`, and
+# the comparisons, where and matmul.
 ONE_TO_ONE = {
-    "neg": "Neg",
-    "abs": "Abs",
-    "sign": "Sign",
-    "relu": "Relu",
-    "exp": "Exp",
-    "log": "Log",
-    "sqrt": "Sqrt",
-    "tanh": "Tanh",
-    "sigmoid": "Sigmoid",
-    "sin": "Sin",
-    "cos": "Cos",
-    "tan": "Tan",
-    "asin": "Asin",
-    "acos": "Acos",
-    "atan": "Atan",
-    "sinh": "Sinh",
-    "cosh": "Cosh",
-    "erf": "Erf",
-    "softplus": "Softplus",
-    "floor": "Floor",
-    "ceil": "Ceil",
-    "round": "Round",
-    "reciprocal": "Reciprocal",
-    "add": "Add",
-    "sub": "Sub",
-    "mul": "Mul",
-    "div": "Div",
-    "pow": "Pow",
-    "maximum": "Max",
-    "minimum": "Min",
+    **{row.name: row.onnx for row in (*UNARY_ROWS, *BINARY_ROWS) if row.onnx is not None},
     "equal": "Equal",
     "less": "Less",
     "less_equal": "LessOrEqual",
@@ -87,7 +60,10 @@ AXES_OPS = {
 }
 
 
-def _direct(op_type: str, attr_map: dict[str, str]) -> ExportRule:
+def direct_exporter(op_type: str, attr_map: dict[str, str]) -> ExportRule:
+    """One ONNX node of `op_type` with the node's inputs and outputs, attributes renamed by
+    `attr_map` (the rule of ONE_TO_ONE, `{}`, and WITH_ATTRS ops)."""
+
     def rule(ctx: ExportContext, node: Node, ins: list[str], outs: list[str]) -> None:
         attrs = {onnx_key: _plain(node.attrs[key]) for onnx_key, key in attr_map.items()}
         ctx.emit(op_type, ins, outs, **attrs)
@@ -117,10 +93,15 @@ def _over_axes(op_type: str) -> ExportRule:
     return rule
 
 
+def row_exporter(row: Unary | Binary) -> ExportRule:
+    """The export rule of an elementwise table row: the one ONNX op its `onnx` names."""
+    return direct_exporter(row.onnx, {})
+
+
 for _op, _onnx_op in ONE_TO_ONE.items():
-    register_exporter(_op)(_direct(_onnx_op, {}))
+    register_exporter(_op)(direct_exporter(_onnx_op, {}))
 for _op, (_onnx_op, _attr_map) in WITH_ATTRS.items():
-    register_exporter(_op)(_direct(_onnx_op, _attr_map))
+    register_exporter(_op)(direct_exporter(_onnx_op, _attr_map))
 for _op, _onnx_op in AXES_OPS.items():
     register_exporter(_op)(_over_axes(_onnx_op))
 

@@ -21,22 +21,9 @@ from .import_rules import reduction
 from .importer import ImportContext, ImportRule, Known, OnnxNode, Operand, register_importer
 from .shape_rules import foldable
 
-# ONNX op -> gradkiln builder function of one tensor and the node's attributes.
+# ONNX op -> gradkiln builder function of one tensor and the node's attributes (the ops of the
+# elementwise table import through import_rules.ELEMENTWISE).
 UNARY: dict[str, Callable[[Tensor, dict], Tensor]] = {
-    "Sin": lambda x, a: gb.sin(x),
-    "Cos": lambda x, a: gb.cos(x),
-    "Tan": lambda x, a: gb.tan(x),
-    "Asin": lambda x, a: gb.asin(x),
-    "Acos": lambda x, a: gb.acos(x),
-    "Atan": lambda x, a: gb.atan(x),
-    "Sinh": lambda x, a: gb.sinh(x),
-    "Cosh": lambda x, a: gb.cosh(x),
-    "Erf": lambda x, a: gb.erf(x),
-    "Softplus": lambda x, a: gb.softplus(x),
-    "Floor": lambda x, a: gb.floor(x),
-    "Ceil": lambda x, a: gb.ceil(x),
-    "Round": lambda x, a: gb.round(x),
-    "Reciprocal": lambda x, a: gb.reciprocal(x),
     "LeakyRelu": lambda x, a: gb.leaky_relu(x, a.get("alpha", 0.01)),
     "Elu": lambda x, a: gb.elu(x, a.get("alpha", 1.0)),
     "Gelu": lambda x, a: gb.gelu(x, a.get("approximate", "none")),

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..graph import ONNXError, Tensor, get_op
 from ..graph import builder as gb
+from ..graph.ops.elementwise_table import BINARY_ROWS, UNARY_ROWS
 from ..graph.types import broadcast_shapes, normalize_axis, shape_size
 from . import (  # noqa: F401  (each module registers its family of rules into IMPORTERS)
     import_activations,
@@ -39,25 +40,11 @@ from .shape_rules import (
 
 __all__ = ["ELEMENTWISE", "IMPORTERS", "REDUCTIONS", "register_importer"]
 
-# ONNX op -> gradkiln op with the same semantics (variadic ONNX ops are folded pairwise).
+# ONNX op -> gradkiln op with the same semantics (variadic ONNX ops are folded pairwise): the
+# elementwise table's rows read backwards (the inverse of their export), Sum, the comparisons and where.
 ELEMENTWISE = {
-    "Neg": "neg",
-    "Abs": "abs",
-    "Sign": "sign",
-    "Relu": "relu",
-    "Exp": "exp",
-    "Log": "log",
-    "Sqrt": "sqrt",
-    "Tanh": "tanh",
-    "Sigmoid": "sigmoid",
-    "Add": "add",
+    **{row.onnx: row.name for row in (*UNARY_ROWS, *BINARY_ROWS) if row.onnx is not None},
     "Sum": "add",
-    "Sub": "sub",
-    "Mul": "mul",
-    "Div": "div",
-    "Pow": "pow",
-    "Max": "maximum",
-    "Min": "minimum",
     "Equal": "equal",
     "Less": "less",
     "LessOrEqual": "less_equal",
@@ -68,7 +55,10 @@ ELEMENTWISE = {
 REDUCTIONS = {"ReduceSum": gb.sum, "ReduceMean": gb.mean}  # ReduceMax/Min: import_math.py
 
 
-def _elementwise(op_type: str, op: str) -> ImportRule:
+def elementwise_importer(op_type: str, op: str) -> ImportRule:
+    """ONNX `op_type` as gradkiln `op`: folded at import time over known values where shape
+    arithmetic needs it, else one node (variadic ops pairwise)."""
+
     def rule(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
         if op_type in KNOWN_ELEMENTWISE and foldable(args):
             return eval_elementwise(ctx, op_type, args)
@@ -86,7 +76,7 @@ def _elementwise(op_type: str, op: str) -> ImportRule:
 
 
 for _op_type, _op in ELEMENTWISE.items():
-    register_importer(_op_type)(_elementwise(_op_type, _op))
+    register_importer(_op_type)(elementwise_importer(_op_type, _op))
 for _op_type, _reduce in REDUCTIONS.items():
     register_importer(_op_type)(reduction(_reduce))
 

@@ -19,6 +19,7 @@ from ..graph import OPS, Graph, GraphError, TensorType, UnsupportedOpError
 from ..graph.ops.bitwise import BINARY as BITWISE
 from ..graph.ops.dropout import ROUNDS as DROPOUT_ROUNDS
 from ..graph.ops.elementwise import BINARY, COMPARE, UNARY, UNARY_WITH_ATTRS
+from ..graph.ops.elementwise_table import BINARY_ROWS, TRANSCENDENTAL, UNARY_ROWS
 from ..graph.ops.fused import fold, symbols
 from ..graph.ops.linalg import letter_dims
 from ..graph.ops.resize import AxisTable, grad_tables, tables
@@ -28,25 +29,14 @@ Shape = tuple[int, ...]
 # (input shapes, shape of output 0, attrs) -> FLOPs
 CostRule = Callable[[Sequence[Shape], Shape, Mapping[str, Any]], int]
 
-TRANSCENDENTAL = 4  # FLOPs charged for one exp, log, sqrt, sin, ...: several, not one
-
-# FLOPs per output element of each elementwise op (1 unless listed)
+# FLOPs per output element of each elementwise op (1 unless listed): the table rows' `flops`, and
+# the unary ops with attributes
 ELEMENTWISE_FLOPS: dict[str, int] = {
-    **dict.fromkeys(
-        ("exp", "log", "sqrt", "tanh", "exp2", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos", "atan"),
-        TRANSCENDENTAL,
-    ),
-    **dict.fromkeys(("sinh", "cosh", "erf", "pow", "atan2"), TRANSCENDENTAL),
-    "rsqrt": TRANSCENDENTAL + 1,
-    "sigmoid": TRANSCENDENTAL + 2,
-    "silu": TRANSCENDENTAL + 3,
-    "softplus": 2 * TRANSCENDENTAL + 1,
+    **{row.name: row.flops for row in (*UNARY_ROWS, *BINARY_ROWS) if row.flops != 1},
     "gelu": TRANSCENDENTAL + 5,
     "elu": TRANSCENDENTAL + 2,
     "leaky_relu": 2,
     "clip": 2,
-    "mod": 2,
-    "floordiv": 2,
     "stop_gradient": 0,
 }
 
@@ -67,7 +57,8 @@ DATA_MOVEMENT = (
 ).split()
 
 
-def _elementwise(weight: int) -> CostRule:
+def per_element(weight: int) -> CostRule:
+    """`weight` FLOPs per output element (an elementwise op's rule, with its ELEMENTWISE_FLOPS)."""
     return lambda ins, out, attrs: weight * math.prod(out)
 
 
@@ -194,12 +185,12 @@ def _resize_grad(ins: Sequence[Shape], out: Shape, attrs: Mapping[str, Any]) -> 
 
 COST_RULES: dict[str, CostRule] = {
     **{
-        op: _elementwise(ELEMENTWISE_FLOPS.get(op, 1))
+        op: per_element(ELEMENTWISE_FLOPS.get(op, 1))
         for op in [*UNARY, *UNARY_WITH_ATTRS, *BINARY, *COMPARE, *BITWISE, "bitwise_not", "where", "cast"]
         + ["stop_gradient"]
     },
     **{op: _reduction(weight) for op, weight in REDUCTION_FLOPS.items()},
-    **{op: _elementwise(0) for op in DATA_MOVEMENT},
+    **{op: per_element(0) for op in DATA_MOVEMENT},
     "scatter_add": lambda ins, out, attrs: math.prod(ins[2]),
     "matmul": _matmul,
     "conv2d": _conv2d,
@@ -208,10 +199,10 @@ COST_RULES: dict[str, CostRule] = {
     "avg_pool2d": _pool,
     **LINALG_FLOPS,
     **dict.fromkeys(("sort", "argsort", "topk"), _comparison_sort),
-    **{op: _elementwise(0) for op in ("gather_elements", "flip")},
+    **{op: per_element(0) for op in ("gather_elements", "flip")},
     "scatter_elements_add": lambda ins, out, attrs: math.prod(ins[2]),
-    "dropout": _elementwise(DROPOUT_FLOPS),
-    "random_bits": _elementwise(8 * DROPOUT_ROUNDS),  # dropout's rounds; keys are per seed, not per element
+    "dropout": per_element(DROPOUT_FLOPS),
+    "random_bits": per_element(8 * DROPOUT_ROUNDS),  # dropout's rounds; keys are per seed, not per element
     "resize": lambda ins, out, attrs: _gathers(ins[0], tables(tuple(ins[0]), attrs)),
     "resize_grad": _resize_grad,
     "fused": _fused,
@@ -220,9 +211,9 @@ COST_RULES: dict[str, CostRule] = {
     "scan": _scan,
     "cond": _cond,
     # complex parts: real, imag and complex move data, conj negates, angle is an atan2
-    **{op: _elementwise(0) for op in ("real", "imag", "complex")},
-    "conj": _elementwise(1),
-    "angle": _elementwise(TRANSCENDENTAL),
+    **{op: per_element(0) for op in ("real", "imag", "complex")},
+    "conj": per_element(1),
+    "angle": per_element(TRANSCENDENTAL),
 }
 
 

@@ -22,6 +22,7 @@ from ..graph import Tensor
 from ..graph import builder as gb
 from ..graph.builder import zeros_like
 from ..graph.dtypes import is_inexact
+from ..graph.ops.elementwise_table import Unary
 from ..graph.registry import Registry
 from .vjp_rules import (
     BINARY_DERIVATIVES,
@@ -53,6 +54,11 @@ def _total(parts: Iterable[Tensor]) -> Tensor:
 
 def _unary_rule(derivative: Callable[..., Tensor]) -> JVPRule:
     return lambda inputs, out, tangents, **attrs: derivative(inputs[0], out, tangents[0], **attrs)
+
+
+def unary_jvp(row: Unary) -> JVPRule:
+    """The forward-mode rule of an elementwise table row: its `derivative` applied to the tangent."""
+    return _unary_rule(functools.partial(row.derivative, gb))
 
 
 def _binary_rule(derivatives: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]) -> JVPRule:

@@ -40,6 +40,7 @@ Conventions at non-differentiable points and edge cases:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Sequence
 
@@ -49,6 +50,7 @@ import sympy
 from ..graph import Tensor
 from ..graph import builder as gb
 from ..graph.dtypes import is_float, is_inexact
+from ..graph.ops.elementwise_table import BINARY_ROWS, UNARY_ROWS, Binary, Unary
 from ..graph.registry import Registry
 from ..graph.types import Dim, as_dim, dims_equal
 
@@ -66,11 +68,6 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
         "greater_equal",
         "one_hot",
         "size",
-        "sign",
-        "floor",
-        "ceil",
-        "round",
-        "floordiv",
         "argmax",
         "argmin",
         "argsort",
@@ -85,6 +82,7 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
         "input",
         "param",
         "constant",
+        *(row.name for row in (*UNARY_ROWS, *BINARY_ROWS) if row.derivative is None),  # sign, floor, ..., floordiv
     }
 )
 
@@ -171,37 +169,14 @@ def _swap_last_two(t: Tensor) -> Tensor:
 
 
 # -- elementwise ----------------------------------------------------------------------------------
-# d(op)/dx applied to g, as a function of (x, y = op(x), g, **attrs); the jvp rules reuse it (a
-# diagonal Jacobian is its own transpose).
+# d(op)/dx applied to g, as a function of (x, y = op(x), g, **attrs): the table's rows (their
+# `derivative`, given the builder) and the ops with attributes; the jvp rules reuse it (a diagonal
+# Jacobian is its own transpose).
 UNARY_DERIVATIVES: dict[str, Callable[..., Tensor]] = {
-    "neg": lambda x, y, g: -g,
-    "abs": lambda x, y, g: g * gb.sign(x),
-    "relu": lambda x, y, g: gb.where(y > 0, g, 0.0),  # y > 0 iff x > 0; reading y lets relu fuse into its producer
-    "exp": lambda x, y, g: g * y,
-    "log": lambda x, y, g: g / x,
-    "sqrt": lambda x, y, g: g * 0.5 / y,
-    "tanh": lambda x, y, g: g * (1.0 - y * y),
-    "sigmoid": lambda x, y, g: g * y * (1.0 - y),
-    "exp2": lambda x, y, g: g * y * math.log(2.0),
-    "log1p": lambda x, y, g: g / (1.0 + x),
-    "expm1": lambda x, y, g: g * (y + 1.0),
-    "sin": lambda x, y, g: g * gb.cos(x),
-    "cos": lambda x, y, g: -(g * gb.sin(x)),
-    "tan": lambda x, y, g: g * (1.0 + y * y),
-    "asin": lambda x, y, g: g * gb.rsqrt(1.0 - x * x),
-    "acos": lambda x, y, g: -(g * gb.rsqrt(1.0 - x * x)),
-    "atan": lambda x, y, g: g / (1.0 + x * x),
-    "sinh": lambda x, y, g: g * gb.cosh(x),
-    "cosh": lambda x, y, g: g * gb.sinh(x),
-    "erf": lambda x, y, g: g * (2.0 / math.sqrt(math.pi)) * gb.exp(-(x * x)),
+    **{row.name: functools.partial(row.derivative, gb) for row in UNARY_ROWS if row.derivative is not None},
     "gelu": lambda x, y, g, approximate: g * _gelu_slope(x, approximate),
-    "softplus": lambda x, y, g: g * gb.sigmoid(x),
-    "silu": lambda x, y, g: g * (y + gb.sigmoid(x) * (1.0 - y)),
     "leaky_relu": lambda x, y, g, negative_slope: gb.where(x > 0, g, g * negative_slope),
     "elu": lambda x, y, g, alpha: gb.where(x > 0, g, g * (y + alpha)),
-    "reciprocal": lambda x, y, g: -(g * y * y),
-    "rsqrt": lambda x, y, g: g * -0.5 * y / x,
-    "square": lambda x, y, g: g * 2.0 * x,
     "clip": lambda x, y, g, lo, hi: _clip_slope(x, g, lo, hi),
 }
 
@@ -222,29 +197,11 @@ def _clip_slope(x: Tensor, g: Tensor, lo: float | None, hi: float | None) -> Ten
     return g if hi is None else gb.where(x > hi, 0.0, g)
 
 
-def _atan2(a: Tensor, b: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
-    scale = g / (a * a + b * b)
-    return scale * b, -(scale * a)
-
-
-def _tie_split(g: Tensor, a: Tensor, b: Tensor, a_wins: Tensor) -> tuple[Tensor, Tensor]:
-    """The cotangents of a and b for maximum/minimum: all to the winner, halves at ties."""
-    to_a = gb.where(a_wins, g, gb.where(gb.equal(a, b), g * 0.5, 0.0))
-    return to_a, g - to_a
-
-
-# (cotangent of a, cotangent of b) at the broadcast shape, as a function of (a, b, y, g); the jvp
-# rules reuse it with g set to one operand's tangent.
+# (cotangent of a, cotangent of b) at the broadcast shape, as a function of (a, b, y, g): the
+# binary rows' `derivative`, given the builder; the jvp rules reuse it with g set to one operand's
+# tangent.
 BINARY_DERIVATIVES: dict[str, Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]] = {
-    "add": lambda a, b, y, g: (g, g),
-    "sub": lambda a, b, y, g: (g, -g),
-    "mul": lambda a, b, y, g: (g * b, g * a),
-    "div": lambda a, b, y, g: (g / b, -g * y / b),
-    "pow": lambda a, b, y, g: (g * b * gb.pow(a, b - 1.0), g * y * gb.log(a)),
-    "maximum": lambda a, b, y, g: _tie_split(g, a, b, gb.greater(a, b)),
-    "minimum": lambda a, b, y, g: _tie_split(g, a, b, gb.less(a, b)),
-    "atan2": lambda a, b, y, g: _atan2(a, b, g),
-    "mod": lambda a, b, y, g: (g, -(g * gb.floordiv(a, b))),
+    row.name: functools.partial(row.derivative, gb) for row in BINARY_ROWS if row.derivative is not None
 }
 
 
@@ -272,6 +229,16 @@ def _binary_rule(derivatives: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[T
         return unbroadcast(da, a), unbroadcast(db, b)
 
     return rule
+
+
+def unary_vjp(row: Unary) -> VJPRule:
+    """The gradient rule of an elementwise table row: its `derivative` applied to the cotangent."""
+    return _unary_rule(functools.partial(row.derivative, gb))
+
+
+def binary_vjp(row: Binary) -> VJPRule:
+    """The gradient rule of a binary table row: its `derivative`, summed to each operand's shape."""
+    return _binary_rule(functools.partial(row.derivative, gb))
 
 
 for _name, _derivative in UNARY_DERIVATIVES.items():

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .. import graph as _graph
 from ..graph import builder as gb
+from ..graph.ops.elementwise_table import UNARY_ROWS, Unary
 from .sample import OpSample, away_from_zero, off_grid, rand
 
 
 def math_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
-    """Samples of the math family: elementwise math, binary mod/floordiv/atan2, reductions."""
+    """Samples of the math family: the elementwise table's ops with a `domain`, the unary ops with
+    attributes, binary mod/floordiv/atan2, reductions."""
 
     def r(*shape: int, low: float = -2.0, high: float = 2.0) -> np.ndarray:
         return rand(rng, shape, dtype, low, high)
@@ -20,29 +24,13 @@ def math_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
 
     distinct = (rng.permutation(12).reshape(3, 4) * 0.37 - 2).astype(dtype)
     ints = {"i": np.array([7, -7, 6, -5]), "j": np.array([3, 3, -4, -2])}
-    unary = {
-        "exp2": r(3, 4),
-        "log1p": r(3, 4, low=-0.5),
-        "expm1": r(3, 4),
-        "sin": r(3, 4),
-        "cos": r(3, 4),
-        "tan": r(3, 4, low=-1.2, high=1.2),
-        "asin": r(3, 4, low=-0.8, high=0.8),
-        "acos": r(3, 4, low=-0.8, high=0.8),
-        "atan": r(3, 4),
-        "sinh": r(3, 4),
-        "cosh": r(3, 4),
-        "erf": r(3, 4),
-        "softplus": r(3, 4),
-        "silu": r(3, 4),
-        "reciprocal": nz(3, 4),
-        "rsqrt": r(3, 4, low=0.3),
-        "square": r(3, 4),
-    }
-    samples = [OpSample(op, {"x": x}, getattr(gb, op)) for op, x in unary.items()]
+    samples = [
+        OpSample(row.name, {"x": _draw(row.domain, r, nz)}, getattr(gb, row.name)) for row in _ranged(UNARY_ROWS)
+    ]
     samples += [
-        OpSample(op, {"x": off_grid(rng, (3, 4), dtype)}, lambda x, op=op: getattr(gb, op)(x) * x)
-        for op in ("floor", "ceil", "round")
+        OpSample(row.name, {"x": off_grid(rng, (3, 4), dtype)}, lambda x, op=row.name: getattr(gb, op)(x) * x)
+        for row in UNARY_ROWS
+        if row.domain == "off_grid"
     ]
     return samples + [
         OpSample("gelu", {"x": r(3, 4)}, gb.gelu),
@@ -71,6 +59,16 @@ def math_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:
         OpSample("cumsum", {"x": r(3, 4)}, lambda x: gb.cumsum(x, 0, True, True), name="cumsum_exclusive_reverse"),
         OpSample("cumprod", {"x": nz(3, 4)}, lambda x: gb.cumprod(x, 1)),
     ]
+
+
+def _ranged(rows: tuple[Unary, ...]) -> list[Unary]:
+    """The rows sampled on a range or away from zero (their inputs drawn in table order)."""
+    return [row for row in rows if isinstance(row.domain, tuple) or row.domain == "nonzero"]
+
+
+def _draw(domain: tuple[float, float] | str, r: Callable[..., np.ndarray], nz: Callable[..., np.ndarray]) -> np.ndarray:
+    """A 3x4 sample input over a row's domain: uniform in (low, high), or away from zero."""
+    return nz(3, 4) if domain == "nonzero" else r(3, 4, low=domain[0], high=domain[1])
 
 
 def nn_samples(dtype: str, rng: np.random.Generator) -> list[OpSample]:

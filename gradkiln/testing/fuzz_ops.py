@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..graph.dtypes import is_float, is_int
+from ..graph.ops.elementwise_table import UNARY_ROWS
 
 FLOATS = ("float16", "float32", "float64")
 INTS = ("int8", "int32", "int64", "uint8")
@@ -27,7 +28,7 @@ INTS = ("int8", "int32", "int64", "uint8")
 # float ops whose result can move far when their operand moves by an ulp (or that jump)
 ILL_CONDITIONED = ("exp", "log", "sqrt", "exp2", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos")
 ILL_CONDITIONED += ("sinh", "cosh", "reciprocal", "rsqrt", "sign", "floor", "ceil", "round")
-WELL_CONDITIONED = ("neg", "abs", "relu", "tanh", "sigmoid", "atan", "erf", "softplus", "silu", "square")
+WELL_CONDITIONED = tuple(row.name for row in UNARY_ROWS if row.well_conditioned)  # in table order
 INT_UNARY = ("neg", "abs", "sign", "relu", "square")
 COMPARES = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
 

@@ -4,13 +4,15 @@ the other binary ops; Python ints take the tensor's dtype."""
 
 from __future__ import annotations
 
-from .core import Tensor, TensorLike, _binary_fn, _graph_of, _lift, emit
+from .core import Tensor, TensorLike, _graph_of, _lift, binary_function, emit
 
-bitwise_and = _binary_fn("bitwise_and", "a & b elementwise.")
-bitwise_or = _binary_fn("bitwise_or", "a | b elementwise.")
-bitwise_xor = _binary_fn("bitwise_xor", "a ^ b elementwise.")
-left_shift = _binary_fn("left_shift", "x << amount, wrapping around; 0 where amount < 0 or amount >= the bit width.")
-right_shift = _binary_fn(
+bitwise_and = binary_function("bitwise_and", "a & b elementwise.")
+bitwise_or = binary_function("bitwise_or", "a | b elementwise.")
+bitwise_xor = binary_function("bitwise_xor", "a ^ b elementwise.")
+left_shift = binary_function(
+    "left_shift", "x << amount, wrapping around; 0 where amount < 0 or amount >= the bit width."
+)
+right_shift = binary_function(
     "right_shift",
     "x >> amount (arithmetic for signed x); where amount < 0 or >= the bit width, -1 for a negative x and 0 otherwise.",
 )

@@ -10,7 +10,8 @@ from ..errors import GraphError, ShapeError
 from ..ops.index_mode import check_mode
 from ..tensor import Tensor
 from ..types import normalize_axis
-from .core import TensorLike, _promoted, cast, emit, log_softmax, mean, mul, neg, not_equal, sum, where
+from .core import TensorLike, _promoted, cast, emit, log_softmax, mean, not_equal, sum, where
+from .elementwise import mul, neg
 from .shapes import expand_dims, reshape, squeeze
 
 

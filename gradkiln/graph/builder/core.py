@@ -6,7 +6,7 @@ Every function adds nodes to the graph of its tensor operands (or the open graph
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -154,58 +154,24 @@ def _binary(op: str, a: TensorLike, b: TensorLike, floats: bool = False) -> Tens
     return emit(op, a, b)
 
 
-def add(a: TensorLike, b: TensorLike) -> Tensor:
-    """a + b with numpy broadcasting."""
-    return _binary("add", a, b)
+def binary_function(op: str, doc: str, floats: bool = False) -> Callable[[TensorLike, TensorLike], Tensor]:
+    """The builder function of binary op `op`: operands promoted to one dtype (ints to the default
+    float for float-only ops), then `emit` (`builder/elementwise.py` makes one per table row; the
+    comparisons here)."""
 
-
-def sub(a: TensorLike, b: TensorLike) -> Tensor:
-    """a - b with numpy broadcasting."""
-    return _binary("sub", a, b)
-
-
-def mul(a: TensorLike, b: TensorLike) -> Tensor:
-    """a * b with numpy broadcasting."""
-    return _binary("mul", a, b)
-
-
-def div(a: TensorLike, b: TensorLike) -> Tensor:
-    """True division a / b (integers are divided as float32, as in PyTorch)."""
-    return _binary("div", a, b, floats=True)
-
-
-def pow(a: TensorLike, b: TensorLike) -> Tensor:
-    """a ** b elementwise, in floating point."""
-    return _binary("pow", a, b, floats=True)
-
-
-def maximum(a: TensorLike, b: TensorLike) -> Tensor:
-    """Elementwise max; at ties the gradient is split equally between a and b."""
-    return _binary("maximum", a, b)
-
-
-def minimum(a: TensorLike, b: TensorLike) -> Tensor:
-    """Elementwise min; at ties the gradient is split equally between a and b."""
-    return _binary("minimum", a, b)
-
-
-def _binary_fn(op: str, doc: str, floats: bool = False):
     def binary(a: TensorLike, b: TensorLike) -> Tensor:
         return _binary(op, a, b, floats)
 
-    binary.__name__, binary.__doc__ = op, doc
+    binary.__name__, binary.__qualname__, binary.__doc__ = op, op, doc
     return binary
 
 
-equal = _binary_fn("equal", "a == b elementwise (bool).")
-not_equal = _binary_fn("not_equal", "a != b elementwise (bool).")
-less = _binary_fn("less", "a < b elementwise (bool).")
-less_equal = _binary_fn("less_equal", "a <= b elementwise (bool).")
-greater = _binary_fn("greater", "a > b elementwise (bool).")
-greater_equal = _binary_fn("greater_equal", "a >= b elementwise (bool).")
-atan2 = _binary_fn("atan2", "The angle of the point (b, a), in (-pi, pi], like numpy.arctan2(a, b).", floats=True)
-mod = _binary_fn("mod", "a mod b with numpy's sign convention: the result has the sign of b (ints and floats).")
-floordiv = _binary_fn("floordiv", "a // b rounded toward -inf, like numpy (ints and floats; gradient 0).")
+equal = binary_function("equal", "a == b elementwise (bool).")
+not_equal = binary_function("not_equal", "a != b elementwise (bool).")
+less = binary_function("less", "a < b elementwise (bool).")
+less_equal = binary_function("less_equal", "a <= b elementwise (bool).")
+greater = binary_function("greater", "a > b elementwise (bool).")
+greater_equal = binary_function("greater_equal", "a >= b elementwise (bool).")
 
 
 def _unary_operand(x: TensorLike, floats: bool = True) -> Tensor:
@@ -214,43 +180,14 @@ def _unary_operand(x: TensorLike, floats: bool = True) -> Tensor:
     return cast(x, DEFAULT_FLOAT) if floats and not is_inexact(x.dtype) else x
 
 
-def _unary(op: str, doc: str, floats: bool = True):
+def unary_function(op: str, doc: str, floats: bool = True) -> Callable[[TensorLike], Tensor]:
+    """The builder function of unary op `op` (`builder/elementwise.py` makes one per table row)."""
+
     def unary(x: TensorLike) -> Tensor:
         return emit(op, _unary_operand(x, floats))
 
-    unary.__name__, unary.__doc__ = op, doc
+    unary.__name__, unary.__qualname__, unary.__doc__ = op, op, doc
     return unary
-
-
-neg = _unary("neg", "-x.", floats=False)
-abs = _unary("abs", "|x| (gradient 0 at 0).", floats=False)
-sign = _unary("sign", "-1, 0 or 1 (gradient 0).", floats=False)
-relu = _unary("relu", "max(x, 0) (gradient 0 at 0).", floats=False)
-exp = _unary("exp", "e**x.")
-log = _unary("log", "Natural logarithm.")
-sqrt = _unary("sqrt", "Square root.")
-tanh = _unary("tanh", "Hyperbolic tangent.")
-sigmoid = _unary("sigmoid", "1 / (1 + e**-x), computed stably.")
-exp2 = _unary("exp2", "2**x.")
-log1p = _unary("log1p", "log(1 + x), accurate near 0.")
-expm1 = _unary("expm1", "e**x - 1, accurate near 0.")
-sin = _unary("sin", "Sine.")
-cos = _unary("cos", "Cosine.")
-tan = _unary("tan", "Tangent.")
-asin = _unary("asin", "Inverse sine.")
-acos = _unary("acos", "Inverse cosine.")
-atan = _unary("atan", "Inverse tangent.")
-sinh = _unary("sinh", "Hyperbolic sine.")
-cosh = _unary("cosh", "Hyperbolic cosine.")
-erf = _unary("erf", "The error function.")
-softplus = _unary("softplus", "log(1 + e**x), computed stably.")
-silu = _unary("silu", "x * sigmoid(x) (also called swish).")
-floor = _unary("floor", "Round toward -inf (gradient 0).")
-ceil = _unary("ceil", "Round toward +inf (gradient 0).")
-round = _unary("round", "Round to the nearest integer, halves to even like numpy and ONNX (gradient 0).")
-reciprocal = _unary("reciprocal", "1 / x.")
-rsqrt = _unary("rsqrt", "1 / sqrt(x).")
-square = _unary("square", "x * x.", floats=False)
 
 
 def gelu(x: TensorLike, approximate: str = "none") -> Tensor:

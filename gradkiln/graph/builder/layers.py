@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import GraphError, ShapeError
 from ..tensor import Tensor
 from .composite import matmul, one_hot
-from .core import TensorLike, abs, constant, exp, log1p, mean, relu, rsqrt, softmax, sum, var, where
+from .core import TensorLike, constant, mean, softmax, sum, var, where
+from .elementwise import abs, exp, log1p, relu, rsqrt
 from .shapes import reshape, transpose
 
 

@@ -16,21 +16,8 @@ from ..errors import ShapeError, UnsupportedOpError
 from ..ops.linalg import parse_subscripts
 from ..tensor import Tensor
 from ..types import normalize_axes, normalize_axis
-from .core import (
-    TensorLike,
-    _promoted,
-    _unary_operand,
-    abs,
-    cast,
-    emit,
-    max,
-    min,
-    not_equal,
-    pow,
-    sqrt,
-    sum,
-    where,
-)
+from .core import TensorLike, _promoted, _unary_operand, cast, emit, max, min, not_equal, sum, where
+from .elementwise import abs, pow, sqrt
 from .shapes import expand_dims, squeeze, transpose
 
 __all__ = [

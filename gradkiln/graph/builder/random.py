@@ -23,7 +23,8 @@ from ..errors import GraphError
 from ..tensor import Tensor
 from ..types import normalize_axis
 from .composite import argmax
-from .core import TensorLike, cast, constant, cos, emit, floordiv, less, log, sqrt
+from .core import TensorLike, cast, constant, emit, less
+from .elementwise import cos, floordiv, log, sqrt
 
 Key = Tensor | int
 CODE_BITS = 31  # random_bits' values lie in [0, 2**31 - 1)

@@ -1,4 +1,7 @@
-"""Elementwise ops: unary math, binary arithmetic with numpy broadcasting, comparisons, where, cast."""
+"""Elementwise ops: unary math, binary arithmetic with numpy broadcasting, comparisons, where, cast.
+
+The simple unary and the binary arithmetic ops come from the rows of `elementwise_table.py`;
+the unary ops with attributes, comparisons, where and cast are defined here."""
 
 from __future__ import annotations
 
@@ -12,14 +15,7 @@ from ..errors import DTypeError
 from ..opdef import OpDef, register_op
 from ..types import TensorType, broadcast_shapes
 from .common import COMPLEX_HINT, operand_check, require_same_dtype
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0, -x)).astype(x.dtype)
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    return np.asarray(np.frompyfunc(math.erf, 1, 1)(x)).astype(x.dtype)  # 0-d input gives a Python float
+from .elementwise_table import BINARY_ROWS, UNARY_ROWS, Binary, Unary, erf_array
 
 
 def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
@@ -27,7 +23,7 @@ def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
     if approximate == "tanh":
         inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
         return (0.5 * x * (1 + np.tanh(inner))).astype(x.dtype)
-    return (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype)
+    return (0.5 * x * (1 + erf_array(x / math.sqrt(2)))).astype(x.dtype)
 
 
 def _clip(x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
@@ -36,38 +32,8 @@ def _clip(x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
     return low if hi is None else np.minimum(low, np.asarray(hi, x.dtype))
 
 
-UNARY: dict[str, tuple[Callable, bool]] = {
-    # name: (numpy function, floats only)
-    "neg": (np.negative, False),
-    "abs": (np.abs, False),
-    "sign": (np.sign, False),
-    "relu": (lambda x: np.maximum(x, np.zeros((), x.dtype)), False),
-    "exp": (np.exp, True),
-    "log": (np.log, True),
-    "sqrt": (np.sqrt, True),
-    "tanh": (np.tanh, True),
-    "sigmoid": (_sigmoid, True),
-    "exp2": (np.exp2, True),
-    "log1p": (np.log1p, True),
-    "expm1": (np.expm1, True),
-    "sin": (np.sin, True),
-    "cos": (np.cos, True),
-    "tan": (np.tan, True),
-    "asin": (np.arcsin, True),
-    "acos": (np.arccos, True),
-    "atan": (np.arctan, True),
-    "sinh": (np.sinh, True),
-    "cosh": (np.cosh, True),
-    "erf": (_erf, True),
-    "softplus": (lambda x: np.logaddexp(np.zeros((), x.dtype), x), True),
-    "silu": (lambda x: x * _sigmoid(x), True),
-    "floor": (np.floor, True),
-    "ceil": (np.ceil, True),
-    "round": (np.round, True),  # half to even, like ONNX Round
-    "reciprocal": (np.reciprocal, True),
-    "rsqrt": (lambda x: np.reciprocal(np.sqrt(x)), True),
-    "square": (np.square, False),
-}
+# name: (numpy function, floats only), derived from the table's rows
+UNARY: dict[str, tuple[Callable, bool]] = {row.name: (row.numpy, row.floats) for row in UNARY_ROWS}
 
 # Unary ops with attributes: name -> (numpy function of (x, **attrs), floats only, doc).
 UNARY_WITH_ATTRS: dict[str, tuple[Callable, bool, str]] = {
@@ -89,18 +55,7 @@ UNARY_WITH_ATTRS: dict[str, tuple[Callable, bool, str]] = {
     "clip": (_clip, False, "attrs: lo, hi (either may be None: no bound on that side), in x's dtype."),
 }
 
-BINARY: dict[str, tuple[Callable, bool]] = {
-    "add": (np.add, False),
-    "sub": (np.subtract, False),
-    "mul": (np.multiply, False),
-    "div": (np.divide, True),
-    "pow": (np.power, True),
-    "maximum": (np.maximum, False),
-    "minimum": (np.minimum, False),
-    "atan2": (np.arctan2, True),
-    "mod": (np.mod, False),  # numpy's sign convention: the result has the divisor's sign
-    "floordiv": (np.floor_divide, False),  # rounds toward -inf, for ints and floats
-}
+BINARY: dict[str, tuple[Callable, bool]] = {row.name: (row.numpy, row.floats) for row in BINARY_ROWS}
 
 # The ops above that also compute on complex numbers (abs gives the real modulus); every other op
 # refuses complex operands with a DTypeError. Their gradients follow `symbolic/complex_rules.py`.
@@ -158,12 +113,26 @@ def _where_infer(cond: TensorType, a: TensorType, b: TensorType) -> tuple[Tensor
     return (TensorType(dtype, broadcast_shapes(cond.shape, a.shape, b.shape)),)
 
 
-for _name, (_fn, _floats) in UNARY.items():
-    register_op(OpDef(_name, _unary_infer(_name, _floats), _fn, 1, elementwise=True))
+def unary_opdef(row: Unary) -> OpDef:
+    """The op definition of a table row: its numpy function, and type inference that refuses
+    ints for float-only ops and complex operands outside COMPLEX_OPS."""
+    return OpDef(row.name, _unary_infer(row.name, row.floats), row.numpy, 1, elementwise=True)
+
+
+for _row in UNARY_ROWS:
+    register_op(unary_opdef(_row))
 for _name, (_fn, _floats, _doc) in UNARY_WITH_ATTRS.items():
     register_op(OpDef(_name, _unary_infer(_name, _floats), _fn, 1, elementwise=True, doc=_doc))
-for _name, (_fn, _floats) in BINARY.items():
-    register_op(OpDef(_name, _binary_infer(_name, _floats), _fn, 2, elementwise=True))
+
+
+def binary_opdef(row: Binary) -> OpDef:
+    """The op definition of a binary table row: its numpy function, and type inference that
+    broadcasts, requires one dtype and refuses ints for float-only ops."""
+    return OpDef(row.name, _binary_infer(row.name, row.floats), row.numpy, 2, elementwise=True)
+
+
+for _row in BINARY_ROWS:
+    register_op(binary_opdef(_row))
 for _name, _fn in COMPARE.items():
     register_op(OpDef(_name, _compare_infer(_name), _fn, 2, elementwise=True))
 register_op(

@@ -24,79 +24,27 @@ from ..opdef import OpDef, register_op
 from ..types import TensorType, broadcast_shapes
 from .common import require_float
 from .elementwise import BINARY, UNARY
+from .elementwise_table import UNARY_ROWS, Derivative
 
 
-class Sigmoid(sympy.Function):
-    """1 / (1 + e**-x)."""
+def _new_function(name: str, doc: str, derivative: Derivative) -> type[sympy.Function]:
+    """A sympy function standing for op `name` (class name capitalized: `Softplus(x0)`), whose
+    derivative is the row's `derivative.fdiff(x, self, FUNCTIONS)`."""
 
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return self * (1 - self)
+    def fdiff(self: sympy.Function, argindex: int = 1) -> sympy.Expr:
+        return derivative.fdiff(self.args[0], self, FUNCTIONS)
 
-
-class Relu(sympy.Function):
-    """max(x, 0); derivative 0 at 0, as gradkiln's relu rule (sign(relu(x)) is 1 or 0)."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return Sign(self)
+    return type(name.capitalize(), (sympy.Function,), {"__doc__": doc, "fdiff": fdiff, "__module__": __name__})
 
 
-class Abs(sympy.Function):
-    """|x| over reals (sympy's Abs differentiates over the complex plane); derivative sign(x), 0 at 0."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return Sign(self.args[0])
-
-
-class Sign(sympy.Function):
-    """-1, 0 or 1; derivative 0 (almost everywhere)."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return sympy.Integer(0)
-
-
-class Log1p(sympy.Function):
-    """log(1 + x), accurate near 0."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return 1 / (1 + self.args[0])
-
-
-class Expm1(sympy.Function):
-    """e**x - 1, accurate near 0."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return self + 1
-
-
-class Softplus(sympy.Function):
-    """log(1 + e**x), without overflow."""
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return Sigmoid(self.args[0])
-
-
-# gradkiln unary op -> the sympy function standing for it in fused expressions
+# gradkiln unary op -> the sympy function standing for it in fused expressions: sympy's own, or one
+# made from the row's derivative (each also a module attribute, `fused.Sigmoid`, so it pickles)
 FUNCTIONS: dict[str, type[sympy.Function]] = {
-    "exp": sympy.exp,
-    "log": sympy.log,
-    "tanh": sympy.tanh,
-    "sin": sympy.sin,
-    "cos": sympy.cos,
-    "tan": sympy.tan,
-    "asin": sympy.asin,
-    "acos": sympy.acos,
-    "atan": sympy.atan,
-    "sinh": sympy.sinh,
-    "cosh": sympy.cosh,
-    "erf": sympy.erf,
-    "sigmoid": Sigmoid,
-    "relu": Relu,
-    "abs": Abs,
-    "sign": Sign,
-    "log1p": Log1p,
-    "expm1": Expm1,
-    "softplus": Softplus,
+    row.name: _new_function(row.name, row.doc, row.sympy) if isinstance(row.sympy, Derivative) else row.sympy
+    for row in UNARY_ROWS
+    if row.sympy is not None
 }
+globals().update({fn.__name__: fn for fn in FUNCTIONS.values() if fn.__module__ == __name__})
 OP_OF_FUNCTION: dict[type, str] = {fn: op for op, fn in FUNCTIONS.items()}
 
 
