@@ -14,7 +14,18 @@ Each side keeps one rule table: `EXPORTERS` keyed by gradkiln op name, `IMPORTER
 op type; `register_exporter` / `register_importer` add rules for custom ops.
 """
 
-from . import (
+from . import (  # each module registers its family's rules into EXPORTERS or IMPORTERS
+    export_bitwise,  # the bitwise ops and shifts
+    export_complex,  # complex values: refused (no ONNX operator takes them)
+    export_control,  # scan and cond as Loop and If
+    export_fused,  # fused nodes as their constituent ops
+    export_linalg,  # the linear algebra ops
+    export_math,  # composed elementwise rules and the one-to-one table's ops
+    export_nn,  # conv, pool, take, scatter_add
+    export_random,  # random_bits: the same hash as ONNX ops
+    export_resize,  # resize and resize_grad
+    export_rules,  # the ops with one ONNX op each (the elementwise table's `onnx`), attributes mapped
+    export_select,  # the selection ops and dropout
     import_bitwise,  # BitwiseAnd, BitwiseOr, BitwiseXor, BitwiseNot, BitShift
     import_math,  # registers native math rules over the compositions of import_rules' modules
     import_nn_native,  # registers native conv, pool and indexing rules over the compositions

@@ -1,28 +1,17 @@
 """ONNX export rules, one per gradkiln op: `rule(ctx, node, inputs, outputs)` appends ONNX nodes
-that read the ONNX names `inputs` and define the names `outputs`."""
+that read the ONNX names `inputs` and define the names `outputs`. The table (`EXPORTERS`,
+`register_exporter`) lives beside `ExportContext` in exporter.py; this module holds the ops with one
+ONNX op each, and the export_* modules, which `onnx_io/__init__.py` loads from one list, the rest."""
 
 from __future__ import annotations
-
-from typing import Any, Callable
 
 import numpy as np
 
 from ..graph import Node
 from ..graph.ops.elementwise_table import BINARY_ROWS, UNARY_ROWS, Binary, Unary
-from ..graph.registry import Registry
 from ..graph.types import shape_size
 from .dtypes import TO_ONNX
-from .exporter import ExportContext
-
-ExportRule = Callable[[ExportContext, Node, list[str], list[str]], None]
-EXPORTERS: Registry[ExportRule] = Registry("ONNX export rule")
-
-
-def register_exporter(op: str, **how: Any) -> Callable[[ExportRule], ExportRule]:
-    """Register the ONNX export rule of gradkiln op `op` (also for users' custom ops); `how` is
-    `Registry.register`'s `when=`/`override=`."""
-    return EXPORTERS.register(op, **how)
-
+from .exporter import EXPORTERS, ExportContext, ExportRule, register_exporter  # noqa: F401  (the table, here too)
 
 # gradkiln op -> ONNX op with the same inputs, outputs and semantics: the table rows' `onnx`, and
 # the comparisons, where and matmul.
@@ -200,17 +189,3 @@ def element_count(ctx: ExportContext, node: Node, x: str, axes: tuple[int, ...],
     picked = ctx.emit("Gather", [dims, ctx.ints(axes, "axes")], [ctx.fresh(f"{x}_dims")])
     product = ctx.emit("ReduceProd", [picked], [ctx.fresh(f"{out}_int")], keepdims=0)
     return ctx.emit("Cast", [product], [out], to=TO_ONNX[dtype])
-
-
-from . import (  # noqa: E402  (the math family's composed rules and the nn ops' rules, into EXPORTERS)
-    export_bitwise,  # noqa: F401
-    export_complex,  # noqa: F401
-    export_control,  # noqa: F401
-    export_fused,  # noqa: F401
-    export_linalg,  # noqa: F401
-    export_math,  # noqa: F401
-    export_nn,  # noqa: F401
-    export_random,  # noqa: F401
-    export_resize,  # noqa: F401
-    export_select,  # noqa: F401
-)

@@ -8,7 +8,7 @@ at run time from the graph inputs that carry each symbol (`ExportContext.dims`).
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import onnx
@@ -17,6 +17,8 @@ from onnx import helper, numpy_helper
 
 from ..atomic import write_atomic
 from ..graph import GradkilnError, Graph, Node, ONNXError, TensorType, UnsupportedOpError, Value
+from ..graph.ops.complex import first_complex_node
+from ..graph.registry import Registry
 from ..graph.types import Dim
 from ..lowering.executable import normalize_outputs
 from .dtypes import TO_ONNX
@@ -163,9 +165,6 @@ def export(
     `outputs` is what `gk.compile` accepts: a tensor, a node name, a list, or a dict whose keys
     become the ONNX output names. With `path`, the model is also written there atomically.
     """
-    from .export_complex import refuse_complex
-    from .export_rules import EXPORTERS
-
     if not OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise ONNXError(
             f"opset {opset} is not supported: gradkiln writes opsets {OPSET} to {onnx.defs.onnx_opset_version()}"
@@ -230,3 +229,32 @@ def _inner_values(nodes: list[Node], outputs: list[Value]) -> list[Value]:
     """The non-source values between inputs and outputs (carried as value_info)."""
     wanted = set(outputs)
     return [v for node in nodes if not node.opdef.source for v in node.outputs if v not in wanted]
+
+
+ExportRule = Callable[[ExportContext, Node, list[str], list[str]], None]
+EXPORTERS: Registry[ExportRule] = Registry("ONNX export rule")  # filled by the export_* family modules
+
+
+def register_exporter(op: str, **how: Any) -> Callable[[ExportRule], ExportRule]:
+    """Register the ONNX export rule of gradkiln op `op` (also for users' custom ops); `how` is
+    `Registry.register`'s `when=`/`override=`."""
+    return EXPORTERS.register(op, **how)
+
+
+COMPLEX_NOT_IN_ONNX = (
+    "ONNX operators do not accept complex tensors; export a real graph (split complex values with gk.real "
+    "and gk.imag before the outputs and inputs), or run this one with gk.compile(target='numpy')"
+)
+
+
+def complex_error(node: Node) -> ONNXError:
+    """The error of exporting `node`, which computes complex values (export_complex.py)."""
+    types = ", ".join(map(str, node.types))
+    return ONNXError(f"ONNX export of {node.label} = {node.op}(...) -> {types}: {COMPLEX_NOT_IN_ONNX}")
+
+
+def refuse_complex(nodes: Iterable[Node]) -> None:
+    """Raise an ONNXError naming the first of `nodes` with a complex value."""
+    node = first_complex_node(nodes)
+    if node is not None:
+        raise complex_error(node)
