@@ -103,9 +103,8 @@ def layer(module: str) -> str:
 
 def test_no_import_cycle_crosses_a_layer():
     """Modules of two layers never import each other in a circle (the lower one would need the upper
-    one to load). Inside a layer, the circles left are rule tables that load their family modules
-    (the ONNX importer) and the builder with Tensor;
-    their number may only go down."""
+    one to load). Inside a layer, the one circle left is the builder with Tensor (whose operators
+    build nodes); the number of circles may only go down."""
     graph = nx.DiGraph()
     for module, path in MODULES.items():
         graph.add_node(module)
@@ -113,4 +112,4 @@ def test_no_import_cycle_crosses_a_layer():
     cycles = [sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1]
     crossing = [c for c in cycles if len({layer(m) for m in c}) > 1]
     assert not crossing, crossing
-    assert len(cycles) <= 2, cycles
+    assert len(cycles) <= 1, cycles

@@ -262,9 +262,8 @@ def import_with_params(
     frozen: Patterns = None,
 ) -> tuple[Graph, dict[str, Tensor], ParamChoice]:
     """`import_model`, also returning which initializers it took as parameters and why (the CLI
-    reports them): the model is read once, however large."""
-    from . import import_rules  # noqa: F401  (fills IMPORTERS)
-
+    reports them): the model is read once, however large (IMPORTERS is filled: the package's
+    `__init__` loads every rule module before any of its modules is used)."""
     table = IMPORTERS | dict(rules or {})
     model = unshare_initializers(load(model_or_path, table))
     choice = choose_params(model, trainable, frozen)
