@@ -17,8 +17,8 @@ the TIR pipeline) wraps the right operand of float subtractions and equalities, 
 `!(a == b)` (an unordered compare in LLVM), and hides comparisons under a `!`.
 TVM's LLVM target also allows floating-point op fusion, so the backend turned `a * b + c` into one
 fused multiply-add (one rounding where numpy rounds twice): LEGALIZE_MAP reads the operands of add
-and subtract through `fence`, lowered to `llvm.arithmetic.fence`, which the backend does not fuse
-across. Reductions (matmul, conv) are TVM's own kernels and keep their FMAs, as BLAS does.
+and subtract through `fence` (`fenced_sum`, one stage), lowered to `llvm.arithmetic.fence`, which
+the backend does not fuse across. Reductions (matmul, conv) are TVM's own kernels and keep their FMAs, as BLAS does.
 TVM also takes a -0.0 constant for 0.0 (`select(c, -0.0, 0.0)` became -0.0 during fusion): kernels
 that need a signed zero compute it with copysign.
 """
@@ -117,35 +117,47 @@ def _zero_shielded(expr: relax.Expr) -> Any:
     return value
 
 
-def _fenced(x: Any) -> Any:
-    """A float tensor operand read through `fence` (an immediate as it is)."""
-    if not isinstance(x, te.Tensor) or _base(x.dtype) not in SHIELDED:
-        return x
-    return te.compute(x.shape, lambda *i: fence(x(*i)), name=f"{x.op.name}_fenced")
+def _is_one(dim: Any) -> bool:
+    return isinstance(dim, tirx.IntImm) and dim.value == 1
 
 
-def _binary(
-    te_func: Callable[..., Any], fenced: bool = False
-) -> Callable[[relax.BlockBuilder, relax.Call], relax.Expr]:
-    """TVM's legalization of a binary op (a scalar constant operand becomes an immediate, the right
-    one first), with float zeros kept opaque; `fenced`: its tensor operands behind `fence`, so a
-    product feeding an add or subtract is rounded on its own, as numpy does."""
+def fenced_sum(op: Callable[[Any, Any], Any], name: str) -> Callable[[Any, Any], Any]:
+    """`op` (+ or -) of two operands broadcast as numpy does, in one stage, each float tensor operand
+    read through `fence`: a product feeding the sum is rounded on its own, as numpy does."""
+
+    def read(x: Any, index: tuple[Any, ...]) -> Any:
+        if not isinstance(x, te.Tensor):
+            return x  # an immediate: a constant, never a product
+        lead = len(index) - len(x.shape)
+        value = x(*(0 if _is_one(d) else i for d, i in zip(x.shape, index[lead:])))
+        return fence(value) if _base(x.dtype) in SHIELDED else value
 
     def compute(lhs: Any, rhs: Any) -> Any:
-        return te_func(_fenced(lhs), _fenced(rhs)) if fenced else te_func(lhs, rhs)
+        shapes = [list(x.shape) for x in (lhs, rhs) if isinstance(x, te.Tensor)]
+        rank = max(map(len, shapes))
+        padded = [[None] * (rank - len(shape)) + shape for shape in shapes]
+        out = [next((d for d in dims if d is not None and not _is_one(d)), 1) for dims in zip(*padded)]
+        return te.compute(out, lambda *i: op(read(lhs, i), read(rhs, i)), name=name)
+
+    return compute
+
+
+def _binary(te_func: Callable[..., Any]) -> Callable[[relax.BlockBuilder, relax.Call], relax.Expr]:
+    """TVM's legalization of a binary op (a scalar constant operand becomes an immediate, the right
+    one first), with float zeros kept opaque."""
 
     def legalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         lhs, rhs = call.args[0], _zero_shielded(call.args[1])
         if _is_relax_expr(rhs):  # a PrimExpr is a relax.Expr too in TVM 0.27: both immediates make no kernel
             lhs = _zero_shielded(lhs)
-        return bb.call_te(compute, lhs, rhs)
+        return bb.call_te(te_func, lhs, rhs)
 
     return legalize
 
 
 LEGALIZE_MAP = {
-    "relax.add": _binary(topi.add, fenced=True),
-    "relax.subtract": _binary(topi.subtract, fenced=True),
+    "relax.add": _binary(fenced_sum(lambda a, b: a + b, "T_add")),
+    "relax.subtract": _binary(fenced_sum(lambda a, b: a - b, "T_subtract")),
     "relax.multiply": _binary(topi.multiply),
     "relax.divide": _binary(topi.divide),
 }
