@@ -24,7 +24,7 @@ from ..graph import builder as gb
 from ..graph.opdef import OPS
 from ..graph.registry import Registry
 from ..graph.types import Dim, dims_equal, same_type
-from .walk import as_list, common_graph, next_node_id, nodes_between, remove_unneeded
+from .walk import as_list, common_graph, nodes_between, remove_unneeded
 
 BatchRule = Callable[..., Tensor]
 Outputs = Tensor | tuple[Tensor, ...]  # a multi-output op's rule gets and returns a tuple
@@ -50,7 +50,7 @@ def vmap(
     graph = common_graph([*outs, *xs, *batches])
     size = _batch_size(xs, batches)
     env: dict[Value, Tensor] = {x.value: b for x, b in zip(xs, batches)}
-    first_new = next_node_id(graph)
+    first_new = graph.next_node_id
     with graph:
         for node_id in nodes_between(graph, xs, outs):
             node = graph.node(node_id)

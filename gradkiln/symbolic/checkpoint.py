@@ -19,7 +19,6 @@ from typing import Any, Callable
 
 from ..graph import Graph, GraphError, Tensor, Value
 from ..graph.ir import current_graph
-from .walk import next_node_id
 
 SCOPE_KEY = "checkpoint"
 _scopes = itertools.count(1)
@@ -34,10 +33,10 @@ def checkpoint(fn: Callable[..., Any]) -> Callable[..., Any]:
         if len(graphs) > 1:
             raise GraphError(f"checkpoint({fn.__name__}): the arguments come from different graphs")
         graph = next(iter(graphs.values())) if graphs else current_graph()
-        first = next_node_id(graph)
+        first = graph.next_node_id
         result = fn(*args, **kwargs)
         scope = next(_scopes)
-        for node_id in range(first, next_node_id(graph)):
+        for node_id in range(first, graph.next_node_id):
             if node_id in graph and not graph.node(node_id).opdef.source:
                 graph.annotate(node_id, SCOPE_KEY, scope)
         return result

@@ -26,7 +26,6 @@ from .walk import (
     as_list,
     as_tensor_for,
     common_graph,
-    next_node_id,
     nodes_between,
     paired,
     remove_unneeded,
@@ -46,7 +45,7 @@ def jvp(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], t
     graph = common_graph([*outs, *wrt])
     require_float("input", wrt)
     path = nodes_between(graph, wrt, outs)
-    first_new = next_node_id(graph)
+    first_new = graph.next_node_id
     with graph, graph.building_as("grad"):  # open, so that rules may call gk.constant
         seeded: dict[Value, Tensor] = {}
         for x, t in zip(wrt, seeds):

@@ -15,7 +15,7 @@ from ..graph.types import shape_size
 from .batching import vmap
 from .forward import jvp
 from .reverse import grad, vjp
-from .walk import next_node_id, remove_unneeded
+from .walk import remove_unneeded
 
 Mode = Literal["auto", "fwd", "rev"]
 
@@ -23,7 +23,7 @@ Mode = Literal["auto", "fwd", "rev"]
 def hessian_vector_product(output: Tensor, inputs: Tensor | Sequence[Tensor], vectors: Any) -> list[Tensor]:
     """H v for a scalar `output`: the jvp of its gradient along `vectors` (one per input, or one
     array or Tensor for a single input), so it costs about two gradients, however many inputs."""
-    first_new = next_node_id(output.graph)
+    first_new = output.graph.next_node_id
     results = jvp(grad(output, inputs), inputs, vectors)
     remove_unneeded(output.graph, first_new, results)
     return results
@@ -43,7 +43,7 @@ def jacobian(output: Tensor, input: Tensor, mode: Mode = "auto") -> Tensor:
     if mode not in ("fwd", "rev"):
         raise GradientError(f"jacobian mode must be 'auto', 'fwd' or 'rev', got {mode!r}")
     graph = output.graph
-    first_new = next_node_id(graph)
+    first_new = graph.next_node_id
     with graph, graph.building_as("grad"):
         if mode == "rev":
             seed = zeros_like(output)  # a placeholder, replaced by the identity's rows
@@ -64,7 +64,7 @@ def hessian(output: Tensor, input: Tensor, mode: Mode = "fwd") -> Tensor:
     """d^2 output / d input^2 for a scalar output, of shape `(*input.shape, *input.shape)`: the
     Jacobian of the gradient, forward over reverse by default."""
     graph = output.graph
-    first_new = next_node_id(graph)
+    first_new = graph.next_node_id
     result = jacobian(grad(output, [input])[0], input, mode)
     remove_unneeded(graph, first_new, [result])
     return result

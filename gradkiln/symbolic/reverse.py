@@ -30,7 +30,6 @@ from .walk import (
     as_list,
     as_tensor_for,
     common_graph,
-    next_node_id,
     nodes_between,
     paired,
     remove_unneeded,
@@ -75,7 +74,7 @@ def vjp(
     require_float("input", wrt)
     path = nodes_between(graph, wrt, outs)
     on_path = set(path)
-    first_new = next_node_id(graph)
+    first_new = graph.next_node_id
     with graph, graph.building_as("grad"):  # open, so that rules may call gk.constant
         grads: dict[Value, Tensor] = {}
         for out, ct in zip(outs, cts):

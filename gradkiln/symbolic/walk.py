@@ -58,11 +58,6 @@ def nodes_between(graph: Graph, inputs: list[Tensor], outputs: list[Tensor]) -> 
     return [node_id for node_id in needed if node_id in reached]
 
 
-def next_node_id(graph: Graph) -> int:
-    """The id the next added node will get at least: nodes from here on are new."""
-    return graph.next_node_id
-
-
 def remove_unneeded(graph: Graph, first_new: int, results: list[Tensor]) -> None:
     """Remove the nodes added since `first_new` that no result needs, users first."""
     keep = set(graph.needed_nodes([r.value for r in results]))
