@@ -24,6 +24,7 @@ from ..graph import GradientError, Graph, Node, Tensor
 from ..graph import builder as gb
 from ..graph.dtypes import is_float
 from ..graph.ops.index_mode import mode_of
+from . import utilities
 from .indexed_slices import Coalesced, IndexedSlices, add, coalesce, flatten, host_dense, to_dense
 from .optimizers import AdamState, adam, adam_state, apply_sgd, sgd
 from .reverse import grad as dense_grad
@@ -143,11 +144,7 @@ def global_norm(grads: Sequence[Gradient]) -> Tensor:
     so its rows count as in its dense form (torch.nn.utils.clip_grad_norm_ on the dense gradients)."""
     grads = _checked("global_norm", grads)
     with _values(grads[0]).graph:
-        squares = [gb.sum(gb.square(_norm_rows(g))) for g in grads]
-        total = squares[0]
-        for s in squares[1:]:
-            total = total + s
-        return gb.sqrt(total)
+        return utilities.global_norm([_norm_rows(g) for g in grads])
 
 
 def clip_by_global_norm(grads: Sequence[Gradient], max_norm: float, eps: float = 1e-6) -> tuple[list[Gradient], Tensor]:
@@ -158,7 +155,7 @@ def clip_by_global_norm(grads: Sequence[Gradient], max_norm: float, eps: float =
     grads = _checked("clip_by_global_norm", grads)
     norm = global_norm(grads)
     with norm.graph:
-        factor = gb.minimum(max_norm / (norm + eps), 1.0)
+        factor = utilities.clip_factor(norm, max_norm, eps)
         return [_scaled(g, factor) for g in grads], norm
 
 

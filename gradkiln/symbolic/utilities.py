@@ -45,8 +45,13 @@ def clip_by_global_norm(grads: Sequence[Tensor], max_norm: float, eps: float = 1
         raise GradientError(f"clip_by_global_norm: max_norm must be positive, got {max_norm}")
     grads = _gradients("clip_by_global_norm", grads)
     norm = global_norm(grads)
-    factor = gb.minimum(max_norm / (norm + eps), 1.0)
+    factor = clip_factor(norm, max_norm, eps)
     return [g * gb.cast(factor, g.dtype) for g in grads], norm
+
+
+def clip_factor(norm: Tensor, max_norm: float, eps: float = 1e-6) -> Tensor:
+    """min(1, max_norm / (norm + eps)): what torch.nn.utils.clip_grad_norm_ scales gradients by."""
+    return gb.minimum(max_norm / (norm + eps), 1.0)
 
 
 def split_micro_batches(tensors: Sequence[Tensor], count: int) -> list[tuple[Tensor, ...]]:
