@@ -22,7 +22,6 @@ from typing import Any, Sequence
 
 from ..graph import GradientError, Graph, Node, Tensor
 from ..graph import builder as gb
-from ..graph.dtypes import is_float
 from ..graph.ops.index_mode import mode_of
 from . import utilities
 from .indexed_slices import Coalesced, IndexedSlices, add, coalesce, flatten, host_dense, to_dense
@@ -174,11 +173,5 @@ def _scaled(g: Gradient, factor: Tensor) -> Gradient:
 
 
 def _checked(what: str, grads: Sequence[Gradient]) -> list[Gradient]:
-    grads = list(grads)
-    if not grads:
-        raise GradientError(f"sparse.{what}: no gradients given; pass a list of float Tensors or IndexedSlices")
-    for i, g in enumerate(grads):
-        if not isinstance(g, (Tensor, IndexedSlices)) or not is_float(g.dtype):
-            got = g.type if isinstance(g, Tensor) else type(g).__name__
-            raise GradientError(f"sparse.{what}: gradient {i} is {got}; pass float Tensors or IndexedSlices")
-    return grads
+    kinds, described = (Tensor, IndexedSlices), "float Tensors or IndexedSlices"
+    return utilities.checked_gradients(f"sparse.{what}", grads, kinds, described)

@@ -10,7 +10,7 @@ caller feeds the state in and reads the next state out, as with any optimizer st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -25,12 +25,12 @@ def clip_by_value(grads: Sequence[Tensor], lo: float, hi: float) -> list[Tensor]
     lo = -hi)."""
     if not lo <= hi:
         raise GradientError(f"clip_by_value: lo={lo} is greater than hi={hi}; pass lo <= hi")
-    return [gb.clip(g, lo, hi) for g in _gradients("clip_by_value", grads)]
+    return [gb.clip(g, lo, hi) for g in checked_gradients("clip_by_value", grads)]
 
 
 def global_norm(grads: Sequence[Tensor]) -> Tensor:
     """sqrt of the sum of the squares of every element of every gradient (a scalar)."""
-    squares = [gb.sum(gb.square(g)) for g in _gradients("global_norm", grads)]
+    squares = [gb.sum(gb.square(g)) for g in checked_gradients("global_norm", grads)]
     total = squares[0]
     for s in squares[1:]:
         total = total + s
@@ -43,7 +43,7 @@ def clip_by_global_norm(grads: Sequence[Tensor], max_norm: float, eps: float = 1
     (which returns the same norm). Their directions are kept, unlike `clip_by_value`."""
     if not max_norm > 0:
         raise GradientError(f"clip_by_global_norm: max_norm must be positive, got {max_norm}")
-    grads = _gradients("clip_by_global_norm", grads)
+    grads = checked_gradients("clip_by_global_norm", grads)
     norm = global_norm(grads)
     factor = clip_factor(norm, max_norm, eps)
     return [g * gb.cast(factor, g.dtype) for g in grads], norm
@@ -147,7 +147,7 @@ class LossScaler:
         """`(grads / scale, found_inf)`: found_inf (a bool scalar) is true when any element of
         the scaled gradients is an Inf or a NaN."""
         inverse = gb.reciprocal(state.scale)
-        unscaled = [g * gb.cast(inverse, g.dtype) for g in _gradients("LossScaler.unscale", grads)]
+        unscaled = [g * gb.cast(inverse, g.dtype) for g in checked_gradients("LossScaler.unscale", grads)]
         return unscaled, gb.greater(_non_finite_count(grads), 0.0)
 
     @staticmethod
@@ -182,12 +182,15 @@ def _non_finite_count(grads: Sequence[Tensor]) -> Tensor:
     return total
 
 
-def _gradients(what: str, grads: Sequence[Tensor]) -> list[Tensor]:
+def checked_gradients(
+    what: str, grads: Sequence[Any], kinds: tuple[type, ...] = (Tensor,), described: str = "float Tensors"
+) -> list[Any]:
+    """`grads` as a list, checked to be a non-empty sequence of float `kinds` (`described` in errors)."""
     grads = list(grads)
     if not grads:
-        raise GradientError(f"{what}: no gradients given; pass a list of float Tensors")
+        raise GradientError(f"{what}: no gradients given; pass a list of {described}")
     for i, g in enumerate(grads):
-        if not isinstance(g, Tensor) or not is_float(g.dtype):
+        if not isinstance(g, kinds) or not is_float(g.dtype):
             got = g.type if isinstance(g, Tensor) else type(g).__name__
-            raise GradientError(f"{what}: gradient {i} is {got}; pass float Tensors")
+            raise GradientError(f"{what}: gradient {i} is {got}; pass {described}")
     return grads
