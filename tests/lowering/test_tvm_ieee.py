@@ -363,6 +363,7 @@ def test_mod_and_floordiv_of_each_other_compile_and_follow_numpy(optimize):
         assert_ieee_equal(g, w)
 
 
+@pytest.mark.filterwarnings("ignore:Degrees of freedom:RuntimeWarning", "ignore:Mean of empty slice:RuntimeWarning")
 def test_mean_var_and_std_over_a_static_empty_axis_are_nan():
     """Relax folded the division by a zero count and failed to compile var and std of a (0, 1) array."""
     x = np.zeros((0, 1))
