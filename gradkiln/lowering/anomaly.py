@@ -62,9 +62,7 @@ def check_in_order(nodes: Sequence[Node], values: Mapping[Value, np.ndarray]) ->
 
 def located(node: Node, err: IndexOutOfRangeError) -> IndexOutOfRangeError:
     """`err` with the node that raised it and where it was built (the user's line, or the model node)."""
-    return IndexOutOfRangeError(
-        f"{node.label} = {err}\n  built at {node.built_at}"
-    )
+    return IndexOutOfRangeError(f"{node.label} = {err}\n  built at {node.built_at}")
 
 
 def _describe(node: Node, index: int, args: Sequence[np.ndarray], result: np.ndarray) -> str:
