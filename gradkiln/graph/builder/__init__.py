@@ -9,6 +9,7 @@ indexing) and `layers` (normalisations, losses, attention), `select` (sort, topk
 tile, repeat), `complex` (real, imag, conj, angle, complex); this package is their one namespace.
 """
 
+from . import operators
 from .bitwise import bitwise_and, bitwise_not, bitwise_or, bitwise_xor, left_shift, right_shift
 from .complex import angle, complex, conj, imag, real
 from .composite import (
@@ -119,3 +120,5 @@ from .shapes import (
     zeros,
     zeros_like,
 )
+
+operators.install()  # Tensor's `+`, `[]`, `.sum()`, ... are the functions above
