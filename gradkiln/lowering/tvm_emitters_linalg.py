@@ -19,6 +19,7 @@ not large dense algebra: each matrix takes O(n^3) scalar steps on one thread.
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import numpy as np
 from tvm import relax, te
@@ -45,12 +46,12 @@ def _trace(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
 
 
 # -- kernels --------------------------------------------------------------------------------------
-@functools.cache
-def solve_kernel(n: int, dtype: str) -> T.PrimFunc:
-    """X (batch, n, k) with A X = B: Gauss-Jordan with partial pivoting, B copied into X first."""
+def _right_hand_side_kernel(n: int, dtype: str, body: Callable) -> T.PrimFunc:
+    """A kernel of A (batch, n, n) and B (batch, n, k) giving X (batch, n, k): one block per
+    matrix, whose body is the macro `body(a, b, x, s, k)` for the matrix s."""
 
     @T.prim_func(private=True, s_tir=True)
-    def solve(a_handle: T.handle, b_handle: T.handle, x_handle: T.handle):
+    def kernel(a_handle: T.handle, b_handle: T.handle, x_handle: T.handle):
         T.func_attr({"tir.noalias": True})
         batch, k = T.int64(), T.int64()
         a = T.match_buffer(a_handle, (batch, n, n), dtype)
@@ -61,40 +62,51 @@ def solve_kernel(n: int, dtype: str) -> T.PrimFunc:
                 s = T.axis.spatial(batch, t)
                 T.reads(a[s, 0:n, 0:n], b[s, 0:n, 0:k])
                 T.writes(x[s, 0:n, 0:k])
-                m = T.sblock_alloc_buffer((n, n), dtype, scope="local")
-                pivot = T.sblock_alloc_buffer((1,), "int32", scope="local")
-                for i, j in T.grid(n, n):
-                    m[i, j] = a[s, i, j]
-                for i, j in T.grid(n, k):
-                    x[s, i, j] = b[s, i, j]
-                for c in T.serial(n):
-                    pivot[0] = c
-                    for r in T.serial(c + 1, n):
-                        if T.abs(m[r, c]) > T.abs(m[pivot[0], c]):
-                            pivot[0] = r
-                    p = pivot[0]
-                    for j in T.serial(n):
-                        held = m[c, j]
-                        m[c, j] = m[p, j]
-                        m[p, j] = held
-                    for j in T.serial(k):
-                        held = x[s, c, j]
-                        x[s, c, j] = x[s, p, j]
-                        x[s, p, j] = held
-                    d = m[c, c]
-                    for j in T.serial(n):
-                        m[c, j] = m[c, j] / d
-                    for j in T.serial(k):
-                        x[s, c, j] = x[s, c, j] / d
-                    for r in T.serial(n):
-                        if r != c:
-                            f = m[r, c]
-                            for j in T.serial(n):
-                                m[r, j] = m[r, j] - f * m[c, j]
-                            for j in T.serial(k):
-                                x[s, r, j] = x[s, r, j] - f * x[s, c, j]
+                body(a, b, x, s, k)
 
-    return solve
+    return kernel
+
+
+@functools.cache
+def solve_kernel(n: int, dtype: str) -> T.PrimFunc:
+    """X (batch, n, k) with A X = B: Gauss-Jordan with partial pivoting, B copied into X first."""
+
+    @T.macro
+    def solve(a, b, x, s, k):
+        m = T.sblock_alloc_buffer((n, n), dtype, scope="local")
+        pivot = T.sblock_alloc_buffer((1,), "int32", scope="local")
+        for i, j in T.grid(n, n):
+            m[i, j] = a[s, i, j]
+        for i, j in T.grid(n, k):
+            x[s, i, j] = b[s, i, j]
+        for c in T.serial(n):
+            pivot[0] = c
+            for r in T.serial(c + 1, n):
+                if T.abs(m[r, c]) > T.abs(m[pivot[0], c]):
+                    pivot[0] = r
+            p = pivot[0]
+            for j in T.serial(n):
+                held = m[c, j]
+                m[c, j] = m[p, j]
+                m[p, j] = held
+            for j in T.serial(k):
+                held = x[s, c, j]
+                x[s, c, j] = x[s, p, j]
+                x[s, p, j] = held
+            d = m[c, c]
+            for j in T.serial(n):
+                m[c, j] = m[c, j] / d
+            for j in T.serial(k):
+                x[s, c, j] = x[s, c, j] / d
+            for r in T.serial(n):
+                if r != c:
+                    f = m[r, c]
+                    for j in T.serial(n):
+                        m[r, j] = m[r, j] - f * m[c, j]
+                    for j in T.serial(k):
+                        x[s, r, j] = x[s, r, j] - f * x[s, c, j]
+
+    return _right_hand_side_kernel(n, dtype, solve)
 
 
 @functools.cache
@@ -181,28 +193,18 @@ def triangular_solve_kernel(n: int, dtype: str, lower: bool, transpose: bool) ->
     t = int(transpose)
     f = int(lower != transpose)
 
-    @T.prim_func(private=True, s_tir=True)
-    def triangular_solve(a_handle: T.handle, b_handle: T.handle, x_handle: T.handle):
-        T.func_attr({"tir.noalias": True})
-        batch, k = T.int64(), T.int64()
-        a = T.match_buffer(a_handle, (batch, n, n), dtype)
-        b = T.match_buffer(b_handle, (batch, n, k), dtype)
-        x = T.match_buffer(x_handle, (batch, n, k), dtype)
-        for u in T.serial(batch):
-            with T.sblock("matrix"):
-                s = T.axis.spatial(batch, u)
-                T.reads(a[s, 0:n, 0:n], b[s, 0:n, 0:k])
-                T.writes(x[s, 0:n, 0:k])
-                acc = T.sblock_alloc_buffer((1,), dtype, scope="local")
-                for step, col in T.grid(n, k):
-                    i = f * step + (1 - f) * (n - 1 - step)
-                    acc[0] = b[s, i, col]
-                    for j in T.serial(n):
-                        if f * (i - j) + (1 - f) * (j - i) > 0:
-                            acc[0] = acc[0] - a[s, (1 - t) * i + t * j, (1 - t) * j + t * i] * x[s, j, col]
-                    x[s, i, col] = acc[0] / a[s, i, i]
+    @T.macro
+    def triangular_solve(a, b, x, s, k):
+        acc = T.sblock_alloc_buffer((1,), dtype, scope="local")
+        for step, col in T.grid(n, k):
+            i = f * step + (1 - f) * (n - 1 - step)
+            acc[0] = b[s, i, col]
+            for j in T.serial(n):
+                if f * (i - j) + (1 - f) * (j - i) > 0:
+                    acc[0] = acc[0] - a[s, (1 - t) * i + t * j, (1 - t) * j + t * i] * x[s, j, col]
+            x[s, i, col] = acc[0] / a[s, i, i]
 
-    return triangular_solve
+    return _right_hand_side_kernel(n, dtype, triangular_solve)
 
 
 # -- emitters -------------------------------------------------------------------------------------

@@ -67,6 +67,25 @@ class Unary:
     well_conditioned: bool = False
 
 
+def libm(
+    name: str, numpy: Callable[[np.ndarray], np.ndarray], doc: str, derivative: Callable[..., Any], **fields: Any
+) -> Unary:
+    """The row of a C math library function (`exp`, `sin`, `erf`, ...), which every layer has under
+    its own name: sympy's function of that name, the ONNX op of the capitalised name (`Sin`), the
+    Relax op of the name, and TRANSCENDENTAL FLOPs; `fields` sets the others (domain, ...)."""
+    return Unary(
+        name,
+        numpy,
+        doc,
+        sympy=getattr(sympy, name),
+        derivative=derivative,
+        onnx=name.capitalize(),
+        relax=name,
+        flops=TRANSCENDENTAL,
+        **fields,
+    )
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0, -x)).astype(x.dtype)
 
@@ -123,28 +142,8 @@ UNARY_ROWS: tuple[Unary, ...] = (
         rounding="exact",
         well_conditioned=True,
     ),
-    Unary(
-        "exp",
-        np.exp,
-        "e**x.",
-        sympy=sympy.exp,
-        derivative=lambda gb, x, y, g: g * y,
-        onnx="Exp",
-        relax="exp",
-        flops=TRANSCENDENTAL,
-        domain=None,
-    ),
-    Unary(
-        "log",
-        np.log,
-        "Natural logarithm.",
-        sympy=sympy.log,
-        derivative=lambda gb, x, y, g: g / x,
-        onnx="Log",
-        relax="log",
-        flops=TRANSCENDENTAL,
-        domain=None,
-    ),
+    libm("exp", np.exp, "e**x.", lambda gb, x, y, g: g * y, domain=None),
+    libm("log", np.log, "Natural logarithm.", lambda gb, x, y, g: g / x, domain=None),
     Unary(
         "sqrt",
         np.sqrt,
@@ -203,99 +202,19 @@ UNARY_ROWS: tuple[Unary, ...] = (
         derivative=lambda gb, x, y, g: g * (y + 1.0),
         flops=TRANSCENDENTAL,
     ),
-    Unary(
-        "sin",
-        np.sin,
-        "Sine.",
-        sympy=sympy.sin,
-        derivative=lambda gb, x, y, g: g * gb.cos(x),
-        onnx="Sin",
-        relax="sin",
-        flops=TRANSCENDENTAL,
-    ),
-    Unary(
-        "cos",
-        np.cos,
-        "Cosine.",
-        sympy=sympy.cos,
-        derivative=lambda gb, x, y, g: -(g * gb.sin(x)),
-        onnx="Cos",
-        relax="cos",
-        flops=TRANSCENDENTAL,
-    ),
-    Unary(
-        "tan",
-        np.tan,
-        "Tangent.",
-        sympy=sympy.tan,
-        derivative=lambda gb, x, y, g: g * (1.0 + y * y),
-        onnx="Tan",
-        relax="tan",
-        flops=TRANSCENDENTAL,
-        domain=(-1.2, 1.2),
-    ),
-    Unary(
-        "asin",
-        np.arcsin,
-        "Inverse sine.",
-        sympy=sympy.asin,
-        derivative=lambda gb, x, y, g: g * gb.rsqrt(1.0 - x * x),
-        onnx="Asin",
-        relax="asin",
-        flops=TRANSCENDENTAL,
-        domain=(-0.8, 0.8),
-    ),
-    Unary(
-        "acos",
-        np.arccos,
-        "Inverse cosine.",
-        sympy=sympy.acos,
-        derivative=lambda gb, x, y, g: -(g * gb.rsqrt(1.0 - x * x)),
-        onnx="Acos",
-        relax="acos",
-        flops=TRANSCENDENTAL,
-        domain=(-0.8, 0.8),
-    ),
-    Unary(
-        "atan",
-        np.arctan,
-        "Inverse tangent.",
-        sympy=sympy.atan,
-        derivative=lambda gb, x, y, g: g / (1.0 + x * x),
-        onnx="Atan",
-        relax="atan",
-        flops=TRANSCENDENTAL,
-        well_conditioned=True,
-    ),
-    Unary(
-        "sinh",
-        np.sinh,
-        "Hyperbolic sine.",
-        sympy=sympy.sinh,
-        derivative=lambda gb, x, y, g: g * gb.cosh(x),
-        onnx="Sinh",
-        relax="sinh",
-        flops=TRANSCENDENTAL,
-    ),
-    Unary(
-        "cosh",
-        np.cosh,
-        "Hyperbolic cosine.",
-        sympy=sympy.cosh,
-        derivative=lambda gb, x, y, g: g * gb.sinh(x),
-        onnx="Cosh",
-        relax="cosh",
-        flops=TRANSCENDENTAL,
-    ),
-    Unary(
+    libm("sin", np.sin, "Sine.", lambda gb, x, y, g: g * gb.cos(x)),
+    libm("cos", np.cos, "Cosine.", lambda gb, x, y, g: -(g * gb.sin(x))),
+    libm("tan", np.tan, "Tangent.", lambda gb, x, y, g: g * (1.0 + y * y), domain=(-1.2, 1.2)),
+    libm("asin", np.arcsin, "Inverse sine.", lambda gb, x, y, g: g * gb.rsqrt(1.0 - x * x), domain=(-0.8, 0.8)),
+    libm("acos", np.arccos, "Inverse cosine.", lambda gb, x, y, g: -(g * gb.rsqrt(1.0 - x * x)), domain=(-0.8, 0.8)),
+    libm("atan", np.arctan, "Inverse tangent.", lambda gb, x, y, g: g / (1.0 + x * x), well_conditioned=True),
+    libm("sinh", np.sinh, "Hyperbolic sine.", lambda gb, x, y, g: g * gb.cosh(x)),
+    libm("cosh", np.cosh, "Hyperbolic cosine.", lambda gb, x, y, g: g * gb.sinh(x)),
+    libm(
         "erf",
         erf_array,
         "The error function.",
-        sympy=sympy.erf,
-        derivative=lambda gb, x, y, g: g * (2.0 / math.sqrt(math.pi)) * gb.exp(-(x * x)),
-        onnx="Erf",
-        relax="erf",
-        flops=TRANSCENDENTAL,
+        lambda gb, x, y, g: g * (2.0 / math.sqrt(math.pi)) * gb.exp(-(x * x)),
         well_conditioned=True,
     ),
     Unary(
