@@ -22,7 +22,7 @@ from ..graph import GradkilnError, Graph, ONNXError, Tensor, UnsupportedOpError,
 from ..graph import builder as gb
 from ..graph.registry import Registry
 from ..graph.types import Dim, as_dim
-from ..lowering.numpy_backend import NumpyExecutable
+from ..lowering.numpy.backend import NumpyExecutable
 from . import functions
 from .constant_folding import fold_as_import_would
 from .dtypes import NARROW, TO_ONNX, from_onnx, narrow_known, narrow_tensor, stand_in, widen

@@ -11,7 +11,7 @@ its lowering on adjacent lines in the same spirit):
 | `sympy` | fused expressions (`ops/fused.py`): a sympy function, or `Derivative` for a new one |
 | `derivative` | vjp and jvp rules (`symbolic/vjp_rules.py`, `jvp_rules.py`); None: no gradient |
 | `onnx` | ONNX export (`onnx_io/export_rules.py`) and, its inverse, import (`import_rules.py`) |
-| `relax` | TVM lowering (`lowering/tvm_emitters.py`), a Relax op named by its path under `relax.op` |
+| `relax` | TVM lowering (`lowering/tvm/emitters/elementwise.py`), a Relax op named by its path under `relax.op` |
 | `flops` | the cost model (`passes/cost.py`) |
 | `domain` | test samples (`testing/families.py`) |
 | `rounding`, `well_conditioned` | the differential fuzzer's error bounds and draws (`testing/`) |
