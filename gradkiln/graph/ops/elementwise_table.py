@@ -18,7 +18,7 @@ its lowering on adjacent lines in the same spirit):
 
 A field left None means the layer has no derived rule for the op: it either has none (no gradient,
 not expressible in fused nodes, no one-to-one ONNX op) or keeps a hand-written one (numerics-
-sensitive TVM emitters, compositions in export_math.py). graph/ must not import TVM or onnx, so
+sensitive TVM emitters, compositions in export_elementwise.py). graph/ must not import TVM or onnx, so
 those layers' fields are names that their own layer resolves. `Binary` rows have no `sympy`,
 `domain` or `well_conditioned`: their fused forms (sums, products, powers) are structural
 (`ops/fused.py`), and their samples exercise broadcasting and integer operands by hand

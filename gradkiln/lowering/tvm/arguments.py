@@ -21,6 +21,8 @@ import tvm
 import tvm_ffi
 from tvm import relax, tirx
 
+from .calls import calls_op
+
 STORAGE_ALIGNMENT = "storage_alignment"  # the attribute MakePackedAPI puts on each argument's data pointer
 FRESH_OPS = ("relax.call_tir", "relax.call_dps_packed")  # each call allocates its results
 
@@ -69,7 +71,7 @@ def fresh_outputs(module: tvm.IRModule) -> list[bool]:
         expr = resolve(expr)
         if isinstance(expr, relax.TupleGetItem):
             return fresh(expr.tuple_value)
-        return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name in FRESH_OPS
+        return calls_op(expr, *FRESH_OPS)
 
     result = resolve(main.body.body)
     return [fresh(field) for field in result.fields]

@@ -29,6 +29,7 @@ from tvm.tirx.build import split_host_device_mods
 
 from ...atomic import write_atomic
 from ...graph import LoweringError
+from .calls import calls_op
 
 AXES = ("x", "y", "z")
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
@@ -97,16 +98,12 @@ def _launches(function: str, stmt: Any, params: dict, lets: dict, loops: tuple) 
             pass
     if isinstance(stmt, tirx.For):
         loops = (*loops, (stmt.loop_var.name, to_sympy(stmt.extent, lets)))
-    if isinstance(stmt, tirx.Evaluate) and _is_launch(stmt.value):
+    if isinstance(stmt, tirx.Evaluate) and calls_op(stmt.value, "tirx.call_ffi_kernel"):
         yield _launch(function, stmt.value, params, lets, loops)
     for field in ("body", "then_case", "else_case"):
         child = getattr(stmt, field, None)
         if isinstance(child, tirx.Stmt):
             yield from _launches(function, child, params, lets, loops)
-
-
-def _is_launch(expr: Any) -> bool:
-    return isinstance(expr, tvm.ir.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == "tirx.call_ffi_kernel"
 
 
 def _launch(function: str, call: Any, params: dict, lets: dict, loops: tuple) -> Launch:

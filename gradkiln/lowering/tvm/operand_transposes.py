@@ -18,6 +18,8 @@ import tvm
 from tvm import relax, te, tirx
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from .calls import calls_op
+
 
 @tvm.transform.module_pass(opt_level=0, name="AbsorbOperandTransposes")
 def absorb_operand_transposes(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
@@ -33,7 +35,7 @@ def absorb_operand_transposes(mod: tvm.IRModule, _ctx: tvm.transform.PassContext
 class _Rewriter(PyExprMutator):
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = self.visit_expr_post_order(call)
-        if not _is_op(call, "relax.matmul") or not _plain(call):
+        if not calls_op(call, "relax.matmul") or not _plain(call):
             return call
         operands, perms = [], []
         for side, arg in enumerate(call.args):
@@ -60,13 +62,9 @@ def _plain(call: relax.Call) -> bool:
     return ranks and out_dtype and isinstance(call.ty.shape, relax.ShapeExpr)
 
 
-def _is_op(expr: Any, name: str) -> bool:
-    return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == name
-
-
 def _permutation(expr: Any) -> tuple[int, ...] | None:
     """The axes of a `permute_dims` call (None for anything else, or when they are implicit)."""
-    if not _is_op(expr, "relax.permute_dims") or expr.attrs.axes is None:
+    if not calls_op(expr, "relax.permute_dims") or expr.attrs.axes is None:
         return None
     return tuple(int(axis) for axis in expr.attrs.axes)
 

@@ -18,6 +18,7 @@ import tvm
 from tvm import relax, tirx
 
 from ..profile import KernelTotal, Profile, check_repeat
+from .calls import calls_op
 
 
 def profile_vm(
@@ -121,7 +122,7 @@ def _callee(value: relax.Expr) -> tvm.ir.GlobalVar | None:
         return None
     if isinstance(value.op, tvm.ir.GlobalVar):
         return value.op
-    if isinstance(value.op, tvm.ir.Op) and value.op.name == "relax.call_tir":
+    if calls_op(value, "relax.call_tir"):
         return value.args[0]
     return None
 
