@@ -13,7 +13,7 @@ from ..graph import ONNXError, Tensor
 from ..graph import builder as gb
 from ..graph.types import normalize_axis
 from .importer import ImportContext, OnnxNode, Operand, register_importer
-from .shape_rules import reduction, static_dims
+from .shape_rules import ramp, reduction
 
 Axes = Sequence[int] | None
 
@@ -175,12 +175,22 @@ def _tile(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 
 @register_importer("Trilu")
 def _trilu(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """Keeps the elements on and above (upper) or below (lower) diagonal k: a constant mask for
+    static dims; for symbolic ones (a causal mask over the sequence length) the column index minus
+    the row index, compared with k at run time."""
     x = ctx.tensor(args[0])
     k = int(ctx.optional(args, 1, "k", 0))
-    rows, cols = static_dims(x, 2, "Trilu")
-    ctx.budget.value((rows, cols), "Trilu's mask")
-    keep = (np.triu if n.attrs.get("upper", 1) else np.tril)(np.ones((rows, cols), bool), k)
-    return gb.where(gb.constant(keep, graph=x.graph), x, gb.constant(0, x.dtype, graph=x.graph))
+    if x.ndim < 2:
+        raise ONNXError(f"Trilu needs an input of rank 2 or more, got shape {x.shape}")
+    rows, cols = x.shape[-2:]
+    upper = n.attrs.get("upper", 1)
+    if isinstance(rows, int) and isinstance(cols, int):
+        ctx.budget.value((rows, cols), "Trilu's mask")
+        keep = gb.constant((np.triu if upper else np.tril)(np.ones((rows, cols), bool), k), graph=x.graph)
+    else:
+        offset = gb.sub(ramp(x.graph, cols), gb.reshape(ramp(x.graph, rows), (rows, 1)))
+        keep = (gb.greater_equal if upper else gb.less_equal)(offset, k)
+    return gb.where(keep, x, gb.constant(0, x.dtype, graph=x.graph))
 
 
 @register_importer("Dropout")

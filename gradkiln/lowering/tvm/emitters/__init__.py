@@ -7,6 +7,7 @@ from . import (
     complex,  # the complex ops: refused, TVM has no complex dtype
     control,  # scan and cond, unrolled
     elementwise,  # the elementwise table's rows, reductions and shape ops
+    float16,  # float16 transcendental ops in float32, rounded once (after elementwise and numerics)
     fused,  # the fused elementwise op
     linalg,  # the linear algebra ops
     nn,  # the nn ops

@@ -106,20 +106,20 @@ def _scalar(node: Node, value: float) -> relax.Expr:
     return relax.const(value, node.types[0].dtype)
 
 
-def tanh(x: relax.Expr, dtype: str) -> relax.Expr:
+def tanh(ctx: EmitContext, x: relax.Expr, dtype: str) -> relax.Expr:
     """float32: Relax's tanh, which our llvm builds lower to a polynomial accurate near 0 too
-    (`tvm.vector_math`). Otherwise 1 - 2 / (e**2x + 1): one exp per element. TVM's own tanh
-    evaluates both branches of a select, four exps; this form is as accurate (both lose relative
-    precision below |x| ~ 1e-4) and saturates to +-1 without overflow trouble."""
+    (`tvm.vector_math`). float64: libm's tanh, as numpy calls (TVM's tanh, and 1 - 2 / (e**2x + 1),
+    lose every digit below |x| ~ 1e-8: tanh(-1e-30) gave 0). float16 is computed in float32
+    (`float16.py`)."""
     if dtype == "float32":
         return R.tanh(x)
-    one, two = relax.const(1.0, dtype), relax.const(2.0, dtype)
-    return R.subtract(one, R.divide(two, R.add(R.exp(R.multiply(x, two)), one)))
+    return ctx.bb.emit_te(lambda t: te.compute(t.shape, lambda *i: tirx.call_pure_extern(dtype, "tanh", t(*i))), x)
 
+
+register_emitter("tanh")(lambda ctx, node, args: tanh(ctx, args[0], node.types[0].dtype))
 
 # op -> f(node, x) for unary ops composed from Relax ops (with the node for its dtype and attrs).
 COMPOSED: dict[str, Callable[[Node, relax.Expr], relax.Expr]] = {
-    "tanh": lambda node, x: tanh(x, node.types[0].dtype),
     "exp2": lambda node, x: R.power(_scalar(node, 2.0), x),
     "reciprocal": lambda node, x: R.divide(_scalar(node, 1.0), x),
     "gelu": lambda node, x: (R.nn.gelu_tanh if node.attrs["approximate"] == "tanh" else R.nn.gelu)(x),
@@ -187,13 +187,6 @@ def _over_axes(fn: Callable[..., relax.Expr], *attr_names: str) -> Emitter:
     return emit
 
 
-def _logsumexp(x: relax.Expr, axes: list[int], keepdims: bool) -> relax.Expr:
-    """max + log(sum(exp(x - max))): cannot overflow."""
-    top = R.max(x, axes, keepdims=True)
-    out = R.add(R.log(R.sum(R.exp(R.subtract(x, top)), axes, keepdims=True)), top)
-    return out if keepdims else R.squeeze(out, axes)
-
-
 def _numpy_extreme(fn: Callable[..., relax.Expr], sign: float) -> Callable[..., relax.Expr]:
     """A max (sign -1) or min (sign 1) reduction with numpy's edge values. LLVM's max and min drop
     NaN, and TVM starts from the largest finite value, so the max of -infs was -3.4e38 in float32.
@@ -212,6 +205,15 @@ def _numpy_extreme(fn: Callable[..., relax.Expr], sign: float) -> Callable[..., 
         return keep_nan(R.where(R.equal(extreme, start), infinite, extreme), count)
 
     return reduce
+
+
+def _logsumexp(x: relax.Expr, axes: list[int], keepdims: bool) -> relax.Expr:
+    """max + log(sum(exp(x - max))), which cannot overflow, with numpy's max (NaN kept) and, as the
+    numpy reference does, 0 for an infinite max: inf - inf made NaN where the result is inf."""
+    top = REDUCTIONS["max"](x, axes, True)
+    top = R.where(R.isfinite(top), top, relax.const(0, str(x.ty.dtype)))
+    out = R.add(R.log(R.sum(R.exp(R.subtract(x, top)), axes, keepdims=True)), top)
+    return out if keepdims else R.squeeze(out, axes)
 
 
 REDUCTIONS: dict[str, Callable[..., relax.Expr]] = {
@@ -337,7 +339,10 @@ def _concat(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
 @register_emitter("slice")
 def _slice(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     """Not assumed in bounds: Relax then clamps stops to the dims, as numpy does. Axes taken whole
-    are left out, so that their (symbolic) dims pass through unchanged rather than clamped."""
+    are left out, so that their (symbolic) dims pass through unchanged rather than clamped. A
+    symbolic bound on a static axis (BERT's position ids cut to the sequence length) is taken in
+    bounds, as the node's type does, and checked before each call (`Executable.check_feeds`):
+    TVM's clamp of it gives a shape that no cast to the node's type survives (TVM crashes)."""
     attrs, dims = node.attrs, node.graph.type_of(node.inputs[0]).shape
     whole = [
         a == 0 and s == 1 and dims_equal(b, d)
@@ -348,7 +353,8 @@ def _slice(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
         return args[0]
     begin = ctx.dim.shape([attrs["starts"][i] for i in axes])
     end = ctx.dim.shape([attrs["stops"][i] for i in axes])
-    return R.strided_slice(args[0], axes, begin, end, [attrs["steps"][i] for i in axes], assume_inbound=False)
+    inbound = all(isinstance(dims[i], int) for i in axes) and not all(isinstance(b, tirx.IntImm) for b in begin + end)
+    return R.strided_slice(args[0], axes, begin, end, [attrs["steps"][i] for i in axes], assume_inbound=inbound)
 
 
 @register_emitter("one_hot")
