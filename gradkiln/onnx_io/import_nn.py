@@ -108,6 +108,25 @@ def _lp_norm(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     return gb.where(gb.equal(norm, 0.0), 0.0, gb.div(x, norm))
 
 
+@register_importer("LRN")
+def _lrn(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """x / (bias + alpha / size * s) ** beta, s the sum of squares over the `size` channels around
+    each one (floor((size - 1) / 2) before, ceil((size - 1) / 2) after, clipped at the edges): the
+    squares zero-padded along the channels and summed over `size` shifted slices."""
+    x, size = ctx.tensor(args[0]), int(n.attrs["size"])
+    if x.ndim < 3 or size < 1:
+        raise ONNXError(f"LRN needs an (N, C, ...) input and a positive size, got shape {x.shape} and size {size}")
+    before, after = (size - 1) // 2, size // 2
+    zeros = [0] * x.ndim
+    padded = gb.pad(gb.square(x), [0, before, *zeros[2:]], [0, after, *zeros[2:]])
+    window = [gb.slice(padded, [0, i, *zeros[2:]], [x.shape[0], i + x.shape[1], *x.shape[2:]]) for i in range(size)]
+    total = window[0]
+    for part in window[1:]:
+        total = gb.add(total, part)
+    scale = gb.add(gb.mul(total, n.attrs.get("alpha", 1e-4) / size), n.attrs.get("bias", 1.0))
+    return gb.div(x, gb.pow(scale, n.attrs.get("beta", 0.75)))
+
+
 def _nll(scores: Tensor, target: Tensor, weight: Tensor | None, n: OnnxNode) -> Tensor:
     """-scores[n, target[n, ...], ...] weighted by weight[target], picked with a one-hot mask
     (exact: one product per position is non-zero); ignored targets (often -100) weigh 0 and read a

@@ -148,3 +148,31 @@ def test_a_known_table_cut_to_a_symbolic_length_is_checked_at_each_call(target):
     np.testing.assert_array_equal(run(x=np.zeros((2, 3), np.float32))["y"], [[1.0, 2.0, 3.0]] * 2)
     with pytest.raises(ShapeError, match=r"slice node .* up to S = 5 at N=2, S=5, past its 4 elements"):
         run(x=np.zeros((2, 5), np.float32))
+
+
+def test_float_arithmetic_on_static_dims_cast_to_int_is_shape_data(run_onnx):
+    """MobileViT's `int(math.ceil(w / p))` traces as Cast, Div, Ceil, Cast over a static dim: the
+    integer is evaluated at import, so the Reshape it feeds keeps the batch symbolic."""
+    nodes = [
+        oh.make_node("Shape", ["x"], ["shape"]),
+        oh.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+        oh.make_node("Gather", ["shape", "one"], ["width"], axis=0),
+        oh.make_node("Cast", ["width"], ["wide"], to=TensorProto.FLOAT),
+        oh.make_node("Constant", [], ["four"], value_float=4.0),  # an initializer would be a param
+        oh.make_node("Div", ["wide", "four"], ["ratio"]),
+        oh.make_node("Ceil", ["ratio"], ["up"]),
+        oh.make_node("Cast", ["up"], ["rows"], to=TensorProto.INT64),
+        oh.make_node("Unsqueeze", ["batch", "axes0"], ["batch1"]),
+        oh.make_node("Unsqueeze", ["rows", "axes0"], ["rows1"]),
+        oh.make_node("Concat", ["batch1", "rows1", "minus1"], ["target"], axis=0),
+        oh.make_node("Reshape", ["x", "target"], ["y"]),
+    ]
+    inits = [_scalar("zero", 0), _scalar("one", 1), _ints("axes0", [0]), _ints("minus1", [-1])]
+    x = oh.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])
+    model = _model(nodes, [x], [oh.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 3])], inits)
+    graph, outputs = gk.onnx_io.import_model(model)
+    assert outputs["y"].shape == (N, 2, 3)
+    run = gk.compile(graph, outputs)
+    for batch in (1, 4):
+        x = np.arange(batch * 6, dtype=np.float32).reshape(batch, 6)
+        np.testing.assert_array_equal(run(x=x)["y"], run_onnx(model, {"x": x})["y"])

@@ -234,3 +234,10 @@ def test_a_sequence_longer_than_the_position_table_is_refused_naming_the_slice()
     run = gk.compile(graph, outputs["y"])
     with pytest.raises(gk.graph.ShapeError, match=r"slice node .* up to seq = 40 .* past its 32 elements"):
         run(x=np.zeros((1, 40), np.int64))
+
+
+def test_imported_nodes_name_the_torch_module_they_came_from():
+    """torch's exporter names each ONNX node by module path; the import keeps it (`Node.origin`)."""
+    graph, _ = gk.onnx_io.import_model(_export(_model("bert"), CASES["bert"], dynamo=False))
+    origins = {node.origin for node in graph.nodes_of("matmul")}
+    assert "/model/encoder/layer.0/attention/self/query/MatMul" in origins
