@@ -19,8 +19,11 @@ Mismatch classes that are open issues are listed in `KNOWN_OPEN`, each with its 
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import re
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
@@ -370,20 +373,47 @@ def fuzz(
     families: Sequence[str] = tuple(FAMILIES),
     dtypes: Sequence[str] = (),
     progress: Callable[[Summary], None] | None = None,
+    jobs: int = 1,
 ) -> Summary:
-    """Draw `cases` random cases from `seed` (of `families`, starting from `dtypes`), `per_compile`
-    per graph, and run each batch on `configs`."""
-    rng, summary = np.random.default_rng(seed), Summary()
-    while summary.cases < cases:
-        batch = draw_cases(rng, min(per_compile, cases - summary.cases), families, dtypes)
-        report = run_batch(batch, configs)
-        summary.cases += len(batch)
-        summary.outputs += report.outputs
-        summary.skipped += len(report.skipped)
-        summary.mismatches += report.mismatches
-        if progress:
-            progress(summary)
+    """Draw `cases` random cases (of `families`, starting from `dtypes`), `per_compile` per graph,
+    and run each batch on `configs`. Batch b draws from the generator seeded (seed, b), so the
+    cases do not depend on `jobs`: with `jobs` > 1 the batches run in that many worker processes
+    (each compile is CPU-bound and independent of the others)."""
+    sizes = [min(per_compile, cases - start) for start in range(0, cases, per_compile)]
+    tasks = [_Batch(seed, b, n, tuple(configs), tuple(families), tuple(dtypes)) for b, n in enumerate(sizes)]
+    summary = Summary()
+    with contextlib.ExitStack() as stack:
+        if jobs > 1:
+            spawn = multiprocessing.get_context("spawn")  # TVM's threads do not survive a fork
+            pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=spawn))
+            reports = pool.map(_run_task, tasks)
+        else:
+            reports = map(_run_task, tasks)
+        for task, report in zip(tasks, reports):
+            summary.cases += task.count
+            summary.outputs += report.outputs
+            summary.skipped += len(report.skipped)
+            summary.mismatches += report.mismatches
+            if progress:
+                progress(summary)
     return summary
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One batch of a fuzz run: what a worker needs to draw and run it."""
+
+    seed: int
+    index: int
+    count: int
+    configs: tuple[Config, ...]
+    families: tuple[str, ...]
+    dtypes: tuple[str, ...]
+
+
+def _run_task(task: _Batch) -> Report:
+    rng = np.random.default_rng([task.seed, task.index])
+    return run_batch(draw_cases(rng, task.count, task.families, task.dtypes), task.configs)
 
 
 def configurations(targets: Sequence[str] = TARGETS, levels: Sequence[str] = LEVELS) -> list[Config]:

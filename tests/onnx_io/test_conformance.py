@@ -10,42 +10,21 @@ slow reference evaluator.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-import onnx.backend.test
 import pytest
 
 from gradkiln.onnx_io.backend import GradkilnBackend
-from gradkiln.testing.onnx_suite import expected_failures, expected_reason
+from gradkiln.testing.onnx_suite import backend_cases, expected_failures, run_strictly
 
 EXPECTED_FAILURES = Path(__file__).with_name("expected_failures.txt")
-EXCLUDED_FOLDERS = ("OnnxBackendRealModelTest",)
 EXPECTED = expected_failures(EXPECTED_FAILURES)
-with warnings.catch_warnings():  # onnx's case generators divide by zero on purpose
-    warnings.simplefilter("ignore", RuntimeWarning)
-    SUITE = onnx.backend.test.BackendTest(GradkilnBackend, __name__).test_cases
-CASES = {
-    name: test_case
-    for folder, test_case in SUITE.items()
-    if folder not in EXCLUDED_FOLDERS
-    for name in dir(test_case)
-    if name.startswith("test_") and name.endswith("_cpu")
-}
+CASES = backend_cases(GradkilnBackend, __name__)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_onnx_backend_case(name):
-    reason = expected_reason(name, EXPECTED)
-    run = CASES[name](name).debug
-    if reason is None:
-        run()
-        return
-    try:
-        run()
-    except Exception:
-        return  # fails, as listed
-    pytest.fail(f"{name} passes now: remove its entry from {EXPECTED_FAILURES.name} (listed as: {reason})")
+    run_strictly(CASES[name](name).debug, name, EXPECTED, EXPECTED_FAILURES.name)
 
 
 def test_every_expected_failure_matches_cases_and_gives_a_reason():

@@ -349,3 +349,26 @@ def test_logsumexp_of_infinities_and_nan_as_numpy(optimize):
     got, want = run_both(lambda x: gk.logsumexp(x, (1,)), {"x": x}, optimize)
     assert_ieee_equal(got, want, rtol=1e-6)
     np.testing.assert_array_equal(want[[0, 1, 4]], [np.inf, -np.inf, np.inf])
+
+
+@pytest.mark.parametrize("optimize", ["O0", "O3"])
+def test_mod_and_floordiv_of_each_other_compile_and_follow_numpy(optimize):
+    """floordiv(mod(x, x), y): the inlined mod's Let, read twice by floordiv, was defined twice (ill-formed TIR)."""
+    x = np.float32([[-1e-45], [3.0], [-7.5]])
+    y = np.float32([[0.17, 1.2], [-2.0, 0.0], [np.inf, -0.0]])
+    got, want = run_both(
+        lambda x, y: [gk.floordiv(gk.mod(x, x), y), gk.mod(gk.floordiv(y, x), x)], {"x": x, "y": y}, optimize
+    )
+    for g, w in zip(got, want):
+        assert_ieee_equal(g, w)
+
+
+def test_mean_var_and_std_over_a_static_empty_axis_are_nan():
+    """Relax folded the division by a zero count and failed to compile var and std of a (0, 1) array."""
+    x = np.zeros((0, 1))
+    got, want = run_both(
+        lambda x: [gk.var(x, (0,), keepdims=True), gk.std(x, (0,)), gk.mean(x, (0,)), gk.std(x, (0,), correction=1)],
+        {"x": x},
+    )
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and np.isnan(w).all() and np.isnan(g).all()
