@@ -529,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         return _run(args)
     previous = os.environ.get("GRADKILN_DEBUG")
-    os.environ["GRADKILN_DEBUG"] = "1"  # tracebacks, and TVM's own log lines (lowering/tvm_quiet.py)
+    os.environ["GRADKILN_DEBUG"] = "1"  # tracebacks, and TVM's own log lines (lowering/tvm/quiet.py)
     try:
         return _run(args)
     finally:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from gradkiln.graph import OPS
-from gradkiln.lowering.tvm_emitters import EMITTERS
+from gradkiln.lowering.tvm.emitters import EMITTERS
 from gradkiln.onnx_io import EXPORTERS, IMPORTERS
 from gradkiln.passes import PASSES
 from gradkiln.symbolic import BATCH_RULES, JVP_RULES, VJP_RULES

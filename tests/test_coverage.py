@@ -3,7 +3,7 @@
 import pytest
 
 from gradkiln.graph import OPS
-from gradkiln.lowering.tvm_emitters import EMITTERS
+from gradkiln.lowering.tvm.emitters import EMITTERS
 from gradkiln.onnx_io import export
 from gradkiln.onnx_io.export_rules import EXPORTERS
 from gradkiln.onnx_io.import_rules import IMPORTERS
@@ -32,7 +32,7 @@ def test_op_has_a_batching_rule(op):
 
 @pytest.mark.parametrize("op", COMPUTED)
 def test_op_has_a_tvm_emitter(op):
-    assert op in EMITTERS, f"{op}: register an emitter in gradkiln/lowering/tvm_emitters.py"
+    assert op in EMITTERS, f"{op}: register an emitter in gradkiln/lowering/tvm/emitters/elementwise.py"
 
 
 @pytest.mark.parametrize("op", COMPUTED)

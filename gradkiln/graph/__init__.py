@@ -3,7 +3,7 @@
 Depends on nothing else in gradkiln; every other layer depends on it.
 """
 
-from . import ops
+from . import builder, ops  # builder: Tensor's operators are set when it loads
 from .errors import (
     AnomalyError,
     DTypeError,

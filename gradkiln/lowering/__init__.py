@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ..graph import Graph, LoweringError
 from ..passes.manager import optimize as run_passes
 from .executable import Executable, normalize_outputs, restructure
-from .numpy_backend import NumpyExecutable
+from .numpy.backend import NumpyExecutable
 
 
 @contextlib.contextmanager
@@ -29,8 +29,8 @@ def _torch_hidden() -> Iterator[None]:
 
 def _tvm_backend(graph: Graph, outputs: Any, target: Any, **options: Any) -> Executable:
     with _torch_hidden():
-        from .tvm_backend import TVMExecutable  # imported lazily: TVM takes ~0.7 s to import
-    from .tvm_emitters_complex import refuse_complex
+        from .tvm.backend import TVMExecutable  # imported lazily: TVM takes ~0.7 s to import
+    from .tvm.emitters.complex import refuse_complex
 
     refuse_complex(graph, outputs, target)
     return TVMExecutable(graph, outputs, target, **options)

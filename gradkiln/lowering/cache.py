@@ -39,7 +39,7 @@ from .._version import __version__
 from ..atomic import write_atomic, write_atomic_with
 from ..graph import Graph, LoweringError, Value
 from ..graph.ops.fused import Expressions
-from .tvm_quiet import tvm_section
+from .tvm.quiet import tvm_section
 
 CACHE_FORMAT = 1
 CACHE_DIR_VARIABLE = "GRADKILN_CACHE_DIR"

@@ -1,7 +1,7 @@
 """What every backend's `.profile(feeds, repeat=)` returns: the time per kernel, the hottest first.
 
 A kernel is what a backend times as one call: a compiled TVM kernel, which may compute several
-fused nodes (tvm_profile.py), or one node's numpy call in the numpy executor. Plain data, without
+fused nodes (lowering/tvm/profile.py), or one node's numpy call in the numpy executor. Plain data, without
 TVM, so the numpy executor and the HTML report use it on machines where TVM is not imported.
 """
 

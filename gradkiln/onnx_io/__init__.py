@@ -18,21 +18,19 @@ from . import (  # each module registers its family's rules into EXPORTERS or IM
     export_bitwise,  # the bitwise ops and shifts
     export_complex,  # complex values: refused (no ONNX operator takes them)
     export_control,  # scan and cond as Loop and If
+    export_elementwise,  # composed elementwise rules and the one-to-one table's ops
     export_fused,  # fused nodes as their constituent ops
     export_linalg,  # the linear algebra ops
-    export_math,  # composed elementwise rules and the one-to-one table's ops
     export_nn,  # conv, pool, take, scatter_add
     export_random,  # random_bits: the same hash as ONNX ops
     export_resize,  # resize and resize_grad
     export_rules,  # the ops with one ONNX op each (the elementwise table's `onnx`), attributes mapped
     export_select,  # the selection ops and dropout
     import_bitwise,  # BitwiseAnd, BitwiseOr, BitwiseXor, BitwiseNot, BitShift
-    import_math,  # registers native math rules over the compositions of import_rules' modules
-    import_nn_native,  # registers native conv, pool and indexing rules over the compositions
+    import_elementwise,  # registers native math rules over the compositions of import_rules' modules
     import_quantize,  # QuantizeLinear, DequantizeLinear, QLinear* and *Integer
     import_random,  # RandomUniform, RandomNormal, their *Like forms, Bernoulli (seeded) onto gk.random
     import_resize,  # Resize and Upsample
-    import_select_native,  # TopK, GatherElements, ScatterElements as the selection ops
     import_training_ops,  # Gradient, Adagrad, Adam, Momentum of ai.onnx.preview.training
 )
 from .export_rules import EXPORTERS, register_exporter

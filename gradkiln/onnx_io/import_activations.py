@@ -1,5 +1,5 @@
 """Import rules for ONNX activations and elementwise ops that compose from gradkiln's ops
-(those with a native gradkiln op of their own are in import_math.py).
+(those with a native gradkiln op of their own are in import_elementwise.py).
 
 Each rule follows the ONNX definition formula for formula (attribute defaults included), so
 the results match the ONNX reference to rounding.

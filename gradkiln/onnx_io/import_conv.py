@@ -187,3 +187,71 @@ def _lp_pool(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     p = float(n.attrs.get("p", 2))
     padded = _padded(gb.pow(gb.abs(x), p), low, high, outs, strides, dilations, kernel, 0.0)
     return gb.pow(_pooled(padded, gb.sum, kernel, strides, dilations, outs), 1.0 / p)
+
+
+# -- gradkiln's own conv and pool ops, where they fit ---------------------------------------------
+# A 2-D convolution or pool with explicit pads and floor mode becomes one conv2d, conv_transpose2d,
+# max_pool2d or avg_pool2d node (so that it differentiates, lowers and exports as itself); the
+# window compositions above serve the rest: other than 2-D, auto_pad, ceil_mode, pooling
+# dilations, a ConvTranspose output_shape.
+
+
+def _padding(n: OnnxNode) -> tuple[tuple[int, int], tuple[int, int]]:
+    top, left, bottom, right = n.attrs.get("pads", [0, 0, 0, 0])
+    return (top, bottom), (left, right)
+
+
+def _plain_2d(n: OnnxNode, args: list[Operand]) -> bool:
+    """A 4-D tensor input with explicit pads and floor mode."""
+    x = args[0]
+    return (
+        isinstance(x, Tensor)
+        and x.ndim == 4
+        and n.attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+        and not n.attrs.get("ceil_mode", 0)
+    )
+
+
+def _native_conv(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    x, w = ctx.tensor(args[0]), ctx.tensor(args[1])
+    geometry = (n.attrs.get("strides", 1), _padding(n), n.attrs.get("dilations", 1), n.attrs.get("group", 1))
+    return _biased(gb.conv2d(x, w, *geometry), ctx, args)
+
+
+def _native_conv_transpose(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    x, w = ctx.tensor(args[0]), ctx.tensor(args[1])
+    extra = n.attrs.get("output_padding", 0)
+    geometry = (n.attrs.get("strides", 1), _padding(n), extra, n.attrs.get("dilations", 1), n.attrs.get("group", 1))
+    return _biased(gb.conv_transpose2d(x, w, *geometry), ctx, args)
+
+
+def _pool_fits(n: OnnxNode, args: list[Operand]) -> bool:
+    if not (_plain_2d(n, args) and len(n.attrs["kernel_shape"]) == 2):
+        return False  # 1-D and 3-D pools (and their pads) go to the general rule
+    (top, bottom), (left, right) = _padding(n)
+    kh, kw = n.attrs["kernel_shape"]
+    return (
+        n.num_outputs == 1
+        and n.attrs.get("auto_pad", "NOTSET") == "NOTSET"
+        and all(d == 1 for d in n.attrs.get("dilations", [1, 1]))
+        and max(top, bottom) < kh
+        and max(left, right) < kw
+    )
+
+
+def _native_max_pool(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    kernel = n.attrs["kernel_shape"]
+    return gb.max_pool2d(ctx.tensor(args[0]), kernel, n.attrs.get("strides", 1), _padding(n))
+
+
+def _native_average_pool(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    kernel, include = n.attrs["kernel_shape"], bool(n.attrs.get("count_include_pad", 0))
+    return gb.avg_pool2d(ctx.tensor(args[0]), kernel, n.attrs.get("strides", 1), _padding(n), include)
+
+
+register_importer("Conv", when=lambda c, n, args: _plain_2d(n, args))(_native_conv)
+register_importer("ConvTranspose", when=lambda c, n, args: _plain_2d(n, args) and "output_shape" not in n.attrs)(
+    _native_conv_transpose
+)
+register_importer("MaxPool", when=lambda c, n, args: _pool_fits(n, args))(_native_max_pool)
+register_importer("AveragePool", when=lambda c, n, args: _pool_fits(n, args))(_native_average_pool)

@@ -64,7 +64,7 @@ ELEMENTWISE = {
     "GreaterOrEqual": "greater_equal",
     "Where": "where",
 }
-REDUCTIONS = {"ReduceSum": gb.sum, "ReduceMean": gb.mean}  # ReduceMax/Min: import_math.py
+REDUCTIONS = {"ReduceSum": gb.sum, "ReduceMean": gb.mean}  # ReduceMax/Min: import_elementwise.py
 
 
 def elementwise_importer(op_type: str, op: str) -> ImportRule:

@@ -4,6 +4,7 @@ slices and concatenations, which are exact."""
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -98,3 +99,61 @@ def _pad(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
             left, right = BORDERS[mode](x, axis, lo, hi)
             x = gb.concat([*left, x, *right], axis)
     return x
+
+
+# -- the selection ops: one gradkiln node each (indices may be run-time values) ---------------------
+# ScatterElements with reduction "none" is a scatter-add of the updates where a scatter-add of ones
+# marks a hit (ONNX leaves repeated indices undefined there); "mul", "max" and "min" have no
+# gradkiln op.
+
+
+@register_importer("TopK")
+def _topk(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """k from the attribute (opset < 10) or the known second input; always sorted."""
+    x = ctx.tensor(args[0])
+    k = n.attrs["k"] if n.opset < 10 else int(np.asarray(ctx.known(args[1], "K")).reshape(-1)[0])
+    return list(gb.topk(x, k, n.attrs.get("axis", -1), bool(n.attrs.get("largest", 1))))
+
+
+@register_importer("GatherElements")
+def _gather_elements(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    x = ctx.tensor(args[0])
+    return gb.gather_elements(x, ctx.tensor(args[1]), normalize_axis(n.attrs.get("axis", 0), x.ndim))
+
+
+@register_importer("ScatterElements")
+@register_importer("Scatter")
+def _scatter_elements(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    x, indices, updates = (ctx.tensor(a) for a in args[:3])
+    axis = normalize_axis(n.attrs.get("axis", 0), x.ndim)
+    reduction = n.attrs.get("reduction", "none")
+    if reduction == "add":
+        return gb.scatter_elements_add(x, indices, updates, axis)
+    if reduction != "none":
+        raise ONNXError(f"ScatterElements {n.name!r}: reduction {reduction!r} is not supported (only 'none', 'add')")
+    zeros = gb.broadcast_to(gb.constant(np.zeros((), x.dtype), graph=x.graph), x.shape)
+    ones = gb.broadcast_to(gb.constant(np.ones((), x.dtype), graph=x.graph), updates.shape)
+    hit = gb.greater(gb.scatter_elements_add(zeros, indices, ones, axis), 0)
+    return gb.where(hit, gb.scatter_elements_add(zeros, indices, updates, axis), x)
+
+
+@register_importer("ScatterND")
+def _scatter_nd(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """data[indices[...]] += updates, as scatter_add over the k leading axes of the data
+    flattened to one (k the indices' last dim); an index column made by Unsqueeze is read
+    through, so that scatter_add's export comes back as itself."""
+    if n.attrs.get("reduction", "none") != "add":
+        raise ONNXError("ScatterND is supported with reduction='add' only")
+    x, indices, updates = (ctx.tensor(a) for a in args[:3])
+    depth = int(indices.shape[-1])
+    if depth == 1:
+        column = indices.node
+        if column.op == "expand_dims" and column.attrs["axes"] == (indices.ndim - 1,):
+            return gb.scatter_add(x, Tensor(x.graph, column.inputs[0]), updates, 0)
+        return gb.scatter_add(x, gb.squeeze(indices, -1), updates, 0)
+    lead = [int(d) for d in x.shape[:depth]]
+    strides = np.array([math.prod(lead[i + 1 :]) for i in range(depth)], indices.dtype)
+    wrapped = gb.where(indices < 0, indices + np.array(lead, indices.dtype), indices)
+    flat_index = gb.sum(wrapped * strides, -1)
+    flat = gb.reshape(x, (math.prod(lead), *x.shape[depth:]))
+    return gb.reshape(gb.scatter_add(flat, flat_index, updates, 0), x.shape)

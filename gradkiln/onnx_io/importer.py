@@ -23,11 +23,11 @@ from ..graph import builder as gb
 from ..graph.ir import ORIGIN
 from ..graph.registry import Registry
 from ..graph.types import Dim, as_dim
-from ..lowering.numpy_backend import NumpyExecutable
+from ..lowering.numpy.backend import NumpyExecutable
 from . import functions
-from .constant_folding import fold_as_import_would
 from .dtypes import NARROW, TO_ONNX, from_onnx, narrow_known, narrow_tensor, stand_in, widen
 from .import_limits import ImportBudget, ImportLimits
+from .import_time_folding import fold_as_import_would
 from .model_file import default_opset, load, rule_key
 from .params import ParamChoice, Patterns, choose_params, unshare_initializers
 

@@ -223,6 +223,13 @@ def _gather(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     return tidy(np.take(data, indices, axis=axis), args[0].dtype)
 
 
+@register_importer("Gather", when=lambda ctx, n, args: isinstance(args[1], Tensor))
+def _take(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """Indices computed at run time: gradkiln's own take (one node, which differentiates, lowers
+    and exports as itself)."""
+    return gb.take(ctx.tensor(args[0]), args[1], n.attrs.get("axis", 0))
+
+
 @register_importer("Range")
 def _range(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     """Evaluated at import time over numbers; over symbolic dims a run-time ramp of symbolic length."""
@@ -340,6 +347,52 @@ def _slice(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
         return Known(x.array[tuple(slice(a, b, s) for a, b, s in bounds)], x.dtype)
     starts_, stops_, steps_ = zip(*bounds) if bounds else ((), (), ())
     return gb.slice(ctx.tensor(x), starts_, stops_, steps_)
+
+
+def _has_negative_steps(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> bool:
+    """A Slice (opset 10 on) with a step that is not positive; the rule above takes the others."""
+    return n.opset >= 10 and len(args) >= 5 and args[4] is not None and not min(ctx.dims(args[4], "steps")) > 0
+
+
+@register_importer("Slice", when=lambda ctx, n, args: _has_negative_steps(ctx, n, args))
+def _flipped_slice(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """Axes with a negative step are flipped, their bounds mirrored; the rest is an ordinary Slice."""
+    steps = ctx.dims(args[4], "steps")
+    if any(isinstance(step, int) and step == 0 for step in steps):
+        raise ONNXError(f"a step is 0 (steps {steps}); ONNX requires non-zero steps")
+    x = ctx.tensor(args[0])
+    starts, ends = (ctx.dims(args[i], what) for i, what in ((1, "starts"), (2, "ends")))
+    axes = [normalize_axis(int(a), x.ndim) for a in ctx.optional(args, 3, "axes", range(len(starts)), dims=True)]
+    flipped, kept = [], []
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        if step > 0:
+            kept.append((axis, start, end, step))
+            continue
+        flipped.append(axis)
+        bounds = _mirrored(x.shape[axis], start, end, step, n)
+        kept += [(axis, *bounds, -step)] if bounds is not None else []
+    out = gb.flip(x, sorted(flipped))
+    if not kept:
+        return out
+    columns = [np.asarray(column, dtype=object if _symbolic(column) else np.int64) for column in zip(*kept)]
+    return _slice(ctx, n, [out, *(Known(c, "int64") for c in (columns[1], columns[2], columns[0], columns[3]))])
+
+
+def _mirrored(dim: Dim, start: Dim, end: Dim, step: int, n: OnnxNode) -> tuple[int, int] | None:
+    """The bounds of x[start:end:step] (step < 0) in the flipped axis; None when it takes the whole axis."""
+    if not isinstance(dim, int):
+        if step == -1 and start == -1 and isinstance(end, int) and end <= -(2**31):
+            return None
+        raise ONNXError(f"Slice {n.name!r}: a negative step over the symbolic dim {dim} must reverse the whole axis")
+    picked = range(*slice(start, end, step).indices(dim))
+    if picked == range(dim - 1, -1, -1):
+        return None
+    first = dim - 1 - picked[0] if picked else 0
+    return first, first + (len(picked) - 1) * -step + 1 if picked else first
+
+
+def _symbolic(values: tuple) -> bool:
+    return any(not isinstance(v, (int, np.integer)) for v in values)
 
 
 def _bound_pair(start: Dim, end: Dim, dim: Dim) -> tuple[Dim, Dim]:

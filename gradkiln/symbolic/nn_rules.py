@@ -27,7 +27,7 @@ import numpy as np
 from ..graph import Tensor, UnsupportedOpError
 from ..graph import builder as gb
 from ..graph.builder import zeros_like
-from ..graph.ops.nn_ops import Padding, Pair, pool_counts, transpose_out
+from ..graph.ops.nn import Padding, Pair, pool_counts, transpose_out
 from ..graph.types import Dim, dims_equal
 from .batching import register_batch
 from .jvp_rules import Tangents, register_jvp

@@ -40,7 +40,8 @@ ASINH = Unary(
 @pytest.fixture
 def asinh(monkeypatch: pytest.MonkeyPatch) -> Unary:
     """ASINH installed as if it were a row of UNARY_ROWS, in every layer; removed afterwards."""
-    from gradkiln.lowering.tvm_emitters import EMITTERS, row_emitter
+    from gradkiln.lowering.tvm.emitters import EMITTERS
+    from gradkiln.lowering.tvm.emitters.elementwise import row_emitter
 
     row = ASINH
     assert row.name not in OPS

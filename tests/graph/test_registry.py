@@ -5,7 +5,7 @@ import pytest
 
 from gradkiln.graph.opdef import OPS
 from gradkiln.graph.registry import Registry
-from gradkiln.lowering.tvm_emitters import EMITTERS
+from gradkiln.lowering.tvm.emitters import EMITTERS
 from gradkiln.onnx_io.export_rules import EXPORTERS
 from gradkiln.onnx_io.import_rules import IMPORTERS
 from gradkiln.passes.manager import PASSES

@@ -19,7 +19,7 @@ from tvm import relax
 
 import gradkiln as gk
 from gradkiln.lowering.cache import MANIFEST, CacheWarning, CompileCache, cache_key, cache_root
-from gradkiln.lowering.tvm_emitters import EMITTERS
+from gradkiln.lowering.tvm.emitters import EMITTERS
 from gradkiln.testing import mlp_feeds, mlp_training_step
 
 

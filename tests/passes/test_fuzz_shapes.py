@@ -321,10 +321,6 @@ def test_tvm_llvm_matches_numpy_on_degenerate_graphs(case):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: Relax reads a 0 in reshape's new shape as 'copy this dim'; empty outputs fail to build",
-)
 @pytest.mark.parametrize(
     "shape, view",
     [

@@ -1,23 +1,19 @@
-"""The define-and-run builder API: sources, op functions, promotion, indexing, composite ops.
+"""The define-and-run builder API: one namespace for the functions that add nodes.
 
 Every function adds nodes to the graph of its tensor operands (or the open graph) and returns
 `Tensor` handles. Python scalars are weakly typed: they take the dtype of the tensor they meet.
-The functions live in `core` (sources, emitting, elementwise ops, reductions), `unary` (one per
-row of `graph/ops/elementwise_table.py`), `shapes` (shape
-ops and indexing) and `composite` (matmul, argmax/argmin, one_hot, cross entropy), `nn` (convolution, pooling,
-indexing) and `layers` (normalisations, losses, attention), `select` (sort, topk, gather, flip, dropout, stack, split,
-tile, repeat), `complex` (real, imag, conj, angle, complex); this package is their one namespace.
+The modules follow the op families: `core` (sources, emitting, promotion, where/cast/clip, the
+reductions and softmax), `elementwise` (one function per row of `graph/ops/elementwise_table.py`),
+`reduce` (argmax/argmin), `shape` (shape ops and indexing), `select` (sort, topk, gather, flip,
+dropout, stack, split, tile, repeat, one_hot), `linalg` (matmul, einsum, solve, ...), `nn`
+(convolution, pooling, take, embedding), `layers` (normalisations, losses, attention),
+`control`, `complex`, `bitwise`, `random`, `resize`; `operators` installs them as `Tensor`'s
+Python operators and methods.
 """
 
+from . import operators
 from .bitwise import bitwise_and, bitwise_not, bitwise_or, bitwise_xor, left_shift, right_shift
 from .complex import angle, complex, conj, imag, real
-from .composite import (
-    argmax,
-    argmin,
-    cross_entropy,
-    matmul,
-    one_hot,
-)
 from .control import cond, scan, while_loop
 from .core import (
     TensorLike,
@@ -59,6 +55,7 @@ from .elementwise import *  # noqa: F403  (one builder function per row of the e
 from .layers import (
     batch_norm,
     bce_with_logits,
+    cross_entropy,
     group_norm,
     huber_loss,
     layer_norm,
@@ -72,6 +69,7 @@ from .linalg import (
     det,
     einsum,
     inv,
+    matmul,
     norm,
     slogdet,
     solve,
@@ -88,12 +86,14 @@ from .nn import (
     scatter_add,
     take,
 )
+from .reduce import argmax, argmin
 from .resize import resize
 from .select import (
     argsort,
     dropout,
     flip,
     gather_elements,
+    one_hot,
     repeat,
     scatter_elements_add,
     sort,
@@ -102,7 +102,7 @@ from .select import (
     tile,
     topk,
 )
-from .shapes import (
+from .shape import (
     broadcast_to,
     concat,
     expand_dims,
@@ -119,3 +119,5 @@ from .shapes import (
     zeros,
     zeros_like,
 )
+
+operators.install()  # Tensor's `+`, `[]`, `.sum()`, ... are the functions above

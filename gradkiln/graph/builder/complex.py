@@ -13,7 +13,7 @@ import math
 from ..dtypes import DEFAULT_FLOAT, is_complex, is_float
 from ..tensor import Tensor
 from .core import TensorLike, _graph_of, _lift, _promoted, cast, emit, where
-from .shapes import broadcast_to
+from .shape import broadcast_to
 
 
 def _tensor(x: TensorLike) -> Tensor:

@@ -10,12 +10,14 @@ from typing import Sequence
 
 import numpy as np
 
+from ..dtypes import is_int
 from ..errors import GraphError, ShapeError
 from ..tensor import Tensor
-from .composite import matmul, one_hot
-from .core import TensorLike, constant, mean, softmax, sum, var, where
-from .elementwise import abs, exp, log1p, relu, rsqrt
-from .shapes import reshape, transpose
+from .core import TensorLike, cast, constant, log_softmax, mean, not_equal, softmax, sum, var, where
+from .elementwise import abs, exp, log1p, mul, neg, relu, rsqrt
+from .linalg import matmul
+from .select import one_hot
+from .shape import reshape, transpose
 
 
 def _reduced(loss: Tensor, reduction: str) -> Tensor:
@@ -148,3 +150,24 @@ def scaled_dot_product_attention(
         allowed = constant(np.tril(np.ones((rows, cols), bool)), graph=scores.graph)
         scores = where(allowed, scores, lowest)
     return matmul(softmax(scores, -1), v)
+
+
+def cross_entropy(logits: Tensor, labels: Tensor, axis: int = -1, ignore_index: int | None = None) -> Tensor:
+    """Mean softmax cross entropy; labels are class indices (ints) or probabilities (floats).
+
+    A class index outside [0, classes) raises on the numpy executor, as PyTorch's "Target is out of
+    bounds". Labels equal to `ignore_index` (class indices only) add nothing and are left out of the
+    mean, as in torch.nn.functional.cross_entropy (all ignored: NaN, as there)."""
+    if not is_int(labels.dtype):
+        if labels.shape != logits.shape:
+            raise ShapeError(f"cross_entropy: probability labels {labels.shape} must match logits {logits.shape}")
+        if ignore_index is not None:
+            raise GraphError("cross_entropy: ignore_index needs class-index (integer) labels, got probabilities")
+        return neg(mean(sum(mul(labels, log_softmax(logits, axis)), axis)))
+    classes = int(logits.shape[axis])
+    if ignore_index is None:
+        return neg(mean(sum(mul(one_hot(labels, classes, logits.dtype), log_softmax(logits, axis)), axis)))
+    kept = not_equal(labels, ignore_index)
+    hot = one_hot(where(kept, labels, 0), classes, logits.dtype)
+    picked = where(kept, sum(mul(hot, log_softmax(logits, axis)), axis), 0.0)
+    return neg(sum(picked) / sum(cast(kept, logits.dtype)))

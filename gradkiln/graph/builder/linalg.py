@@ -18,7 +18,7 @@ from ..tensor import Tensor
 from ..types import normalize_axes, normalize_axis
 from .core import TensorLike, _promoted, _unary_operand, cast, emit, max, min, not_equal, sum, where
 from .elementwise import abs, pow, sqrt
-from .shapes import expand_dims, squeeze, transpose
+from .shape import expand_dims, squeeze, transpose
 
 __all__ = [
     "cholesky",
@@ -170,3 +170,13 @@ def _matrix_norm(x: Tensor, axes: tuple[int, ...], ord: float | str) -> Tensor:
     raise UnsupportedOpError(
         f"norm: matrix ord={ord!r} needs singular values (no SVD op yet); use 'fro', 1, -1, inf or -inf"
     )
+
+
+def matmul(a: TensorLike, b: TensorLike) -> Tensor:
+    """numpy matmul: batched over leading axes; 1-D operands are treated as vectors."""
+    _, (a, b) = _promoted(a, b)
+    a2 = expand_dims(a, 0) if a.ndim == 1 else a
+    b2 = expand_dims(b, 1) if b.ndim == 1 else b
+    out = emit("matmul", a2, b2)
+    drop = ([out.ndim - 2] if a.ndim == 1 else []) + ([out.ndim - 1] if b.ndim == 1 else [])
+    return squeeze(out, drop) if drop else out

@@ -14,7 +14,7 @@ from ..ops.index_mode import check_mode
 from ..tensor import Tensor
 from ..types import normalize_axis
 from .core import TensorLike, _promoted, emit, mean
-from .shapes import expand_dims, squeeze
+from .shape import expand_dims, squeeze
 
 Pair = tuple[int, int]
 Padding = tuple[Pair, Pair]

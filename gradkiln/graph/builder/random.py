@@ -22,9 +22,9 @@ from ..dtypes import DEFAULT_FLOAT, as_dtype, is_float
 from ..errors import GraphError
 from ..tensor import Tensor
 from ..types import normalize_axis
-from .composite import argmax
 from .core import TensorLike, cast, constant, emit, less
 from .elementwise import cos, floordiv, log, sqrt
+from .reduce import argmax
 
 Key = Tensor | int
 CODE_BITS = 31  # random_bits' values lie in [0, 2**31 - 1)

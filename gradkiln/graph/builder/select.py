@@ -10,14 +10,15 @@ Ordering is stable: at ties the first index wins, ascending or descending (PyTor
 from __future__ import annotations
 
 from itertools import accumulate, pairwise
-from typing import Sequence
+from typing import Any, Sequence
 
+from ..dtypes import DEFAULT_FLOAT, as_dtype
 from ..errors import GraphError, ShapeError
 from ..ops.index_mode import check_mode
 from ..tensor import Tensor
 from ..types import Dim, as_dim, dims_equal, normalize_axes, normalize_axis
 from .core import TensorLike, emit
-from .shapes import broadcast_to, concat, expand_dims, reshape, slice
+from .shape import broadcast_to, concat, expand_dims, reshape, slice
 
 
 def sort(x: Tensor, axis: int = -1, descending: bool = False) -> Tensor:
@@ -126,3 +127,10 @@ def repeat(x: Tensor, repeats: int, axis: int = 0) -> Tensor:
     spread = expand_dims(x, axis + 1)
     wide = broadcast_to(spread, (*x.shape[: axis + 1], repeats, *x.shape[axis + 1 :]))
     return reshape(wide, (*x.shape[:axis], as_dim(x.shape[axis] * repeats), *x.shape[axis + 1 :]))
+
+
+def one_hot(indices: Tensor, depth: int, dtype: Any = DEFAULT_FLOAT, mode: str = "raise") -> Tensor:
+    """One-hot rows of length `depth` for class indices in [0, depth). Others raise on the numpy
+    executor (as torch.nn.functional.one_hot), are clamped into range with mode "clip", or give zero
+    rows with mode "fill" (as jax.nn.one_hot)."""
+    return emit("one_hot", indices, depth=int(depth), dtype=as_dtype(dtype), mode=check_mode(mode, "one_hot"))

@@ -12,7 +12,6 @@ from . import (
     fused_reduce,
     linalg,
     nn,
-    nn_ops,
     random,
     reduce,
     resize,

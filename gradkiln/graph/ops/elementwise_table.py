@@ -11,14 +11,14 @@ its lowering on adjacent lines in the same spirit):
 | `sympy` | fused expressions (`ops/fused.py`): a sympy function, or `Derivative` for a new one |
 | `derivative` | vjp and jvp rules (`symbolic/vjp_rules.py`, `jvp_rules.py`); None: no gradient |
 | `onnx` | ONNX export (`onnx_io/export_rules.py`) and, its inverse, import (`import_rules.py`) |
-| `relax` | TVM lowering (`lowering/tvm_emitters.py`), a Relax op named by its path under `relax.op` |
+| `relax` | TVM lowering (`lowering/tvm/emitters/elementwise.py`), a Relax op named by its path under `relax.op` |
 | `flops` | the cost model (`passes/cost.py`) |
 | `domain` | test samples (`testing/families.py`) |
 | `rounding`, `well_conditioned` | the differential fuzzer's error bounds and draws (`testing/`) |
 
 A field left None means the layer has no derived rule for the op: it either has none (no gradient,
 not expressible in fused nodes, no one-to-one ONNX op) or keeps a hand-written one (numerics-
-sensitive TVM emitters, compositions in export_math.py). graph/ must not import TVM or onnx, so
+sensitive TVM emitters, compositions in export_elementwise.py). graph/ must not import TVM or onnx, so
 those layers' fields are names that their own layer resolves. `Binary` rows have no `sympy`,
 `domain` or `well_conditioned`: their fused forms (sums, products, powers) are structural
 (`ops/fused.py`), and their samples exercise broadcasting and integer operands by hand
@@ -65,6 +65,25 @@ class Unary:
     domain: tuple[float, float] | Literal["nonzero", "off_grid"] | None = (-2.0, 2.0)
     rounding: Literal["exact", "once", "transcendental"] = "transcendental"
     well_conditioned: bool = False
+
+
+def libm(
+    name: str, numpy: Callable[[np.ndarray], np.ndarray], doc: str, derivative: Callable[..., Any], **fields: Any
+) -> Unary:
+    """The row of a C math library function (`exp`, `sin`, `erf`, ...), which every layer has under
+    its own name: sympy's function of that name, the ONNX op of the capitalised name (`Sin`), the
+    Relax op of the name, and TRANSCENDENTAL FLOPs; `fields` sets the others (domain, ...)."""
+    return Unary(
+        name,
+        numpy,
+        doc,
+        sympy=getattr(sympy, name),
+        derivative=derivative,
+        onnx=name.capitalize(),
+        relax=name,
+        flops=TRANSCENDENTAL,
+        **fields,
+    )
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -123,28 +142,8 @@ UNARY_ROWS: tuple[Unary, ...] = (
         rounding="exact",
         well_conditioned=True,
     ),
-    Unary(
-        "exp",
-        np.exp,
-        "e**x.",
-        sympy=sympy.exp,
-        derivative=lambda gb, x, y, g: g * y,
-        onnx="Exp",
-        relax="exp",
-        flops=TRANSCENDENTAL,
-        domain=None,
-    ),
-    Unary(
-        "log",
-        np.log,
-        "Natural logarithm.",
-        sympy=sympy.log,
-        derivative=lambda gb, x, y, g: g / x,
-        onnx="Log",
-        relax="log",
-        flops=TRANSCENDENTAL,
-        domain=None,
-    ),
+    libm("exp", np.exp, "e**x.", lambda gb, x, y, g: g * y, domain=None),
+    libm("log", np.log, "Natural logarithm.", lambda gb, x, y, g: g / x, domain=None),
     Unary(
         "sqrt",
         np.sqrt,
@@ -203,99 +202,19 @@ UNARY_ROWS: tuple[Unary, ...] = (
         derivative=lambda gb, x, y, g: g * (y + 1.0),
         flops=TRANSCENDENTAL,
     ),
-    Unary(
-        "sin",
-        np.sin,
-        "Sine.",
-        sympy=sympy.sin,
-        derivative=lambda gb, x, y, g: g * gb.cos(x),
-        onnx="Sin",
-        relax="sin",
-        flops=TRANSCENDENTAL,
-    ),
-    Unary(
-        "cos",
-        np.cos,
-        "Cosine.",
-        sympy=sympy.cos,
-        derivative=lambda gb, x, y, g: -(g * gb.sin(x)),
-        onnx="Cos",
-        relax="cos",
-        flops=TRANSCENDENTAL,
-    ),
-    Unary(
-        "tan",
-        np.tan,
-        "Tangent.",
-        sympy=sympy.tan,
-        derivative=lambda gb, x, y, g: g * (1.0 + y * y),
-        onnx="Tan",
-        relax="tan",
-        flops=TRANSCENDENTAL,
-        domain=(-1.2, 1.2),
-    ),
-    Unary(
-        "asin",
-        np.arcsin,
-        "Inverse sine.",
-        sympy=sympy.asin,
-        derivative=lambda gb, x, y, g: g * gb.rsqrt(1.0 - x * x),
-        onnx="Asin",
-        relax="asin",
-        flops=TRANSCENDENTAL,
-        domain=(-0.8, 0.8),
-    ),
-    Unary(
-        "acos",
-        np.arccos,
-        "Inverse cosine.",
-        sympy=sympy.acos,
-        derivative=lambda gb, x, y, g: -(g * gb.rsqrt(1.0 - x * x)),
-        onnx="Acos",
-        relax="acos",
-        flops=TRANSCENDENTAL,
-        domain=(-0.8, 0.8),
-    ),
-    Unary(
-        "atan",
-        np.arctan,
-        "Inverse tangent.",
-        sympy=sympy.atan,
-        derivative=lambda gb, x, y, g: g / (1.0 + x * x),
-        onnx="Atan",
-        relax="atan",
-        flops=TRANSCENDENTAL,
-        well_conditioned=True,
-    ),
-    Unary(
-        "sinh",
-        np.sinh,
-        "Hyperbolic sine.",
-        sympy=sympy.sinh,
-        derivative=lambda gb, x, y, g: g * gb.cosh(x),
-        onnx="Sinh",
-        relax="sinh",
-        flops=TRANSCENDENTAL,
-    ),
-    Unary(
-        "cosh",
-        np.cosh,
-        "Hyperbolic cosine.",
-        sympy=sympy.cosh,
-        derivative=lambda gb, x, y, g: g * gb.sinh(x),
-        onnx="Cosh",
-        relax="cosh",
-        flops=TRANSCENDENTAL,
-    ),
-    Unary(
+    libm("sin", np.sin, "Sine.", lambda gb, x, y, g: g * gb.cos(x)),
+    libm("cos", np.cos, "Cosine.", lambda gb, x, y, g: -(g * gb.sin(x))),
+    libm("tan", np.tan, "Tangent.", lambda gb, x, y, g: g * (1.0 + y * y), domain=(-1.2, 1.2)),
+    libm("asin", np.arcsin, "Inverse sine.", lambda gb, x, y, g: g * gb.rsqrt(1.0 - x * x), domain=(-0.8, 0.8)),
+    libm("acos", np.arccos, "Inverse cosine.", lambda gb, x, y, g: -(g * gb.rsqrt(1.0 - x * x)), domain=(-0.8, 0.8)),
+    libm("atan", np.arctan, "Inverse tangent.", lambda gb, x, y, g: g / (1.0 + x * x), well_conditioned=True),
+    libm("sinh", np.sinh, "Hyperbolic sine.", lambda gb, x, y, g: g * gb.cosh(x)),
+    libm("cosh", np.cosh, "Hyperbolic cosine.", lambda gb, x, y, g: g * gb.sinh(x)),
+    libm(
         "erf",
         erf_array,
         "The error function.",
-        sympy=sympy.erf,
-        derivative=lambda gb, x, y, g: g * (2.0 / math.sqrt(math.pi)) * gb.exp(-(x * x)),
-        onnx="Erf",
-        relax="erf",
-        flops=TRANSCENDENTAL,
+        lambda gb, x, y, g: g * (2.0 / math.sqrt(math.pi)) * gb.exp(-(x * x)),
         well_conditioned=True,
     ),
     Unary(

@@ -1,4 +1,4 @@
-"""Linear algebra ops: einsum, inverse, det, slogdet, solve, cholesky, triangular_solve, trace.
+"""Linear algebra ops: batched matmul, einsum, inverse, det, slogdet, solve, cholesky, triangular_solve, trace.
 
 Matrices are the last two axes; leading axes are a batch (symbolic dims allowed) and broadcast
 between the operands of solve and triangular_solve as in numpy. The matrix dims of the
@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import DTypeError, ShapeError
 from ..opdef import OpDef, register_op
 from ..types import Dim, TensorType, broadcast_shapes, dims_equal
-from .common import require_float, require_same_dtype
+from .common import require_float, require_numeric, require_same_dtype
 
 
 def parse_subscripts(subscripts: str) -> tuple[list[str], str]:
@@ -191,3 +191,20 @@ register_op(
         doc="The sum of the main diagonal of the last two axes (rectangular allowed).",
     )
 )
+
+
+def _matmul_infer(a: TensorType, b: TensorType) -> tuple[TensorType]:
+    dtype = require_same_dtype(a, b)
+    require_numeric(a, complex_ok=True)
+    if a.rank < 2 or b.rank < 2:
+        raise ShapeError("operands must have rank >= 2 (gk.matmul handles vectors)")
+    if not dims_equal(a.shape[-1], b.shape[-2]):
+        raise ShapeError(
+            f"inner dims differ: {a.shape[-1]} (last of the first operand) vs "
+            f"{b.shape[-2]} (second-to-last of the second)"
+        )
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    return (TensorType(dtype, batch + (a.shape[-2], b.shape[-1])),)
+
+
+register_op(OpDef("matmul", _matmul_infer, np.matmul, 2, doc="Batched matmul of rank >= 2 operands."))

@@ -1,4 +1,5 @@
-"""Selection ops along one axis: sort, argsort, topk, gather_elements, scatter_elements_add, flip.
+"""Selection ops along one axis: sort, argsort, topk, gather_elements, scatter_elements_add, flip,
+and one_hot (class indices to rows of a depth-sized axis).
 
 Ordering is stable everywhere: equal elements keep their order of appearance, in ascending and
 descending order alike, so at ties the first index wins (PyTorch's `stable=True`, ONNX TopK).
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dtypes import is_int
+from ..dtypes import as_dtype, is_int
 from ..errors import DTypeError, ShapeError
 from ..opdef import OpDef, register_op
 from ..types import TensorType, dims_equal, normalize_axis
@@ -168,3 +169,28 @@ register_op(
     )
 )
 register_op(OpDef("flip", _flip_infer, lambda x, axes: np.flip(x, axes), 1, doc="Reverse x along `axes`; attrs: axes."))
+
+
+def _one_hot_infer(x: TensorType, depth: int, dtype: str, mode: str = "raise") -> tuple[TensorType]:
+    if not is_int(x.dtype):
+        raise DTypeError(f"indices must be int32 or int64, got {x.dtype}")
+    check_mode(mode, "one_hot")
+    return (TensorType(as_dtype(dtype), x.shape + (depth,)),)
+
+
+def _one_hot(x: np.ndarray, depth: int, dtype: str, mode: str = "raise") -> np.ndarray:
+    """Class indices are in range in [0, depth); in mode "fill" the others give zero rows."""
+    if mode != "fill":
+        x = resolve(x, depth, mode, "one_hot", from_end=False)[0]
+    return (x[..., None] == np.arange(depth)).astype(dtype)
+
+
+register_op(
+    OpDef(
+        "one_hot",
+        _one_hot_infer,
+        _one_hot,
+        1,
+        doc="attrs: depth, dtype, mode (class indices outside [0, depth): 'raise', 'clip' or 'fill' (a zero row)).",
+    )
+)
