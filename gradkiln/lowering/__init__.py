@@ -30,9 +30,11 @@ def _torch_hidden() -> Iterator[None]:
 def _tvm_backend(graph: Graph, outputs: Any, target: Any, **options: Any) -> Executable:
     with _torch_hidden():
         from .tvm_backend import TVMExecutable  # imported lazily: TVM takes ~0.7 s to import
+    from .tvm_emitters_collective import refuse_collectives
     from .tvm_emitters_complex import refuse_complex
 
     refuse_complex(graph, outputs, target)
+    refuse_collectives(graph, outputs, target)
     return TVMExecutable(graph, outputs, target, **options)
 
 

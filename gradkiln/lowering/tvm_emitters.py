@@ -411,6 +411,7 @@ def emit_constant(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax
 
 from . import (  # noqa: E402,F401  (each family's emitters, into EMITTERS; they import tvm_emit_context)
     tvm_emitters_bitwise,  # the bitwise ops
+    tvm_emitters_collective,  # the collectives: a packed call of the communicator on the VM's buffer
     tvm_emitters_complex,  # the complex ops: refused, TVM has no complex dtype
     tvm_emitters_control,  # scan and cond, unrolled
     tvm_emitters_fused,  # the fused elementwise op

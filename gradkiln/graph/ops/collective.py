@@ -267,3 +267,21 @@ _DEFINITIONS = {  # op: (type inference, doc)
 }
 for _op, (_infer, _doc) in _DEFINITIONS.items():
     register_op(OpDef(_op, _infer, _reference(_op, _infer), 1, foldable=False, doc=_doc))
+
+
+# -- the ring model of what a collective costs --------------------------------------------------
+
+
+def ring_traffic(op: str, elements: int, world_size: int) -> tuple[float, float]:
+    """(elements each worker sends, additions each worker does) of `op` on an operand of
+    `elements` elements over a ring of `world_size` workers (the bandwidth-optimal algorithms:
+    reduce-scatter then all-gather for all_reduce, a pipelined chain for broadcast and reduce)."""
+    w = world_size
+    share = (w - 1) / w
+    return {
+        "all_reduce": (2 * share * elements, share * elements),
+        "all_gather": ((w - 1) * elements, 0.0),
+        "reduce_scatter": (share * elements, share * elements),
+        "broadcast": (elements if w > 1 else 0.0, 0.0),
+        "reduce": (elements if w > 1 else 0.0, elements if w > 1 else 0.0),
+    }[op]
