@@ -13,7 +13,8 @@ from ..tensor import Tensor
 from .core import emit
 
 
-def _world_size(op: str, group: str, world_size: int | None) -> int:
+def resolve_world_size(op: str, group: str, world_size: int | None) -> int:
+    """`world_size`, or the size of the group registered under `group` in this process."""
     if world_size is not None:
         return world_size
     size = group_size(group)
@@ -28,28 +29,28 @@ def _world_size(op: str, group: str, world_size: int | None) -> int:
 def all_reduce(x: Tensor, reduction: str = "sum", group: str = "world", world_size: int | None = None) -> Tensor:
     """The sum (reduction="sum") or mean (reduction="mean") of `x` over the workers of `group`, on every worker."""
     return emit(
-        "all_reduce", x, reduction=reduction, group=group, world_size=_world_size("all_reduce", group, world_size)
+        "all_reduce", x, reduction=reduction, group=group, world_size=resolve_world_size("all_reduce", group, world_size)
     )
 
 
 def all_gather(x: Tensor, axis: int = 0, group: str = "world", world_size: int | None = None) -> Tensor:
     """Every worker's `x` concatenated along `axis` in rank order, on every worker."""
-    return emit("all_gather", x, axis=axis, group=group, world_size=_world_size("all_gather", group, world_size))
+    return emit("all_gather", x, axis=axis, group=group, world_size=resolve_world_size("all_gather", group, world_size))
 
 
 def reduce_scatter(
     x: Tensor, reduction: str = "sum", axis: int = 0, group: str = "world", world_size: int | None = None
 ) -> Tensor:
     """Block `rank` (along `axis`, split in world_size equal blocks) of `all_reduce(x, reduction)`."""
-    size = _world_size("reduce_scatter", group, world_size)
+    size = resolve_world_size("reduce_scatter", group, world_size)
     return emit("reduce_scatter", x, reduction=reduction, axis=axis, group=group, world_size=size)
 
 
 def broadcast(x: Tensor, root: int = 0, group: str = "world", world_size: int | None = None) -> Tensor:
     """Worker `root`'s `x`, on every worker."""
-    return emit("broadcast", x, root=root, group=group, world_size=_world_size("broadcast", group, world_size))
+    return emit("broadcast", x, root=root, group=group, world_size=resolve_world_size("broadcast", group, world_size))
 
 
 def reduce(x: Tensor, root: int = 0, group: str = "world", world_size: int | None = None) -> Tensor:
     """The sum of `x` over the workers on worker `root`, zeros on the others."""
-    return emit("reduce", x, root=root, group=group, world_size=_world_size("reduce", group, world_size))
+    return emit("reduce", x, root=root, group=group, world_size=resolve_world_size("reduce", group, world_size))
