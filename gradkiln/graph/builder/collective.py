@@ -28,9 +28,8 @@ def resolve_world_size(op: str, group: str, world_size: int | None) -> int:
 
 def all_reduce(x: Tensor, reduction: str = "sum", group: str = "world", world_size: int | None = None) -> Tensor:
     """The sum (reduction="sum") or mean (reduction="mean") of `x` over the workers of `group`, on every worker."""
-    return emit(
-        "all_reduce", x, reduction=reduction, group=group, world_size=resolve_world_size("all_reduce", group, world_size)
-    )
+    size = resolve_world_size("all_reduce", group, world_size)
+    return emit("all_reduce", x, reduction=reduction, group=group, world_size=size)
 
 
 def all_gather(x: Tensor, axis: int = 0, group: str = "world", world_size: int | None = None) -> Tensor:
