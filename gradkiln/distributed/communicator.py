@@ -6,7 +6,8 @@ the op's output buffer (`torch.from_numpy`, no copy). gloo runs on CPUs (tested 
 loopback); NCCL would need GPU buffers, which the collective ops do not produce yet.
 
 A collective that does not complete within the group's `timeout` (a worker died or hung) raises
-`DistributedError` naming the group, the op and this worker's rank, instead of waiting forever.
+`DistributedError` naming the group, the op, this worker's rank and the lost ranks (`liveness`:
+heartbeats in the rendezvous store), instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import numpy as np
 
 from ..graph.errors import DistributedError
 from ..graph.ops.collective import as_numpy, register_communicator
+from .liveness import Heartbeat
 
 DEFAULT_TIMEOUT = 60.0  # seconds a collective may wait for the other workers
+_heartbeat: Heartbeat | None = None  # this process's, while it is in the default group
 
 
 def _torch():
@@ -39,11 +42,12 @@ def _view(buffer: object) -> Any:
 
 
 class TorchCommunicator:
-    """The collectives of one torch.distributed process group, in place on numpy buffers."""
+    """The collectives of one torch.distributed process group, in place on numpy buffers;
+    `heartbeat` (of the default group) names the lost ranks when a collective fails."""
 
-    def __init__(self, name: str = "world", group: Any = None) -> None:
+    def __init__(self, name: str = "world", group: Any = None, heartbeat: Heartbeat | None = None) -> None:
         _, dist = _torch()
-        self.name, self.group = name, group
+        self.name, self.group, self.heartbeat = name, group, heartbeat
         self.rank = dist.get_rank(group)
         self.world_size = dist.get_world_size(group)
 
@@ -53,8 +57,16 @@ class TorchCommunicator:
         except RuntimeError as error:  # gloo reports a lost peer or a timeout as a RuntimeError
             raise DistributedError(
                 f"{what} in process group {self.name!r} failed on rank {self.rank} of {self.world_size}: "
-                f"another worker died or timed out ({str(error).splitlines()[0]})"
+                f"{self._diagnosis()} ({str(error).splitlines()[0]})"
             ) from error
+
+    def _diagnosis(self) -> str:
+        lost = self.heartbeat.lost_ranks() if self.heartbeat is not None else None
+        if lost is None:
+            return "another worker died or timed out"
+        if lost:
+            return f"lost rank {', '.join(map(str, lost))} (it stopped without finishing)"
+        return "every worker is alive: one did not reach this collective within the timeout"
 
     def _global(self, root: int) -> int:
         _, dist = _torch()
@@ -87,10 +99,12 @@ def init_process_group(
     world_size: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     name: str = "world",
+    store: Any = None,
 ) -> TorchCommunicator:
     """Join torch.distributed's default process group (unless this process already has one) and
     register it for the collective ops under `name`. Without `rank`/`world_size` torch reads
-    RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT from the environment, as torchrun sets them."""
+    RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT from the environment, as torchrun sets them;
+    `store` is a torch.distributed Store to rendezvous in instead (`spawn` passes its own)."""
     _, dist = _torch()
     if not dist.is_initialized():
         dist.init_process_group(
@@ -98,16 +112,25 @@ def init_process_group(
             rank=rank if rank is not None else int(os.environ.get("RANK", 0)),
             world_size=world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", 1)),
             timeout=datetime.timedelta(seconds=timeout),
+            store=store,
         )
-    communicator = TorchCommunicator(name)
+    global _heartbeat
+    if _heartbeat is None:
+        _heartbeat = Heartbeat(dist.get_rank(), dist.get_world_size())
+        _heartbeat = _heartbeat if _heartbeat.start() else None
+    communicator = TorchCommunicator(name, heartbeat=_heartbeat)
     register_communicator(name, communicator)
     return communicator
 
 
 def destroy_process_group(name: str = "world") -> None:
     """Unregister `name` and leave torch.distributed's default group."""
+    global _heartbeat
     _, dist = _torch()
     register_communicator(name, None)
+    if _heartbeat is not None:
+        _heartbeat.stop()
+        _heartbeat = None
     if dist.is_initialized():
         dist.destroy_process_group()
 

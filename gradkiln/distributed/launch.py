@@ -4,11 +4,14 @@ tests and documentation examples use, and a quick way to try data parallelism on
 `spawn(fn, nprocs, *args)` starts `nprocs` processes, each joining a gloo group over loopback on a
 free port, runs `fn(*args)` in each and returns their results in rank order. It never hangs: a
 worker that raises or dies makes `spawn` stop the others and raise `DistributedError` naming the
-rank (and its traceback), and so does a run longer than `timeout` seconds.
+rank (and its traceback), and so does a run longer than `timeout` seconds. A worker that dies
+does not stop the others: they fail on their own (a collective's timeout at the latest), each
+naming the lost rank, and every rank's failure is in the error.
 """
 
 from __future__ import annotations
 
+import datetime
 import multiprocessing
 import os
 import queue
@@ -28,12 +31,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def store_client(port: int) -> Any:
+    """A client of the rendezvous store `spawn` hosts on loopback `port`."""
+    import torch.distributed as dist
+
+    return dist.TCPStore("127.0.0.1", port, is_master=False, timeout=datetime.timedelta(seconds=30))
+
+
+def _host_store(port: int, nprocs: int) -> Any:
+    """The rendezvous store, hosted by the parent so that it outlives any worker (as torchrun's
+    agent does): the survivors of a lost worker still meet in it to name that worker."""
+    import torch.distributed as dist
+
+    return dist.TCPStore("127.0.0.1", port, nprocs, is_master=True, wait_for_workers=False)
+
+
 def _worker(
     fn: Callable[..., Any], rank: int, nprocs: int, port: int, args: tuple, collective_timeout: float, results: Any
 ) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(nprocs))
     try:
-        init_process_group("gloo", rank, nprocs, timeout=collective_timeout)
+        init_process_group("gloo", rank, nprocs, timeout=collective_timeout, store=store_client(port))
         value = fn(*args)
         results.put((rank, True, value))
     except BaseException:  # reported to the parent, which names the rank
@@ -63,6 +81,7 @@ def spawn(
     ]
     for w in workers:
         w.start()
+    store = _host_store(port, nprocs)  # after the forks: no worker inherits its socket or threads
     try:
         return _collect(workers, results, time.monotonic() + timeout)
     finally:
@@ -70,22 +89,40 @@ def spawn(
             if w.is_alive():
                 w.kill()
             w.join(5)
+        del store
 
 
 def _collect(workers: list[Any], results: Any, deadline: float) -> list[Any]:
-    values: dict[int, Any] = {}
-    while len(values) < len(workers):
+    """Every worker's result by rank; a DistributedError naming each failed, dead or late rank."""
+    outcomes: dict[int, tuple[bool, Any]] = {}
+    while len(outcomes) < len(workers) and time.monotonic() < deadline:
         try:
             rank, ok, value = results.get(timeout=0.2)
+            outcomes[rank] = (ok, value)
         except queue.Empty:
-            dead = [r for r, w in enumerate(workers) if r not in values and w.exitcode not in (None, 0)]
-            if dead:
-                raise DistributedError(f"worker rank {dead[0]} died (exit code {workers[dead[0]].exitcode})") from None
-            if time.monotonic() > deadline:
-                waiting = [r for r in range(len(workers)) if r not in values]
-                raise DistributedError(f"workers {waiting} did not finish within the timeout") from None
-            continue
-        if not ok:
-            raise DistributedError(f"worker rank {rank} failed:\n{value}")
-        values[rank] = value
-    return [values[r] for r in range(len(workers))]
+            for rank, w in enumerate(workers):
+                if rank not in outcomes and w.exitcode not in (None, 0):
+                    outcomes[rank] = (False, f"died with exit code {w.exitcode}")
+    _drain(results, outcomes)  # a message sent just before its worker exited replaces "died"
+    failures = {r: value for r, (ok, value) in sorted(outcomes.items()) if not ok}
+    late = [r for r in range(len(workers)) if r not in outcomes]
+    if failures or late:
+        raise DistributedError(_report(failures, late))
+    return [outcomes[r][1] for r in range(len(workers))]
+
+
+def _drain(results: Any, outcomes: dict[int, tuple[bool, Any]]) -> None:
+    while True:
+        try:
+            rank, ok, value = results.get(timeout=0.5)
+        except queue.Empty:
+            return
+        outcomes[rank] = (ok, value)
+
+
+def _report(failures: dict[int, str], late: list[int]) -> str:
+    """One line per failed rank (the last line of its traceback), then the first full traceback."""
+    lines = [f"worker rank {r}: {text.strip().splitlines()[-1]}" for r, text in failures.items()]
+    lines += [f"worker rank {r}: did not finish within the timeout (stopped)" for r in late]
+    first = next(iter(failures.values()), "")
+    return "\n".join(lines + ([f"first failure:\n{first}"] if "Traceback" in first else []))

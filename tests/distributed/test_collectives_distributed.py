@@ -126,11 +126,16 @@ def _one_dies() -> None:
     run(x=np.ones(1000, "float32"))
 
 
-def test_a_dead_worker_makes_the_run_fail_naming_a_rank_never_hang():
+@pytest.mark.parametrize("nprocs", [2, 4])
+def test_a_dead_worker_makes_the_others_fail_naming_the_lost_rank(nprocs):
     start = time.monotonic()
-    with pytest.raises(DistributedError, match=r"rank 1 died|rank 0"):
-        dist.spawn(_one_dies, 2, timeout=60, collective_timeout=20)
-    assert time.monotonic() - start < 60
+    with pytest.raises(DistributedError) as error:
+        dist.spawn(_one_dies, nprocs, timeout=60, collective_timeout=20)
+    assert time.monotonic() - start < 40  # within the collective timeout, never a hang
+    lines = str(error.value).splitlines()
+    assert lines[1] == "worker rank 1: died with exit code 3"
+    for rank in [0, *range(2, nprocs)]:
+        assert any(line.startswith(f"worker rank {rank}: ") and "lost rank 1" in line for line in lines), lines
 
 
 def test_communication_report_follows_the_ring_model():
