@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -43,17 +44,22 @@ def _view(buffer: object) -> Any:
 
 class TorchCommunicator:
     """The collectives of one torch.distributed process group, in place on numpy buffers;
-    `heartbeat` (of the default group) names the lost ranks when a collective fails."""
+    `heartbeat` (of the default group) names the lost ranks when a collective fails. `calls` and
+    `seconds` count the collectives run and the time spent in them (waiting included)."""
 
     def __init__(self, name: str = "world", group: Any = None, heartbeat: Heartbeat | None = None) -> None:
         _, dist = _torch()
         self.name, self.group, self.heartbeat = name, group, heartbeat
         self.rank = dist.get_rank(group)
         self.world_size = dist.get_world_size(group)
+        self.calls, self.seconds = 0, 0.0
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        start = time.perf_counter()
         try:
             fn(*args, group=self.group, **kwargs)
+            self.calls += 1
+            self.seconds += time.perf_counter() - start
         except RuntimeError as error:  # gloo reports a lost peer or a timeout as a RuntimeError
             raise DistributedError(
                 f"{what} in process group {self.name!r} failed on rank {self.rank} of {self.world_size}: "

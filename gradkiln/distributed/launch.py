@@ -47,9 +47,14 @@ def _host_store(port: int, nprocs: int) -> Any:
 
 
 def _worker(
-    fn: Callable[..., Any], rank: int, nprocs: int, port: int, args: tuple, collective_timeout: float, results: Any
+    fn: Callable[..., Any], rank: int, nprocs: int, port: int, args: tuple, options: tuple[float, str], results: Any
 ) -> None:
+    collective_timeout, start_method = options
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(nprocs))
+    if start_method == "fork":
+        # a forked child has a copy of TVM's thread pool without its threads (if the parent ran a
+        # compiled kernel): a parallel kernel would wait on them forever, so TVM runs one thread
+        os.environ["TVM_NUM_THREADS"] = "1"
     try:
         init_process_group("gloo", rank, nprocs, timeout=collective_timeout, store=store_client(port))
         value = fn(*args)
@@ -71,12 +76,16 @@ def spawn(
 ) -> list[Any]:
     """`fn(*args)` in `nprocs` gloo workers on this machine; their results by rank. `fn` must be
     picklable with `start_method` "spawn" (a module-level function); "fork" (the default on
-    Linux) starts faster and also takes closures."""
+    Linux) starts faster and also takes closures, and runs TVM kernels on one thread per worker."""
     context = multiprocessing.get_context(start_method)
     results = context.Queue()
     port = free_port()
     workers = [
-        context.Process(target=_worker, args=(fn, rank, nprocs, port, args, collective_timeout, results), daemon=True)
+        context.Process(
+            target=_worker,
+            args=(fn, rank, nprocs, port, args, (collective_timeout, start_method), results),
+            daemon=True,
+        )
         for rank in range(nprocs)
     ]
     for w in workers:

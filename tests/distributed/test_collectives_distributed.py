@@ -151,3 +151,16 @@ def test_communication_report_follows_the_ring_model():
     assert report.collectives == 3 and report.seconds(8e9) == report.wire_bytes / 1e9
     flops = gk.cost(g, outs).by_op()
     assert flops["all_reduce"].flops == 192 and flops["all_gather"].flops == 0
+
+
+def _llvm_all_reduce(world_size=None) -> float:
+    with gk.Graph() as g:
+        x = gk.input("x", (128, 128))
+        y = gk.tanh(x @ x) + dist.all_reduce(x, world_size=world_size)
+    return float(gk.compile(g, y, target="llvm")(x=np.ones((128, 128), "float32")).sum())
+
+
+def test_forked_workers_run_tvm_kernels_after_the_parent_did():
+    """A forked worker inherits TVM's thread pool without its threads; spawn makes it run one."""
+    parent = _llvm_all_reduce(world_size=1)  # in the parent: starts TVM's thread pool
+    assert dist.spawn(_llvm_all_reduce, 2, timeout=120) == [parent + 128 * 128] * 2
