@@ -1,6 +1,6 @@
 """A long differential fuzz run of the compile targets (gradkiln/testing/fuzz_targets.py).
 
-    python benchmarks/fuzz_targets.py --graphs 2000 --seed 0 [--targets numpy,llvm] [--levels O0,O3]
+    python benchmarks/fuzz_targets.py --graphs 2000 --seed 0 [--targets numpy,llvm] [--levels O0,O3] [--jobs 4]
 
 Random sub-graphs of every op family run on each target at each level and are compared with the
 numpy executor at O0. Prints the sub-graphs and outputs run, the mismatches (count and rate per
@@ -30,6 +30,7 @@ def main() -> int:
         default=25,
         help="sub-graphs compiled together (a compile that fails is re-run to find its node, dearer on big graphs)",
     )
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (same cases for any count)")
     parser.add_argument("--minimize-tries", type=int, default=60, help="candidate runs per minimization")
     args = parser.parse_args()
     configs = configurations(args.targets.split(","), args.levels.split(","))
@@ -42,7 +43,7 @@ def main() -> int:
             file=sys.stderr,
         )
 
-    summary = fuzz(args.seed, args.graphs, configs, args.per_compile, progress=progress)
+    summary = fuzz(args.seed, args.graphs, configs, args.per_compile, progress=progress, jobs=args.jobs)
     elapsed = time.perf_counter() - start
     compared = summary.outputs * len(configs)
     print(f"configurations: {', '.join(map(str, configs))} against numpy O0")

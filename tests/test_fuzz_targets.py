@@ -77,6 +77,14 @@ def test_a_bounded_run_finds_no_mismatch_outside_the_known_open_classes():
     assert not summary.unknown, "\n\n".join(m.reproducer() for m in summary.unknown[:5])
 
 
+@pytest.mark.slow
+def test_worker_processes_run_the_same_cases():
+    """Batch b draws from (seed, b): a run with two workers compares what one process compares."""
+    runs = [fuzz(seed=8, cases=6, configs=[Config("numpy", "O3")], per_compile=2, jobs=jobs) for jobs in (1, 2)]
+    assert runs[0].outputs == runs[1].outputs > 0 and runs[0].cases == runs[1].cases == 6
+    assert [m.reproducer() for m in runs[0].mismatches] == [m.reproducer() for m in runs[1].mismatches]
+
+
 @pytest.fixture
 def wrong_tanh(monkeypatch):
     """The numpy kernel of tanh returns x itself for x > 1.5."""

@@ -95,6 +95,21 @@ class Node:
         return self._data.get("source")
 
     @property
+    def origin(self) -> str | None:
+        """The model node an importer made this node for (the `ORIGIN` annotation): the ONNX node's
+        name, where torch's exporter writes the module path ("/encoder/layer.0/attention/MatMul");
+        None for a node built in Python."""
+        return self.graph.annotation(self.id, ORIGIN)
+
+    @property
+    def built_at(self) -> str:
+        """Where the node was built, for error messages: the model node it was imported for, else
+        the user's line."""
+        if self.origin is not None:
+            return f"ONNX node {self.origin!r}"
+        return str(self.source or "an unknown place (inside gradkiln)")
+
+    @property
     def label(self) -> str:
         """How the node is written in printed graphs and error messages: `%name` or `%id`."""
         return f"%{self.name if self.name is not None else self.id}"
@@ -117,6 +132,7 @@ class Node:
         return f"<Node {self.label} = {self.op}>"
 
 
+ORIGIN = "origin"  # the annotation naming the model node an importer made a node for (`Node.origin`)
 _CORE_FIELDS = frozenset({"op", "attrs", "types", "name", "role", "source"})
 
 

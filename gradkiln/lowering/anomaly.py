@@ -61,9 +61,9 @@ def check_in_order(nodes: Sequence[Node], values: Mapping[Value, np.ndarray]) ->
 
 
 def located(node: Node, err: IndexOutOfRangeError) -> IndexOutOfRangeError:
-    """`err` with the node that raised it and the user's line that built the node."""
+    """`err` with the node that raised it and where it was built (the user's line, or the model node)."""
     return IndexOutOfRangeError(
-        f"{node.label} = {err}\n  built at {node.source or 'an unknown place (inside gradkiln)'}"
+        f"{node.label} = {err}\n  built at {node.built_at}"
     )
 
 
@@ -72,7 +72,7 @@ def _describe(node: Node, index: int, args: Sequence[np.ndarray], result: np.nda
     lines = [
         f"{label} = {node.op}(...) ({node.role}) produced {_counts(result)} in its output "
         f"{result.dtype}{list(result.shape)}",
-        f"  built at {node.source or 'an unknown place (inside gradkiln)'}",
+        f"  built at {node.built_at}",
     ]
     for slot, (value, arg) in enumerate(zip(node.inputs, args)):
         lines.append(f"  input {slot} {node.graph.label_of(value)}: {_stats(arg)}")

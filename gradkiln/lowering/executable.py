@@ -7,9 +7,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import sympy
 
-from ..graph import DTypeError, Graph, GraphError, ShapeError, Tensor, Value
+from ..graph import DTypeError, Graph, GraphError, Node, ShapeError, Tensor, Value
 from ..graph.dtypes import is_float
-from ..graph.types import dims_equal, symbol
+from ..graph.types import Dim, dims_equal, symbol
 
 
 def normalize_outputs(graph: Graph, outputs: Any) -> tuple[list[Value], Any]:
@@ -69,6 +69,7 @@ class Executable:
         self.input_nodes = [graph.node(i) for i in sources if graph.node(i).op == "input"]
         self.param_nodes = [graph.node(i) for i in sources if graph.node(i).op == "param"]
         self.argument_names = [n.name for n in self.input_nodes + self.param_nodes]
+        self._slice_bounds = _symbolic_slice_bounds(graph, self.node_ids)
 
     def _with_shape_inputs(self, node_ids: list[int]) -> list[int]:
         """`node_ids` plus the graph inputs whose shapes alone bind a symbolic dim of a computed
@@ -164,6 +165,7 @@ class Executable:
         for node in self.input_nodes + self.param_nodes:
             value = feeds.get(node.name, node.attrs.get("value"))
             checked[node.name] = self._check_one(node.name, node.types[0], value, bindings)
+        _check_slice_bounds(self._slice_bounds, bindings)
         return checked, bindings
 
     @staticmethod
@@ -185,6 +187,34 @@ class Executable:
             if not ok:
                 raise ShapeError(f"feed {name!r} has shape {array.shape}, expected {expected} (bound {bindings})")
         return array
+
+
+def _symbolic_slice_bounds(graph: Graph, node_ids: Sequence[int]) -> list[tuple[Node, int, Dim, int]]:
+    """(node, axis, bound, dim) for each symbolic start or stop of a slice on a static axis:
+    the slice's type takes it in range (BERT's position ids cut to the sequence length), which
+    only the sizes of a call decide."""
+    bounds = []
+    for node in (graph.node(i) for i in node_ids if graph.op_of(i) == "slice"):
+        dims = graph.type_of(node.inputs[0]).shape
+        for key in ("starts", "stops"):
+            bounds += [
+                (node, axis, b, d)
+                for axis, (b, d) in enumerate(zip(node.attrs[key], dims))
+                if isinstance(d, int) and not isinstance(b, int)
+            ]
+    return bounds
+
+
+def _check_slice_bounds(bounds: Sequence[tuple[Node, int, Dim, int]], bindings: dict[sympy.Symbol, int]) -> None:
+    """A ShapeError naming the slice whose symbolic bound the bound sizes put past its axis."""
+    for node, axis, bound, dim in bounds:
+        value = int(sympy.sympify(bound).subs(bindings))
+        if value > dim:
+            sizes = ", ".join(f"{k}={v}" for k, v in sorted(bindings.items(), key=lambda kv: str(kv[0])))
+            raise ShapeError(
+                f"slice node {node.label} takes axis {axis} of {node.graph.type_of(node.inputs[0])} up to "
+                f"{bound} = {value} at {sizes}, past its {dim} elements; feed sizes that keep {bound} <= {dim}"
+            )
 
 
 def _merged(named: dict[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:

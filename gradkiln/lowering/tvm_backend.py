@@ -17,6 +17,7 @@ import numpy as np
 import sympy
 import tvm
 from tvm import relax
+from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..atomic import write_atomic_with
 from ..graph import GradkilnError, Graph, LoweringError, Node, TensorType, UnsupportedOpError, Value
@@ -87,7 +88,7 @@ def build_module(
 
 
 def _emit_node(ctx: EmitContext, node: Node, args: list[relax.Expr], target: str) -> dict[Value, relax.Expr]:
-    emitter = emitter_for(node)
+    emitter = _empty if all(0 in ty.shape for ty in node.types) else emitter_for(node)
     try:
         expr = emitter(ctx, node, args)
         expr = expr if isinstance(expr, relax.Var) else ctx.bb.emit(expr, name_hint=binding_name(node))
@@ -98,6 +99,15 @@ def _emit_node(ctx: EmitContext, node: Node, args: list[relax.Expr], target: str
     if len(node.types) == 1:
         return {node.outputs[0]: _with_known_shape(ctx, expr, node.types[0])}
     return {v: ctx.bb.emit(relax.TupleGetItem(expr, v.index)) for v in node.outputs}
+
+
+def _empty(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+    """The outputs of a node that has no elements to compute (a zero in every output's static
+    shape), made without its emitter: TVM's lowerings of shape ops read a 0 in a new shape as
+    "copy this dim" (reshape to (0, 5) of a (2, 0) array failed, squeeze of (1, 0) too) and some
+    divide by a zero extent (cumprod along an empty axis)."""
+    empties = [R.builtin.alloc_tensor(relax.ShapeExpr(ctx.dim.shape(ty.shape)), ty.dtype, 0) for ty in node.types]
+    return empties[0] if len(empties) == 1 else relax.Tuple(empties)
 
 
 def _with_known_shape(ctx: EmitContext, expr: relax.Var, ty: TensorType) -> relax.Var:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -18,8 +19,8 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 from ..graph import Node
 from ..graph.dtypes import is_float
 from ..graph.ops.elementwise_table import BINARY_ROWS, UNARY_ROWS, Binary, Unary
-from ..graph.types import dims_equal
-from .tvm_emit_context import EMITTERS, EmitContext, Emitter, register_emitter  # noqa: F401  (EMITTERS: the filled table)
+from ..graph.types import TensorType, dims_equal
+from .tvm_emit_context import EMITTERS, EmitContext, Emitter, register_emitter
 
 
 def _call(fn: Callable[..., relax.Expr]) -> Emitter:
@@ -107,20 +108,20 @@ def _scalar(node: Node, value: float) -> relax.Expr:
     return relax.const(value, node.types[0].dtype)
 
 
-def tanh(x: relax.Expr, dtype: str) -> relax.Expr:
+def tanh(ctx: EmitContext, x: relax.Expr, dtype: str) -> relax.Expr:
     """float32: Relax's tanh, which our llvm builds lower to a polynomial accurate near 0 too
-    (`tvm_vector_math`). Otherwise 1 - 2 / (e**2x + 1): one exp per element. TVM's own tanh
-    evaluates both branches of a select, four exps; this form is as accurate (both lose relative
-    precision below |x| ~ 1e-4) and saturates to +-1 without overflow trouble."""
+    (`tvm_vector_math`). float64: libm's tanh, as numpy calls (TVM's tanh, and 1 - 2 / (e**2x + 1),
+    lose every digit below |x| ~ 1e-8: tanh(-1e-30) gave 0). float16 is computed in float32
+    (`in_float32`)."""
     if dtype == "float32":
         return R.tanh(x)
-    one, two = relax.const(1.0, dtype), relax.const(2.0, dtype)
-    return R.subtract(one, R.divide(two, R.add(R.exp(R.multiply(x, two)), one)))
+    return ctx.bb.emit_te(lambda t: te.compute(t.shape, lambda *i: tirx.call_pure_extern(dtype, "tanh", t(*i))), x)
 
+
+register_emitter("tanh")(lambda ctx, node, args: tanh(ctx, args[0], node.types[0].dtype))
 
 # op -> f(node, x) for unary ops composed from Relax ops (with the node for its dtype and attrs).
 COMPOSED: dict[str, Callable[[Node, relax.Expr], relax.Expr]] = {
-    "tanh": lambda node, x: tanh(x, node.types[0].dtype),
     "exp2": lambda node, x: R.power(_scalar(node, 2.0), x),
     "reciprocal": lambda node, x: R.divide(_scalar(node, 1.0), x),
     "gelu": lambda node, x: (R.nn.gelu_tanh if node.attrs["approximate"] == "tanh" else R.nn.gelu)(x),
@@ -188,13 +189,6 @@ def _over_axes(fn: Callable[..., relax.Expr], *attr_names: str) -> Emitter:
     return emit
 
 
-def _logsumexp(x: relax.Expr, axes: list[int], keepdims: bool) -> relax.Expr:
-    """max + log(sum(exp(x - max))): cannot overflow."""
-    top = R.max(x, axes, keepdims=True)
-    out = R.add(R.log(R.sum(R.exp(R.subtract(x, top)), axes, keepdims=True)), top)
-    return out if keepdims else R.squeeze(out, axes)
-
-
 def _numpy_extreme(fn: Callable[..., relax.Expr], sign: float) -> Callable[..., relax.Expr]:
     """A max (sign -1) or min (sign 1) reduction with numpy's edge values. LLVM's max and min drop
     NaN, and TVM starts from the largest finite value, so the max of -infs was -3.4e38 in float32.
@@ -213,6 +207,15 @@ def _numpy_extreme(fn: Callable[..., relax.Expr], sign: float) -> Callable[..., 
         return keep_nan(R.where(R.equal(extreme, start), infinite, extreme), count)
 
     return reduce
+
+
+def _logsumexp(x: relax.Expr, axes: list[int], keepdims: bool) -> relax.Expr:
+    """max + log(sum(exp(x - max))), which cannot overflow, with numpy's max (NaN kept) and, as the
+    numpy reference does, 0 for an infinite max: inf - inf made NaN where the result is inf."""
+    top = REDUCTIONS["max"](x, axes, True)
+    top = R.where(R.isfinite(top), top, relax.const(0, str(x.ty.dtype)))
+    out = R.add(R.log(R.sum(R.exp(R.subtract(x, top)), axes, keepdims=True)), top)
+    return out if keepdims else R.squeeze(out, axes)
 
 
 REDUCTIONS: dict[str, Callable[..., relax.Expr]] = {
@@ -338,7 +341,10 @@ def _concat(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
 @register_emitter("slice")
 def _slice(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     """Not assumed in bounds: Relax then clamps stops to the dims, as numpy does. Axes taken whole
-    are left out, so that their (symbolic) dims pass through unchanged rather than clamped."""
+    are left out, so that their (symbolic) dims pass through unchanged rather than clamped. A
+    symbolic bound on a static axis (BERT's position ids cut to the sequence length) is taken in
+    bounds, as the node's type does, and checked before each call (`Executable.check_feeds`):
+    TVM's clamp of it gives a shape that no cast to the node's type survives (TVM crashes)."""
     attrs, dims = node.attrs, node.graph.type_of(node.inputs[0]).shape
     whole = [
         a == 0 and s == 1 and dims_equal(b, d)
@@ -349,7 +355,8 @@ def _slice(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
         return args[0]
     begin = ctx.dim.shape([attrs["starts"][i] for i in axes])
     end = ctx.dim.shape([attrs["stops"][i] for i in axes])
-    return R.strided_slice(args[0], axes, begin, end, [attrs["steps"][i] for i in axes], assume_inbound=False)
+    inbound = all(isinstance(dims[i], int) for i in axes) and not all(isinstance(b, tirx.IntImm) for b in begin + end)
+    return R.strided_slice(args[0], axes, begin, end, [attrs["steps"][i] for i in axes], assume_inbound=inbound)
 
 
 @register_emitter("one_hot")
@@ -422,3 +429,35 @@ from . import (  # noqa: E402,F401  (each family's emitters, into EMITTERS; they
     tvm_emitters_resize,  # resize and resize_grad: gathers by constant tables
     tvm_emitters_select,  # the selection ops and dropout
 )
+
+
+class _Float32View(Node):
+    """A node read as if its float16 outputs were float32 (for emitters that take constants'
+    dtypes from the node)."""
+
+    __slots__ = ()
+
+    @property
+    def types(self) -> tuple[TensorType, ...]:
+        return tuple(replace(t, dtype="float32") if t.dtype == "float16" else t for t in super().types)
+
+
+def in_float32(emitter: Emitter) -> Emitter:
+    """`emitter` of a float16 node computed in float32 and rounded once, as numpy's float16 loops
+    call the float32 function: TVM has no float16 form of most libm calls (atan2, cosh, asin failed
+    to compile on llvm), and its float16 arithmetic forms (sigmoid, silu, tanh) round every step."""
+
+    def emit(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+        wide = [ctx.bb.emit(R.astype(a, "float32")) for a in args]
+        return R.astype(ctx.bb.emit(emitter(ctx, _Float32View(node.graph, node.id), wide)), "float16")
+
+    return emit
+
+
+def _is_float16(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> bool:
+    return node.types[0].dtype == "float16"
+
+
+for _row in (*UNARY_ROWS, *BINARY_ROWS):
+    if _row.rounding == "transcendental":
+        register_emitter(_row.name, when=_is_float16)(in_float32(EMITTERS[_row.name]))

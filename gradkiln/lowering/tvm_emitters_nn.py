@@ -16,7 +16,7 @@ from tvm.relax import op as R  # noqa: N812 (the spelling TVM uses)
 
 from ..graph import Node
 from .tvm_emit_context import EmitContext, register_emitter
-from .tvm_emitters_select import read_at_indices, safe_indices
+from .tvm_emitters_select import read_at_indices, safe_indices, without_updates
 
 
 def _pads(node: Node) -> tuple[int, int, int, int]:
@@ -59,6 +59,8 @@ def _take(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
 def _scatter_add(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     """Flatten the index axes of the updates to one and give the indices that axis's place."""
     x, indices, updates = args
+    if without_updates(node):
+        return x
     axis = node.attrs["axis"]
     x_type, index_type = (node.graph.type_of(v) for v in node.inputs[:2])
     count = math.prod(index_type.shape)

@@ -28,7 +28,12 @@ def _float_divmod(a: Any, b: Any, op: str) -> Any:
     """numpy's `npy_divmod` on two float scalars: C's fmod (LLVM's frem: exact, the sign of a),
     moved by b where it is non-zero with the sign opposite to b's; the quotient (a - fmod) / b,
     one less where the remainder moved, snapped to the nearest integer. Zero results take the
-    sign numpy gives them; b = 0 gives fmod's NaN and a / b."""
+    sign numpy gives them; b = 0 gives fmod's NaN and a / b. Each operand is read once, into a Let:
+    an inlined producer's own Let (a fused mod's) read several times is ill-formed TIR."""
+    return _let(a, lambda x: _let(b, lambda y: _divmod_of_variables(x, y, op)))
+
+
+def _divmod_of_variables(a: Any, b: Any, op: str) -> Any:
     dtype = str(a.ty)
     zero, one = tirx.const(0.0, dtype), tirx.const(1.0, dtype)
 

@@ -167,9 +167,17 @@ def _gather_elements(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> re
     return read_at_indices(ctx, node, *args, paired=True)
 
 
+def without_updates(node: Node) -> bool:
+    """Whether a scatter's indices (input 1) have no element: it adds nothing, and TVM's scatter
+    of zero-size indices divided by their zero extent and failed to compile."""
+    return 0 in node.graph.type_of(node.inputs[1]).shape
+
+
 @register_emitter("scatter_elements_add")
 def _scatter_elements_add(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
     x, indices, updates = args
+    if without_updates(node):
+        return x
     safe = safe_indices(ctx, node, x, indices)
     kept = safe.kept(ctx, updates, 0, node.types[0].rank, node.types[0].dtype)
     return R.scatter_elements(x, safe.indices, kept, node.attrs["axis"], reduction="add")
@@ -215,7 +223,9 @@ def _dropout(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr
             return _Elementwise(te.compute(x.shape, value.at, name="dropout_hash"))
 
         def flat(*i: tirx.PrimExpr) -> tirx.PrimExpr:
-            return functools.reduce(lambda total, pair: total * pair[1] + pair[0], zip(i, x.shape), 0)
+            """The row-major index, int64 (of a 0-d tensor too: a Python 0 made an int32 hash, which overflowed)."""
+            start = tirx.const(0, "int64")
+            return functools.reduce(lambda total, pair: total * pair[1] + pair[0], zip(i, x.shape), start)
 
         code = keep_code(stage(_Elementwise(flat) % PRIME), seed, stage)
         scale, zero, threshold = tirx.const(1.0 / (1.0 - rate), x.dtype), tirx.const(0, x.dtype), keep_threshold(rate)

@@ -56,20 +56,28 @@ SCALAR_ONLY = re.compile(r"T\.(sinh|cosh|fmod)\(")
 SCALAR_ONLY_HALF = re.compile(r"T\.(log1p|asin|acos|atan|asinh|acosh|erf|atan2|nextafter|hypot|copysign|ldexp)\(")
 
 
-def needs_scalar_loops(func: tirx.PrimFunc) -> bool:
-    """Whether the kernel calls an intrinsic that only a scalar loop can call (our rules vectorize)."""
-    text = func.script()
+# A rule whose kernel prints this many times longer than the unscheduled one has inlined values
+# read several times into each other (a chain of roundings, each reading its input four times, grew
+# a matmul epilogue to 800 KB, which TVM's simplifier did not get through in minutes).
+MAX_GROWTH = 8
+SMALL = 20_000  # characters of TVMScript any kernel may grow to
+
+
+def needs_scalar_loops(text: str) -> bool:
+    """Whether the kernel (its TVMScript) calls an intrinsic that only a scalar loop can call (our rules vectorize)."""
     return bool(SCALAR_ONLY.search(text) or ("float16" in text and SCALAR_ONLY_HALF.search(text)))
 
 
 def _schedule_one(func: tirx.PrimFunc, vector: Vector) -> tuple[str | None, tirx.PrimFunc]:
-    if needs_scalar_loops(func):
+    """The first rule's schedule that applies and does not blow the kernel up (`MAX_GROWTH`)."""
+    text = func.script()
+    if needs_scalar_loops(text):
         return None, func
     for rule in RULES:
         try:
             scheduled = rule(func, vector)
-            if scheduled is not None:
-                return rule.__name__, scheduled.with_attr(SCHEDULED_ATTR, True)
         except Exception:  # a precondition of a primitive fails (ScheduleError, RuntimeError, ...)
             continue
+        if scheduled is not None and len(scheduled.script()) <= max(SMALL, MAX_GROWTH * len(text)):
+            return rule.__name__, scheduled.with_attr(SCHEDULED_ATTR, True)
     return None, func

@@ -204,7 +204,8 @@ def sincos_f32(b: _Builder, x: PrimExpr, quadrant_shift: int) -> PrimExpr:
     picks the cheapest exact reduction for all its lanes: in float32 (four parts of pi/2) below
     SIN_FAST_LIMIT, in float64 (twice the time of the rest) below SIN_EXACT_LIMIT, else libm
     (LLVM's sin/cos intrinsics, scalar calls), which reduces huge arguments exactly, as numpy
-    does, and takes NaN and inf to NaN."""
+    does, and takes NaN and inf to NaN. sin(-0.0) is -0.0 (the reduction's -0 - n * part, n = -0,
+    gave +0; tan = sin / cos too)."""
 
     def body(v: PrimExpr) -> PrimExpr:
         magnitude = tirx.abs(v)
@@ -212,7 +213,8 @@ def sincos_f32(b: _Builder, x: PrimExpr, quadrant_shift: int) -> PrimExpr:
         libm = tirx.call_llvm_pure_intrin(b.f32, "llvm.cos" if quadrant_shift else "llvm.sin", v)
         wide = tirx.if_then_else(b.all(magnitude < b.const(SIN_EXACT_LIMIT)), exact, libm)
         small = b.all(magnitude < b.const(SIN_FAST_LIMIT))
-        return tirx.if_then_else(small, _sincos_small(b, v, quadrant_shift), wide)
+        value = tirx.if_then_else(small, _sincos_small(b, v, quadrant_shift), wide)
+        return value if quadrant_shift else b.select(v == b.const(0.0), v, value)
 
     return b.let(x, body)
 

@@ -45,6 +45,8 @@ class ExportContext:
         self._names: dict[Value, str] = {}
         self._dims: dict[sympy.Expr, str] = {}
         self._sources = _symbol_sources(graph)
+        for node in graph.inputs() + graph.params():  # named first: a helper value never takes a feed name
+            self.name_of(node.outputs[0])
 
     # -- names ----------------------------------------------------------------------------------
     def fresh(self, hint: str) -> str:

@@ -13,7 +13,7 @@ from ..graph import ONNXError, Tensor
 from ..graph import builder as gb
 from ..graph.types import normalize_axis
 from .importer import ImportContext, OnnxNode, Operand, register_importer
-from .shape_rules import reduction, static_dims
+from .shape_rules import ramp, reduction
 
 Axes = Sequence[int] | None
 
@@ -108,6 +108,25 @@ def _lp_norm(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
     return gb.where(gb.equal(norm, 0.0), 0.0, gb.div(x, norm))
 
 
+@register_importer("LRN")
+def _lrn(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """x / (bias + alpha / size * s) ** beta, s the sum of squares over the `size` channels around
+    each one (floor((size - 1) / 2) before, ceil((size - 1) / 2) after, clipped at the edges): the
+    squares zero-padded along the channels and summed over `size` shifted slices."""
+    x, size = ctx.tensor(args[0]), int(n.attrs["size"])
+    if x.ndim < 3 or size < 1:
+        raise ONNXError(f"LRN needs an (N, C, ...) input and a positive size, got shape {x.shape} and size {size}")
+    before, after = (size - 1) // 2, size // 2
+    zeros = [0] * x.ndim
+    padded = gb.pad(gb.square(x), [0, before, *zeros[2:]], [0, after, *zeros[2:]])
+    window = [gb.slice(padded, [0, i, *zeros[2:]], [x.shape[0], i + x.shape[1], *x.shape[2:]]) for i in range(size)]
+    total = window[0]
+    for part in window[1:]:
+        total = gb.add(total, part)
+    scale = gb.add(gb.mul(total, n.attrs.get("alpha", 1e-4) / size), n.attrs.get("bias", 1.0))
+    return gb.div(x, gb.pow(scale, n.attrs.get("beta", 0.75)))
+
+
 def _nll(scores: Tensor, target: Tensor, weight: Tensor | None, n: OnnxNode) -> Tensor:
     """-scores[n, target[n, ...], ...] weighted by weight[target], picked with a one-hot mask
     (exact: one product per position is non-zero); ignored targets (often -100) weigh 0 and read a
@@ -175,12 +194,22 @@ def _tile(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 
 @register_importer("Trilu")
 def _trilu(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """Keeps the elements on and above (upper) or below (lower) diagonal k: a constant mask for
+    static dims; for symbolic ones (a causal mask over the sequence length) the column index minus
+    the row index, compared with k at run time."""
     x = ctx.tensor(args[0])
     k = int(ctx.optional(args, 1, "k", 0))
-    rows, cols = static_dims(x, 2, "Trilu")
-    ctx.budget.value((rows, cols), "Trilu's mask")
-    keep = (np.triu if n.attrs.get("upper", 1) else np.tril)(np.ones((rows, cols), bool), k)
-    return gb.where(gb.constant(keep, graph=x.graph), x, gb.constant(0, x.dtype, graph=x.graph))
+    if x.ndim < 2:
+        raise ONNXError(f"Trilu needs an input of rank 2 or more, got shape {x.shape}")
+    rows, cols = x.shape[-2:]
+    upper = n.attrs.get("upper", 1)
+    if isinstance(rows, int) and isinstance(cols, int):
+        ctx.budget.value((rows, cols), "Trilu's mask")
+        keep = gb.constant((np.triu if upper else np.tril)(np.ones((rows, cols), bool), k), graph=x.graph)
+    else:
+        offset = gb.sub(ramp(x.graph, cols), gb.reshape(ramp(x.graph, rows), (rows, 1)))
+        keep = (gb.greater_equal if upper else gb.less_equal)(offset, k)
+    return gb.where(keep, x, gb.constant(0, x.dtype, graph=x.graph))
 
 
 @register_importer("Dropout")

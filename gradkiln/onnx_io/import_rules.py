@@ -7,12 +7,14 @@ through the builder. `IMPORTERS` holds the rules of both modules.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
 
 from ..graph import ONNXError, Tensor, get_op
 from ..graph import builder as gb
+from ..graph.dtypes import is_float, is_int
 from ..graph.ops.elementwise_table import BINARY_ROWS, UNARY_ROWS
 from ..graph.types import broadcast_shapes, normalize_axis, shape_size
 from . import (  # noqa: F401  (each module registers its family of rules into IMPORTERS)
@@ -26,7 +28,17 @@ from . import (  # noqa: F401  (each module registers its family of rules into I
     import_sequences,
 )
 from .dtypes import NARROW, from_onnx
-from .importer import IMPORTERS, ImportContext, ImportRule, OnnxNode, Operand, register_importer
+from .importer import (
+    IMPORTERS,
+    MAX_RANK,
+    ImportContext,
+    ImportRule,
+    Known,
+    OnnxNode,
+    Operand,
+    RunTimeValueError,
+    register_importer,
+)
 from .shape_rules import (
     KNOWN_ELEMENTWISE,
     KNOWN_NUMERIC,
@@ -111,7 +123,22 @@ def _cast(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
         return ctx.cast_narrow(args[0], n.attrs["to"], bool(n.attrs.get("saturate", 1)))
     if foldable(args):
         return eval_elementwise(ctx, "Cast", args, dtype)
-    return gb.cast(ctx.tensor(args[0]), dtype)
+    shape_data = _computed_shape_data(ctx, args[0], dtype)
+    return shape_data if shape_data is not None else gb.cast(ctx.tensor(args[0]), dtype)
+
+
+def _computed_shape_data(ctx: ImportContext, x: Operand, dtype: str) -> Known | None:
+    """A few floats computed from constants only, cast to an integer type: shape data that float
+    arithmetic made (MobileViT's `int(math.ceil(h / p) * p)` traces as Div, Ceil, Mul, Cast),
+    evaluated now so that shape arithmetic goes on at import time; None for anything else."""
+    small = isinstance(x, Tensor) and x.type.is_static and math.prod(x.shape) <= MAX_RANK
+    if not (small and is_int(dtype) and is_float(x.dtype)):
+        return None
+    try:
+        value = ctx.known(x, "cast value")
+    except RunTimeValueError:  # computed from the graph inputs' data
+        return None
+    return eval_elementwise(ctx, "Cast", [Known(value, x.dtype)], dtype)
 
 
 @register_importer("MatMul")

@@ -20,6 +20,7 @@ from onnx import helper, numpy_helper
 
 from ..graph import GradkilnError, Graph, ONNXError, Tensor, UnsupportedOpError, symbol
 from ..graph import builder as gb
+from ..graph.ir import ORIGIN
 from ..graph.registry import Registry
 from ..graph.types import Dim, as_dim
 from ..lowering.numpy_backend import NumpyExecutable
@@ -344,10 +345,13 @@ def _dim(d: onnx.TensorShapeProto.Dimension, input_name: str, axis: int) -> Dim:
 def _import_node(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dict, rules: dict) -> None:
     key = rule_key(proto.domain, proto.op_type)
     if key not in rules:
+        first = ctx.graph.next_node_id
         _inline_function(ctx, proto, opset, env, rules)
+        _mark_origin(ctx.graph, first, proto.name)
         return
     attrs = {a.name: _attr(proto, a.name, helper.get_attribute_value(a)) for a in proto.attribute}
     node = OnnxNode(proto.op_type, proto.name, attrs, opset, len(proto.output))
+    first = ctx.graph.next_node_id
     try:
         ctx.budget.node()
         args = [env[name] for name in proto.input]
@@ -362,9 +366,21 @@ def _import_node(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dic
             f"importing {node.label}: gradkiln imports it for static sizes only, and the model gives it "
             "symbolic dims (dim_param); export the model with fixed input shapes"
         ) from None
+    _mark_origin(ctx.graph, first, proto.name)
     several = isinstance(result, (list, tuple)) and not isinstance(result, TensorSequence)
     results = result if several else [result]
     env.update((name, r) for name, r in zip(proto.output, results) if name)  # "" skips an optional output
+
+
+def _mark_origin(graph: Graph, first: int, name: str) -> None:
+    """Annotate the nodes made since id `first` with the ONNX node's `name` (`Node.origin`), which
+    torch's exporter writes as the module path: error reports name it, and drawings cluster by it.
+    A node an earlier ONNX node already claimed (a shared constant) keeps its first origin."""
+    if not name:
+        return
+    for node_id in range(first, graph.next_node_id):
+        if node_id in graph and graph.annotation(node_id, ORIGIN) is None:
+            graph.annotate(node_id, ORIGIN, name)
 
 
 def _inline_function(ctx: ImportContext, proto: onnx.NodeProto, opset: int, env: dict, rules: dict) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import sympy
 from onnx import helper
 
-from ..graph import ONNXError, Tensor
+from ..graph import Graph, ONNXError, Tensor
 from ..graph import builder as gb
 from ..graph.dtypes import is_int
 from ..graph.types import Dim, as_dim, dims_equal, normalize_axis
@@ -103,7 +103,9 @@ def eval_elementwise(ctx: ImportContext, op_type: str, args: list[Operand], dtyp
     return tidy(result, dtype)
 
 
-# Comparisons, logic and selection: evaluated at import time when every input is a known number.
+# Comparisons, logic and selection: evaluated at import time when every input is known and each
+# comparison of symbolic dims is decided by what sympy knows of them (dims are non-negative
+# integers, so `N == -1` is False; `N == 1` is undecided and stays a run-time comparison).
 KNOWN_NUMERIC: dict[str, tuple[Callable[..., np.ndarray], str | None]] = {
     "Equal": (np.equal, "bool"),
     "Less": (np.less, "bool"),
@@ -116,20 +118,51 @@ KNOWN_NUMERIC: dict[str, tuple[Callable[..., np.ndarray], str | None]] = {
     "Xor": (np.logical_xor, "bool"),
     "Where": (np.where, None),  # the dtype of the selected values
 }
+# a comparison of a and b is the sign of a - b, which sympy's assumptions may decide
+_SIGN_TESTS = {
+    "Equal": "is_zero",
+    "Less": "is_negative",
+    "LessOrEqual": "is_nonpositive",
+    "Greater": "is_positive",
+    "GreaterOrEqual": "is_nonnegative",
+}
+
+
+def _compare_dims(test: str) -> Callable[[Any, Any], bool | None]:
+    def compare(a: Any, b: Any) -> bool | None:
+        return getattr(sympy.sympify(a - b), test)
+
+    return compare
+
+
+def _symbolic_comparison(op_type: str, args: list[Known]) -> bool:
+    return op_type in _SIGN_TESTS and any(a.array.dtype == object for a in args)
+
+
+def decided(op_type: str, args: list[Known]) -> np.ndarray | None:
+    """`op_type` evaluated on known `args`; None when a comparison of symbolic dims is undecided."""
+    if not _symbolic_comparison(op_type, args):
+        return KNOWN_NUMERIC[op_type][0](*(a.array for a in args))
+    result = np.frompyfunc(_compare_dims(_SIGN_TESTS[op_type]), 2, 1)(*(a.array for a in args))
+    if any(r is None for r in np.asarray(result, dtype=object).reshape(-1)):
+        return None
+    return np.asarray(result, dtype=bool)
 
 
 def all_known_numbers(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> bool:
-    """Whether every input is a known number (not a symbolic dim): `folded` can evaluate the node."""
-    return all(isinstance(a, Known) and a.array.dtype != object for a in args)
+    """Whether `folded` can evaluate the node: every input is known, and each comparison of
+    symbolic dims is decided (a few elements: they come from shapes)."""
+    if not all(isinstance(a, Known) for a in args):
+        return False
+    return not _symbolic_comparison(n.op_type, args) or decided(n.op_type, args) is not None
 
 
 def folded(op_type: str) -> ImportRule:
-    """The import rule of a KNOWN_NUMERIC op over known numbers: evaluated at import time."""
+    """The import rule of a KNOWN_NUMERIC op over known values: evaluated at import time."""
 
     def fold(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
         known_broadcast(ctx, op_type, args)
-        fn, dtype = KNOWN_NUMERIC[op_type]
-        return tidy(fn(*(a.array for a in args)), dtype or args[-1].dtype)
+        return tidy(decided(op_type, args), KNOWN_NUMERIC[op_type][1] or args[-1].dtype)
 
     return fold
 
@@ -192,17 +225,45 @@ def _gather(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
 
 @register_importer("Range")
 def _range(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
+    """Evaluated at import time over numbers; over symbolic dims a run-time ramp of symbolic length."""
     bounds = [np.asarray(ctx.known(a, name)) for a, name in zip(args, ("start", "limit", "delta"))]
-    if any(a.dtype == object for a in bounds):
-        raise ONNXError("Range over symbolic dims cannot be evaluated at import time")
     if any(a.size != 1 for a in bounds):
         raise ONNXError(f"start, limit and delta must be scalars, got shapes {[a.shape for a in bounds]}")
     start, limit, delta = (a.reshape(-1)[0] for a in bounds)
+    if any(a.dtype == object for a in bounds):
+        return _symbolic_range(ctx, args, start, limit, delta)
     steps = np.float64(limit - start) / delta if delta else np.inf
     if not np.isfinite(steps):
         raise ONNXError(f"Range from {start} to {limit} by {delta} never ends")
     ctx.budget.value((max(0, math.ceil(steps)),), f"the range from {start} to {limit} by {delta}")
     return tidy(np.arange(start, limit, delta), args[0].dtype)
+
+
+def _symbolic_range(ctx: ImportContext, args: list[Operand], start: Any, limit: Any, delta: Any) -> Tensor:
+    """start + delta * i for i < ceil((limit - start) / delta), a count that is a dim expression:
+    the ramp is the exclusive running sum of ones of that length. `delta` must be a number."""
+    if isinstance(delta, sympy.Basic) and not delta.is_Number:
+        raise ONNXError(f"Range with the symbolic step {delta} has no length known at import time")
+    if delta == 0:
+        raise ONNXError(f"Range from {start} to {limit} by 0 never ends")
+    exact = [_exact(v) for v in (start, limit, delta)]
+    count = as_dim(sympy.Max(0, sympy.ceiling((exact[1] - exact[0]) / exact[2])))
+    return gb.add(gb.mul(ramp(ctx.graph, count, args[0].dtype), ctx.tensor(args[2])), ctx.tensor(args[0]))
+
+
+def ramp(graph: Graph, length: Dim, dtype: str = "int64") -> Tensor:
+    """0, 1, ..., length - 1: a constant for a static length, else (a dim expression such as a
+    sequence length) the exclusive running sum of ones, computed at run time."""
+    if isinstance(length, int):
+        return gb.constant(np.arange(length, dtype=dtype), graph=graph)
+    return gb.cumsum(gb.broadcast_to(gb.constant(1, dtype, graph=graph), [length]), 0, exclusive=True)
+
+
+def _exact(value: Any) -> sympy.Expr:
+    """A known element as an exact sympy number or expression (a float by its binary value)."""
+    if isinstance(value, sympy.Basic):
+        return value
+    return sympy.Rational(value.item() if isinstance(value, np.generic) else value)
 
 
 @register_importer("ReduceProd")
@@ -275,8 +336,8 @@ def _slice(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operand:
             raise ONNXError(f"only positive steps are supported, got {step}")
         axis = normalize_axis(int(axis), len(shape))
         bounds[axis] = (*_bound_pair(starts[i], ends[i], shape[axis]), step)
-    if foldable(args[:1]):
-        return Known(x.array[tuple(slice(int(a), int(b), s) for a, b, s in bounds)], x.dtype)
+    if foldable(args[:1]) and all(isinstance(d, int) for bound in bounds for d in bound):
+        return Known(x.array[tuple(slice(a, b, s) for a, b, s in bounds)], x.dtype)
     starts_, stops_, steps_ = zip(*bounds) if bounds else ((), (), ())
     return gb.slice(ctx.tensor(x), starts_, stops_, steps_)
 

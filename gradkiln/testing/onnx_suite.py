@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -47,6 +47,20 @@ def expected_failures(path: Path) -> dict[re.Pattern, str]:
 def expected_reason(name: str, entries: dict[re.Pattern, str]) -> str | None:
     """Why case `name` (as `test_<case>_cpu`) is expected to fail, or None."""
     return next((reason for pattern, reason in entries.items() if pattern.search(name)), None)
+
+
+def run_strictly(run: Callable[[], None], name: str, entries: dict[re.Pattern, str], listed_in: str) -> None:
+    """Run case `name` (`run` raises when it fails): a case without an entry must pass, a listed
+    case must fail (strict, like `xfail(strict=True)`), so that a fix removes its entry."""
+    reason = expected_reason(name, entries)
+    if reason is None:
+        run()
+        return
+    try:
+        run()
+    except Exception:
+        return  # fails, as listed
+    raise AssertionError(f"{name} passes now: remove its entry from {listed_in} (listed as: {reason})")
 
 
 def _tensors(folder: Path, prefix: str) -> list[np.ndarray]:

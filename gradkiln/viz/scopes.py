@@ -1,8 +1,10 @@
 """Name scopes of nodes, so a big graph can be drawn as nested clusters ("layer1" > "0" > "conv1").
 
 A node named with dots or slashes ("layer1.0.conv1.weight", ONNX's "/layer1/conv/Conv") is in
-the scope of its name without the last part. Unnamed nodes (most of them: only sources and a
-few outputs carry names) inherit one from their inputs, in one topological sweep:
+the scope of its name without the last part; an imported node without a name, in the scope of
+the ONNX node it was imported for (`Node.origin`: torch writes module paths there). Other
+unnamed nodes (most of them: only sources and a few outputs carry names) inherit one from their
+inputs, in one topological sweep:
 
 - a node reading a named param or constant takes that source's scope (a layer's matmul is in
   the layer of its weight);
@@ -46,7 +48,7 @@ def assign_scopes(graph: Graph, node_ids: Sequence[int]) -> dict[int, Scope]:
     first_seen: dict[Scope, int] = {}
     for position, node_id in enumerate(node_ids):
         node = graph.node(node_id)
-        own = name_scope(node.name)
+        own = name_scope(node.name if node.name is not None else node.origin)
         if own is None:
             own = _inherited(graph, node_id, node.role, scopes, weak, first_seen)
             if node.op in VIEWS:

@@ -106,6 +106,44 @@ def test_symbolic_reshape_and_pad():
     assert_agree(g, out, [{"x": np.arange(4 * n, dtype="float32").reshape(n, 4)} for n in (1, 3)])
 
 
+@pytest.mark.parametrize(
+    "build, shape",
+    [
+        (lambda x: gk.reshape(x, (0, 5)), (2, 0)),
+        (lambda x: gk.reshape(x, (3, 0)), (0, 3)),
+        (lambda x: gk.squeeze(x, [0]), (1, 0)),
+        (lambda x: gk.cumprod(x, 0), (3, 0)),
+        (lambda x: x + gk.constant(np.zeros((1, 0), "float32")), (3, 0)),
+    ],
+    ids=["reshape_to_zero", "reshape_zero_moved", "squeeze", "cumprod", "empty_constant"],
+)
+def test_outputs_without_elements_compile(build, shape):
+    """A node with no element to compute is an empty tensor: Relax read a 0 in a new shape as "copy
+    this dim" (reshape, squeeze failed), cumprod along an empty axis divided by zero, and a zero-size
+    constant broke the VM's constant loading."""
+    with gk.Graph() as g:
+        out = build(gk.input("x", shape))
+    got = gk.compile(g, out, target="llvm")(x=np.zeros(shape, "float32"))
+    want = gk.compile(g, out, target="numpy")(x=np.zeros(shape, "float32"))
+    assert got.shape == want.shape and got.dtype == want.dtype
+
+
+def test_scatters_of_no_updates_return_their_input():
+    """TVM's scatter of zero-size indices divided by their extent and failed to compile."""
+    x = np.arange(6, dtype="float32").reshape(2, 3)
+    with gk.Graph() as g:
+        xs = gk.input("x", (2, 3))
+        outs = [
+            gk.scatter_elements_add(xs, gk.input("i", (2, 0), "int64"), gk.input("u", (2, 0)), 1),
+            gk.scatter_add(xs, gk.input("j", (0,), "int64"), gk.input("v", (2, 0)), 1),
+        ]
+    feeds = {"x": x, "i": np.zeros((2, 0), "int64"), "u": np.zeros((2, 0), "float32")}
+    feeds |= {"j": np.zeros(0, "int64"), "v": np.zeros((2, 0), "float32")}
+    for got, want in zip(gk.compile(g, outs, target="llvm")(**feeds), gk.compile(g, outs, target="numpy")(**feeds)):
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, x)
+
+
 def mlp_graph():
     """A two-layer MLP with a symbolic batch and its mean cross-entropy loss."""
     rng = np.random.default_rng(0)

@@ -340,3 +340,24 @@ def test_a_product_feeding_a_sum_is_rounded_on_its_own_as_numpy_does(build, dtyp
     feeds = {name: rng.normal(size=4096).astype(dtype) for name in "xyz"}
     got, want = run_both(build, feeds, optimize=optimize)
     assert np.array_equal(got, want), f"{int(np.sum(got != want))} of {got.size} elements differ"
+
+
+@pytest.mark.parametrize("optimize", ["O0", "O3"])
+def test_logsumexp_of_infinities_and_nan_as_numpy(optimize):
+    """max + log(sum(exp(x - max))) made inf - inf = NaN where a row holds +inf; numpy's reference gives inf."""
+    x = np.float32([[1.85, np.inf, -0.3], [-np.inf, -np.inf, -np.inf], [np.nan, 1, 2], [1, 2, 3], [-np.inf, 1, np.inf]])
+    got, want = run_both(lambda x: gk.logsumexp(x, (1,)), {"x": x}, optimize)
+    assert_ieee_equal(got, want, rtol=1e-6)
+    np.testing.assert_array_equal(want[[0, 1, 4]], [np.inf, -np.inf, np.inf])
+
+
+@pytest.mark.parametrize("optimize", ["O0", "O3"])
+def test_mod_and_floordiv_of_each_other_compile_and_follow_numpy(optimize):
+    """floordiv(mod(x, x), y): the inlined mod's Let, read twice by floordiv, was defined twice (ill-formed TIR)."""
+    x = np.float32([[-1e-45], [3.0], [-7.5]])
+    y = np.float32([[0.17, 1.2], [-2.0, 0.0], [np.inf, -0.0]])
+    got, want = run_both(
+        lambda x, y: [gk.floordiv(gk.mod(x, x), y), gk.mod(gk.floordiv(y, x), x)], {"x": x, "y": y}, optimize
+    )
+    for g, w in zip(got, want):
+        assert_ieee_equal(g, w)

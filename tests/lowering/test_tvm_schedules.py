@@ -5,11 +5,13 @@ scheduled."""
 
 import numpy as np
 import pytest
+from onnx import TensorProto
 from tvm import s_tir, tirx
 
 import gradkiln as gk
 from gradkiln.lowering import tvm_schedule_rules
 from gradkiln.lowering.tvm_schedules import is_conv, is_matmul, root_blocks
+from gradkiln.onnx_io.dtypes import narrow_tensor
 from gradkiln.testing import mlp_feeds, mlp_training_step
 
 
@@ -162,6 +164,18 @@ def test_kernels_calling_scalar_only_intrinsics_stay_unvectorized_and_compile(op
         outputs = [fn(a @ b), gk.exp(a) + fn(a)]
     compiled = assert_builds_agree(g, outputs, [{"a": rand(32, 64), "b": rand(64, 64, seed=1)}])
     assert compiled.scheduled == {}
+
+
+def test_a_schedule_that_would_blow_the_kernel_up_is_refused():
+    """Two bfloat16 roundings after a matmul (ONNX Cast to bfloat16 and back, as graph ops that read
+    their input four times each): inlined into the matmul's epilogue they made an 800 KB expression
+    that TVM's simplifier did not get through in minutes (the ONNX suite's bf16 attention cases).
+    The matmul rule's schedule is refused and the kernel compiles unscheduled."""
+    with gk.Graph() as g:
+        a, b = gk.input("a", (8, 16)), gk.input("b", (16, 12))
+        out = narrow_tensor(narrow_tensor(a @ b, TensorProto.BFLOAT16) * 0.125, TensorProto.BFLOAT16)
+    compiled = assert_builds_agree(g, out, [{"a": rand(8, 16), "b": rand(16, 12, seed=1)}])
+    assert "schedule_matmul" not in compiled.scheduled.values()
 
 
 def test_mlp_training_step_gradients_agree_with_numpy():

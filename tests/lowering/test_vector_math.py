@@ -124,6 +124,17 @@ def test_sin_cos_agree_when_lanes_of_one_vector_take_both_reductions(name):
     assert ulp_error(together[keep], exact[keep]).max() <= MAX_ULP
 
 
+def test_sin_and_tan_of_negative_zero_are_negative_zero():
+    """The reduction's -0 - n * part (n = -0) gave +0: sin(-0.0) and tan(-0.0) (= sin / cos) were +0.0 on llvm."""
+    x = np.resize(np.float32([-0.0, 0.0, -1e-45, 1.0]), LANES * 4)
+    np.testing.assert_array_equal(np.signbit(run_kernel("sin", x)), np.signbit(x))
+    with gk.Graph() as g:
+        out = gk.tan(gk.input("x", x.shape))
+    got = gk.compile(g, out, target="llvm")(x=x)
+    np.testing.assert_array_equal(got[x == 0], x[x == 0])
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(np.tan(x)))
+
+
 @pytest.mark.parametrize("name", ["sin", "cos"])
 def test_sin_cos_of_huge_arguments_are_reduced_exactly(name):
     """From SIN_EXACT_LIMIT on, a vector goes to libm, which reduces exactly, as numpy does (the float64

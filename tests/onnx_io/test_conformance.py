@@ -17,7 +17,7 @@ import onnx.backend.test
 import pytest
 
 from gradkiln.onnx_io.backend import GradkilnBackend
-from gradkiln.testing.onnx_suite import expected_failures, expected_reason
+from gradkiln.testing.onnx_suite import expected_failures, run_strictly
 
 EXPECTED_FAILURES = Path(__file__).with_name("expected_failures.txt")
 EXCLUDED_FOLDERS = ("OnnxBackendRealModelTest",)
@@ -36,16 +36,7 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_onnx_backend_case(name):
-    reason = expected_reason(name, EXPECTED)
-    run = CASES[name](name).debug
-    if reason is None:
-        run()
-        return
-    try:
-        run()
-    except Exception:
-        return  # fails, as listed
-    pytest.fail(f"{name} passes now: remove its entry from {EXPECTED_FAILURES.name} (listed as: {reason})")
+    run_strictly(CASES[name](name).debug, name, EXPECTED, EXPECTED_FAILURES.name)
 
 
 def test_every_expected_failure_matches_cases_and_gives_a_reason():

@@ -114,6 +114,18 @@ def test_params_are_inputs_with_initializers_and_can_be_fed(run_onnx):
     assert run_onnx(model, {"x": x, "w": 3 * x})[model.graph.output[0].name].tolist() == [3.0, 3.0]
 
 
+def test_inputs_keep_their_names_when_a_helper_value_wanted_the_same(run_onnx):
+    # dropout's export makes a mask value hinted "kept" before the input "kept" is reached
+    with gk.Graph() as g:
+        x = gk.input("x", (3,))
+        out = gk.dropout(x, 0.5, seed=1) + gk.input("kept", (3,))
+    model = export(g, out)
+    assert [i.name for i in model.graph.input] == ["x", "kept"]
+    ones = np.ones(3, "float32")
+    expected = gk.compile(g, out, target="numpy")(x=ones, kept=ones)
+    np.testing.assert_array_equal(run_onnx(model, {"x": ones, "kept": ones})[model.graph.output[0].name], expected)
+
+
 def test_values_are_named_after_nodes_and_dict_keys():
     with gk.Graph() as g:
         x = gk.input("x", ("N", 2))

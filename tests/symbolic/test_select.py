@@ -168,6 +168,18 @@ def test_dropout_draws_the_same_mask_on_numpy_tvm_and_onnxruntime(shape):
         np.testing.assert_array_equal(got[1], reference[1])
 
 
+def test_dropout_of_a_scalar_draws_the_same_mask_on_numpy_and_tvm():
+    """The flat index of a 0-d tensor was a Python 0 in the TVM kernel, which made an int32 hash
+    that overflowed: llvm dropped scalars numpy keeps."""
+    with gk.Graph():
+        x = gk.input("x", (), "float32")
+        outs = [gk.dropout(x, 0.5, seed) for seed in range(16)]
+    want = [np.where(keep_mask((), seed, 0.5), np.float32(4.0), np.float32(0.0)) for seed in range(16)]
+    assert 0 < sum(w != 0 for w in want) < 16  # both outcomes are drawn
+    for got in (_run(outs, x=np.float32(2.0)), _run(outs, "llvm", x=np.float32(2.0))):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_dropout_keeps_about_one_minus_rate_and_masks_differ_by_seed():
     first, second = keep_mask((200, 500), 0, 0.25), keep_mask((200, 500), 1, 0.25)
     assert abs(first.mean() - 0.75) < 0.005

@@ -80,7 +80,7 @@ def _cumulative(fn: Callable) -> Callable:
     def compute(x: np.ndarray, axis: int, exclusive: bool = False, reverse: bool = False) -> np.ndarray:
         x = np.flip(x, axis) if reverse else x
         out = fn(x, axis=axis, dtype=x.dtype)
-        if exclusive:
+        if exclusive and x.shape[axis]:  # an empty axis has no first element to shift in
             first = np.zeros_like(np.take(x, [0], axis=axis))
             out = np.concatenate([first, np.delete(out, -1, axis=axis)], axis=axis)
         return np.flip(out, axis) if reverse else out
