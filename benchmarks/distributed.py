@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from itertools import pairwise
 
 import numpy as np
 
 import gradkiln as gk
 from gradkiln import distributed as dist
 from gradkiln.graph.ops.collective import communicator
+from gradkiln.testing import mlp_training_step
 
 WIDTHS, BATCH = [784, 512, 512, 10], 64
 LATENCY = 5e-6  # seconds per ring hop (an assumption: a fast datacenter network)
@@ -33,19 +33,11 @@ CLUSTERS = (8, 64, 512)
 
 def w1_step() -> tuple[gk.Graph, dict, list, dict]:
     """The W1 SGD step: (graph, outputs {"loss", "<param>": new value}, gradients, initial params)."""
-    rng = np.random.default_rng(0)
-    with gk.Graph("w1") as g:
-        h, labels = gk.input("x", ("N", WIDTHS[0])), gk.input("labels", ("N",), "int64")
-        params = []
-        for i, (a, b) in enumerate(pairwise(WIDTHS)):
-            params += [gk.param(f"w{i}", rng.normal(0, a**-0.5, (a, b)).astype("float32"))]
-            params += [gk.param(f"b{i}", np.zeros(b, "float32"))]
-            h = h @ params[-2] + params[-1]
-            h = gk.relu(h) if i < len(WIDTHS) - 2 else h
-        loss = gk.cross_entropy(h, labels)
-        grads = gk.grad(loss, params)
-        new = {p.name: p - 0.01 * gr for p, gr in zip(params, grads)}
-    return g, {"loss": loss, **new}, grads, {p.name: g.by_name(p.name).attrs["value"] for p in params}
+    g, (loss, *grads) = mlp_training_step(WIDTHS)
+    params = g.params()
+    with g:
+        new = {p.name: gk.Tensor(g, p.outputs[0]) - 0.01 * gr for p, gr in zip(params, grads)}
+    return g, {"loss": loss, **new}, grads, {p.name: p.attrs["value"] for p in params}
 
 
 def batch() -> dict[str, np.ndarray]:
