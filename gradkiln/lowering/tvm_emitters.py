@@ -229,14 +229,18 @@ for _name, _fn in REDUCTIONS.items():
     register_emitter(_name)(_over_axes(_fn, "keepdims"))
 
 
-@register_emitter("mean")
-def _mean(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
-    """R.mean; over zero elements NaN, as numpy gives (Relax would fold a division by 0 and fail)."""
-    shape = args[0].ty.shape
-    counts = [shape.values[a] for a in node.attrs["axes"]] if isinstance(shape, relax.ShapeExpr) else []
-    if any(isinstance(n, tirx.IntImm) and n.value == 0 for n in counts):  # the sum of nothing, times NaN
-        return R.multiply(_over_axes(R.sum, "keepdims")(ctx, node, args), _scalar(node, np.nan))
-    return _over_axes(R.mean, "keepdims")(ctx, node, args)
+def _nan_over_nothing(emitter: Emitter) -> Emitter:
+    """`emitter` of mean, var or std, giving NaN over zero elements as numpy does: Relax would fold a
+    division by a zero count and fail to compile (var of a (0, 1) array did)."""
+
+    def emit(ctx: EmitContext, node: Node, args: list[relax.Expr]) -> relax.Expr:
+        shape = args[0].ty.shape
+        counts = [shape.values[a] for a in node.attrs["axes"]] if isinstance(shape, relax.ShapeExpr) else []
+        if any(isinstance(n, tirx.IntImm) and n.value == 0 for n in counts):  # the sum of nothing, times NaN
+            return R.multiply(_over_axes(R.sum, "keepdims")(ctx, node, args), _scalar(node, np.nan))
+        return emitter(ctx, node, args)
+
+    return emit
 
 
 def _moment(fn: Callable[..., relax.Expr], power: float) -> Emitter:
@@ -250,9 +254,10 @@ def _moment(fn: Callable[..., relax.Expr], power: float) -> Emitter:
         n = _count(ctx, args[0], axes, node.types[0].dtype)
         return R.multiply(out, R.power(R.divide(n, R.subtract(n, _scalar(node, correction))), _scalar(node, power)))
 
-    return emit
+    return _nan_over_nothing(emit)
 
 
+register_emitter("mean")(_nan_over_nothing(_over_axes(R.mean, "keepdims")))
 register_emitter("var")(_moment(R.variance, 1.0))
 register_emitter("std")(_moment(R.std, 0.5))
 

@@ -110,12 +110,15 @@ def _grid_sample(ctx: ImportContext, n: OnnxNode, args: list[Operand]) -> Operan
 
 
 def _grid_taps(g: Tensor, size: int, mode: str, padding: str, align: bool) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """(index, weight, in range) of each tap along one spatial axis of `size` elements."""
+    """(index, weight, in range) of each tap along one spatial axis of `size` elements. Logic is
+    `where` (a and b as where(a, b, False)): a bool bitwise_and exports as ONNX And, which imports
+    back as a where, so import -> export -> import would change the exported ops."""
     lo, hi = (0.0, size - 1.0) if align else (-0.5, size - 0.5)
     c = gb.mul(gb.add(g, 1.0), (size - 1) / 2) if align else gb.div(gb.sub(gb.mul(gb.add(g, 1.0), size), 1.0), 2.0)
     c = gb.round(c) if mode == "nearest" else c
     if padding == "border":
-        c = gb.where(gb.bitwise_or(gb.less(c, lo), gb.greater(c, hi)), gb.clip(c, 0.0, size - 1.0), c)
+        clamped = gb.clip(c, 0.0, size - 1.0)  # only outside [lo, hi], which is wider without align_corners
+        c = gb.where(gb.less(c, lo), clamped, gb.where(gb.greater(c, hi), clamped, c))
     elif padding == "reflection":
         c = _reflect(c, lo, hi)
     base = c if mode == "nearest" else gb.floor(c)
@@ -127,7 +130,7 @@ def _grid_taps(g: Tensor, size: int, mode: str, padding: str, align: bool) -> li
     taps = []
     for offset, weight in zip(offsets, weights):
         i = gb.add(base, float(offset)) if offset else base
-        inside = gb.bitwise_and(gb.greater_equal(i, 0.0), gb.less_equal(i, size - 1.0))
+        inside = gb.where(gb.greater_equal(i, 0.0), gb.less_equal(i, size - 1.0), False)
         if padding == "reflection":
             i = gb.floor(gb.maximum(_reflect(i, lo, hi), 0.0))  # int() of a value >= -0.5
         index = gb.cast(gb.clip(i, 0.0, size - 1.0), "int64")
@@ -174,7 +177,7 @@ def _gather_taps(x: Tensor, axes: list[list[tuple[Tensor, Tensor, Tensor]]], out
         weight, within = combo[0][1], combo[0][2]
         for (index, w, ok), stride in zip(combo[1:], strides[1:]):
             flat = gb.add(flat, index if stride == 1 else gb.mul(index, stride))
-            weight, within = gb.mul(weight, w), gb.bitwise_and(within, ok)
+            weight, within = gb.mul(weight, w), gb.where(within, ok, False)
         indices.append(gb.reshape(flat, (batch, count)))
         weights.append(gb.reshape(weight, (batch, count)))
         inside.append(gb.reshape(within, (batch, count)))

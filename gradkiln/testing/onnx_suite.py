@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 import onnx
+import onnx.backend.test
 from onnx import numpy_helper
 from onnx.backend.test.loader import load_model_tests
 
@@ -23,6 +24,22 @@ def suite_cases(folder: str) -> list[Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return load_model_tests(kind=folder)
+
+
+def backend_cases(backend: Any, module: str, chosen: re.Pattern | None = None) -> dict[str, Any]:
+    """{test name: its unittest class} of onnx's generated tests of `backend` (for the test module
+    named `module`) in the four folders (not "real": its CNNs need the slow reference evaluator),
+    those whose name `chosen` matches if given."""
+    with warnings.catch_warnings():  # onnx's case generators divide by zero on purpose
+        warnings.simplefilter("ignore", RuntimeWarning)
+        suite = onnx.backend.test.BackendTest(backend, module).test_cases
+    return {
+        name: test_case
+        for folder, test_case in suite.items()
+        if folder != "OnnxBackendRealModelTest"
+        for name in dir(test_case)
+        if name.startswith("test_") and name.endswith("_cpu") and (chosen is None or chosen.search(name))
+    }
 
 
 def load_case(case: Any) -> tuple[onnx.ModelProto, DataSets]:

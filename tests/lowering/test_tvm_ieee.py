@@ -361,3 +361,14 @@ def test_mod_and_floordiv_of_each_other_compile_and_follow_numpy(optimize):
     )
     for g, w in zip(got, want):
         assert_ieee_equal(g, w)
+
+
+def test_mean_var_and_std_over_a_static_empty_axis_are_nan():
+    """Relax folded the division by a zero count and failed to compile var and std of a (0, 1) array."""
+    x = np.zeros((0, 1))
+    got, want = run_both(
+        lambda x: [gk.var(x, (0,), keepdims=True), gk.std(x, (0,)), gk.mean(x, (0,)), gk.std(x, (0,), correction=1)],
+        {"x": x},
+    )
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and np.isnan(w).all() and np.isnan(g).all()

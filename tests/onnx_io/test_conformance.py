@@ -10,28 +10,16 @@ slow reference evaluator.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-import onnx.backend.test
 import pytest
 
 from gradkiln.onnx_io.backend import GradkilnBackend
-from gradkiln.testing.onnx_suite import expected_failures, run_strictly
+from gradkiln.testing.onnx_suite import backend_cases, expected_failures, run_strictly
 
 EXPECTED_FAILURES = Path(__file__).with_name("expected_failures.txt")
-EXCLUDED_FOLDERS = ("OnnxBackendRealModelTest",)
 EXPECTED = expected_failures(EXPECTED_FAILURES)
-with warnings.catch_warnings():  # onnx's case generators divide by zero on purpose
-    warnings.simplefilter("ignore", RuntimeWarning)
-    SUITE = onnx.backend.test.BackendTest(GradkilnBackend, __name__).test_cases
-CASES = {
-    name: test_case
-    for folder, test_case in SUITE.items()
-    if folder not in EXCLUDED_FOLDERS
-    for name in dir(test_case)
-    if name.startswith("test_") and name.endswith("_cpu")
-}
+CASES = backend_cases(GradkilnBackend, __name__)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -9,14 +9,12 @@ cannot import fails on every target) and expected_failures_llvm.txt lists llvm's
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
-import onnx.backend.test
 import pytest
 
 from gradkiln.onnx_io.backend import GradkilnTVMBackend
-from gradkiln.testing.onnx_suite import expected_failures, run_strictly
+from gradkiln.testing.onnx_suite import backend_cases, expected_failures, run_strictly
 
 HERE = Path(__file__).parent
 LLVM_FAILURES = HERE / "expected_failures_llvm.txt"
@@ -27,16 +25,7 @@ CHOSEN = re.compile(
     r"|reduce_.*empty|MaxPool2d_stride_padding_dilation|averagepool_3d_dilations_large|(log)?softmax_large_number"
     r"|clip_min_greater|(max|min)_float16)"
 )
-with warnings.catch_warnings():  # onnx's case generators divide by zero on purpose
-    warnings.simplefilter("ignore", RuntimeWarning)
-    SUITE = onnx.backend.test.BackendTest(GradkilnTVMBackend, __name__).test_cases
-CASES = {
-    name: test_case
-    for folder, test_case in SUITE.items()
-    if folder != "OnnxBackendRealModelTest"
-    for name in dir(test_case)
-    if name.startswith("test_") and name.endswith("_cpu") and CHOSEN.search(name)
-}
+CASES = backend_cases(GradkilnTVMBackend, __name__, CHOSEN)
 
 
 @pytest.mark.slow
