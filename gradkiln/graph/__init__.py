@@ -6,6 +6,7 @@ Depends on nothing else in gradkiln; every other layer depends on it.
 from . import builder, ops  # builder: Tensor's operators are set when it loads
 from .errors import (
     AnomalyError,
+    DistributedError,
     DTypeError,
     GradientError,
     GradkilnError,
@@ -28,6 +29,7 @@ __all__ = [
     "AnomalyError",
     "DTypeError",
     "Dim",
+    "DistributedError",
     "GradientError",
     "GradkilnError",
     "Graph",

@@ -46,3 +46,8 @@ class AnomalyError(GradkilnError, FloatingPointError):
 class IndexOutOfRangeError(GradkilnError, IndexError):
     """An index op met an index outside its axis in mode "raise"; the message names the op, the node,
     the offending index and the valid range."""
+
+
+class DistributedError(GradkilnError, RuntimeError):
+    """A collective cannot run: no process group, a world size that differs from the graph's, a
+    worker lost or timed out. The message names the op or the rank."""

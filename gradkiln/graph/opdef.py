@@ -31,6 +31,7 @@ class OpDef:
     num_outputs: int = 1
     elementwise: bool = False
     source: bool = False  # input, param, constant: no inputs, value comes from outside or attrs
+    foldable: bool = True  # False: the value is not a function of the operands alone (a collective's)
     doc: str = ""
 
 

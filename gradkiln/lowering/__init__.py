@@ -30,9 +30,11 @@ def _torch_hidden() -> Iterator[None]:
 def _tvm_backend(graph: Graph, outputs: Any, target: Any, **options: Any) -> Executable:
     with _torch_hidden():
         from .tvm.backend import TVMExecutable  # imported lazily: TVM takes ~0.7 s to import
+    from .tvm.emitters.collective import refuse_collectives
     from .tvm.emitters.complex import refuse_complex
 
     refuse_complex(graph, outputs, target)
+    refuse_collectives(graph, outputs, target)
     return TVMExecutable(graph, outputs, target, **options)
 
 

@@ -16,6 +16,7 @@ op type; `register_exporter` / `register_importer` add rules for custom ops.
 
 from . import (  # each module registers its family's rules into EXPORTERS or IMPORTERS
     export_bitwise,  # the bitwise ops and shifts
+    export_collective,  # collectives: Identity for one worker, else refused (ONNX has none)
     export_complex,  # complex values: refused (no ONNX operator takes them)
     export_control,  # scan and cond as Loop and If
     export_elementwise,  # composed elementwise rules and the one-to-one table's ops

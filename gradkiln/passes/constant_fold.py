@@ -16,7 +16,7 @@ def constant_fold(graph: Graph, ctx: PassContext) -> bool:
     folded = False
     for node_id in list(graph.topological_order()):
         opdef = get_op(graph.op_of(node_id))
-        if opdef.source:
+        if opdef.source or not opdef.foldable:
             continue
         inputs = graph.inputs_of(node_id)
         if not inputs or any(graph.op_of(v.node) != "constant" for v in inputs):

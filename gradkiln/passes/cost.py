@@ -17,6 +17,7 @@ import numpy as np
 
 from ..graph import OPS, Graph, GraphError, TensorType, UnsupportedOpError
 from ..graph.ops.bitwise import BINARY as BITWISE
+from ..graph.ops.collective import COLLECTIVES, ring_traffic
 from ..graph.ops.dropout import ROUNDS as DROPOUT_ROUNDS
 from ..graph.ops.elementwise import BINARY, COMPARE, UNARY, UNARY_WITH_ATTRS
 from ..graph.ops.elementwise_table import BINARY_ROWS, TRANSCENDENTAL, UNARY_ROWS
@@ -214,6 +215,11 @@ COST_RULES: dict[str, CostRule] = {
     **{op: per_element(0) for op in ("real", "imag", "complex")},
     "conj": per_element(1),
     "angle": per_element(TRANSCENDENTAL),
+    # collectives: a worker's additions in the ring algorithm (bytes on the wire: passes/communication.py)
+    **{
+        op: lambda ins, out, attrs, op=op: ring_traffic(op, math.prod(ins[0]), attrs["world_size"])[1]
+        for op in COLLECTIVES
+    },
 }
 
 

@@ -16,6 +16,7 @@ loss-scales gradients. docs/autodiff.md describes them all.
 
 from ..graph.builder import stop_gradient, zeros_like
 from . import (
+    collective_rules,  # all_reduce, all_gather, reduce_scatter, broadcast, reduce: their transposes
     complex_rules,  # real, imag, conj, angle, complex and abs of complex operands
     control_rules,  # scan and cond: derivative and batched bodies
     fused_rules,  # the fused elementwise op's rules, derived with sympy

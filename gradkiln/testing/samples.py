@@ -9,6 +9,7 @@ import numpy as np
 from .. import graph as _graph
 from ..graph import builder as gb
 from .bitwise_samples import bitwise_samples
+from .collective_samples import collective_samples
 from .control_samples import control_samples
 from .families import custom_jvp_samples, fused_samples, linalg_samples, math_samples, nn_samples, select_samples
 from .random_samples import random_samples
@@ -95,6 +96,7 @@ def op_samples(dtype: str = "float64", seed: int = 0) -> list[OpSample]:
         + fused_samples(dtype, rng)
         + control_samples(dtype, rng)
         + bitwise_samples(dtype, rng)
+        + collective_samples(dtype, rng)
     )
 
 

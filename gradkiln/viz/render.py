@@ -36,12 +36,14 @@ import graphviz
 
 from ..atomic import write_atomic
 from ..graph import Graph, Node, Value, VizError
+from ..graph.ops.collective import COLLECTIVES
 from ..graph.printer import format_attr
 from .scopes import SOURCES, Scope, assign_scopes
 
 # fill colour per node role ("forward", "grad", "recompute", "optimizer": training-graph updates) and per source op
 ROLE_COLOURS = {"forward": "#cfe2f3", "grad": "#f4cccc", "recompute": "#fce5cd", "optimizer": "#d9d2e9"}
 SOURCE_COLOURS = {"input": "#d9ead3", "param": "#fff2cc", "constant": "#eeeeee"}
+COLLECTIVE_COLOUR = "#76a5af"  # all_reduce, all_gather, ...: where workers communicate, in any role
 FORMATS = ("svg", "png", "pdf")
 # drawings with more nodes carry edge types as tooltips: dot spends minutes placing labels on them
 EDGE_LABEL_LIMIT = 150
@@ -286,6 +288,7 @@ def _node_style(node: Node, is_output: bool, folded: Sequence[Node] = ()) -> dic
     )
     title = node.op if node.name is None else f"{node.name}\n{node.op}"
     colour = SOURCE_COLOURS.get(node.op) or ROLE_COLOURS.get(node.role, "#ffffff")
+    colour = COLLECTIVE_COLOUR if node.op in COLLECTIVES else colour
     tooltip = f"{node.label} = {node.op} : {', '.join(map(str, node.types))} ({node.role})"
     return {
         "label": _text(f"{title}\n{shown}".strip()),

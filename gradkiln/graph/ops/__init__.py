@@ -3,6 +3,7 @@
 from . import (
     autodiff,
     bitwise,
+    collective,
     complex,
     control,
     dropout,

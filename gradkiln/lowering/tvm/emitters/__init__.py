@@ -4,6 +4,7 @@ it from the list below, each module registering its family's ops with `register_
 
 from . import (
     bitwise,  # the bitwise ops
+    collective,  # the collectives: a packed call of the communicator on the VM's buffer
     complex,  # the complex ops: refused, TVM has no complex dtype
     control,  # scan and cond, unrolled
     elementwise,  # the elementwise table's rows, reductions and shape ops
