@@ -5,10 +5,11 @@ Kept apart so that `import gradkiln.cli` does not pay for sympy, networkx, onnx 
 
 # ruff: noqa: F401  (every import is a re-export)
 
-from . import onnx_io, passes, random, symbolic, viz
+from . import distributed, onnx_io, passes, random, symbolic, viz
 from .check import GradCheckReport, InputCheck, check_grad
 from .graph import (
     AnomalyError,
+    DistributedError,
     DTypeError,
     GradientError,
     GradkilnError,
