@@ -115,6 +115,12 @@ def render_as_jpeg():
     gk.viz.render(g, "g.jpeg", [y])
 
 
+def collective_without_a_process_group():
+    with gk.Graph() as g:
+        y = gk.distributed.all_reduce(gk.input("x", (3,)), world_size=2)
+    gk.compile(g, y)(x=np.ones(3, np.float32))
+
+
 EXAMPLES = {
     "ShapeError": [matmul_of_mismatched_shapes, feed_of_the_wrong_shape],
     "DTypeError": [unknown_dtype, bitwise_and_of_floats],
@@ -126,6 +132,7 @@ EXAMPLES = {
     "RunTimeValueError": [axes_from_a_graph_input],
     "IndexOutOfRangeError": [take_past_the_end, take_past_the_end_on_llvm_under_anomaly_detection],
     "VizError": [render_as_jpeg],
+    "DistributedError": [collective_without_a_process_group],
 }
 
 
