@@ -34,7 +34,7 @@ import numpy as np
 from passes_jax import xla_report
 
 import gradkiln as gk
-from gradkiln.lowering.executable import normalize_outputs
+from gradkiln.graph.outputs import normalize_outputs
 from gradkiln.passes import optimize, plan_memory, rematerialize
 from gradkiln.testing import elementwise_chain, measured_peak_bytes
 

@@ -203,7 +203,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _optimize(args: argparse.Namespace) -> int:
     from . import onnx_io
-    from .lowering.executable import normalize_outputs, restructure
+    from .graph.outputs import normalize_outputs, restructure
     from .passes import optimize
 
     graph, outputs, _ = _load(args)

@@ -95,6 +95,34 @@ def test_the_ir_imports_no_layer_above_it():
     assert not outside, sorted(outside)
 
 
+# The layers bottom up; a module may import its own layer and those below. Top-level modules that
+# import nothing of gradkiln (atomic, _version, progress) serve every layer; the rest of the top
+# level (the API, the command, check, trace, testing, deploy, random) sits above all layers.
+LAYER_ORDER = {"graph": 0, "symbolic": 1, "passes": 2, "lowering": 3, "onnx_io": 4, "viz": 4, "distributed": 5}
+SHARED = {"gradkiln", "gradkiln.atomic", "gradkiln._version", "gradkiln.progress"}
+
+
+def layer(module: str) -> int:
+    if module in SHARED:
+        return -1
+    return LAYER_ORDER.get(module.split(".")[1], len(LAYER_ORDER))
+
+
+def test_the_shared_top_level_modules_import_no_layer():
+    assert not {m for s in SHARED - {"gradkiln"} for m in imported_modules(MODULES[s]) if m in MODULES}
+
+
+def test_layers_import_only_downwards():
+    """graph <- symbolic <- passes <- lowering <- onnx_io, viz <- distributed <- the API and the command."""
+    upwards = {
+        f"{module} imports {imported}"
+        for module, path in MODULES.items()
+        for imported in imported_modules(path)
+        if imported in MODULES and layer(imported) > layer(module)
+    }
+    assert not upwards, sorted(upwards)
+
+
 def test_no_import_cycle():
     """No two modules import each other, directly or through others: each layer loads bottom up, and
     inside a layer each module can be read (and imported) before the ones that use it. Tensor's

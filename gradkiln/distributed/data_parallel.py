@@ -31,8 +31,9 @@ from ..graph import Graph, GraphError, Tensor, Value
 from ..graph import builder as gb
 from ..graph.builder import collective as collectives
 from ..graph.dtypes import is_float
+from ..graph.outputs import normalize_outputs, restructure
 from ..lowering import compile as compile_graph
-from ..lowering.executable import Executable, normalize_outputs, restructure
+from ..lowering.executable import Executable
 from ..onnx_io.training import TrainingGraph
 from ..passes.communication import CommunicationReport, communication
 from ..symbolic.utilities import clip_by_global_norm

@@ -7,8 +7,9 @@ import sys
 from typing import Any, Callable, Iterator, Sequence
 
 from ..graph import Graph, LoweringError
+from ..graph.outputs import normalize_outputs, restructure
 from ..passes.manager import optimize as run_passes
-from .executable import Executable, normalize_outputs, restructure
+from .executable import Executable
 from .numpy.backend import NumpyExecutable
 
 

@@ -18,9 +18,9 @@ from onnx import helper, numpy_helper
 from ..atomic import write_atomic
 from ..graph import GradkilnError, Graph, Node, ONNXError, TensorType, UnsupportedOpError, Value
 from ..graph.ops.complex import first_complex_node
+from ..graph.outputs import normalize_outputs
 from ..graph.registry import Registry
 from ..graph.types import Dim
-from ..lowering.executable import normalize_outputs
 from .dtypes import TO_ONNX
 
 OPSET = 18

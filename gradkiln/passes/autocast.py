@@ -27,7 +27,7 @@ import numpy as np
 
 from ..graph import DTypeError, Graph, Value
 from ..graph.dtypes import is_float
-from ..lowering.executable import normalize_outputs
+from ..graph.outputs import normalize_outputs
 from .dce import dce
 from .manager import PassContext, register_pass
 

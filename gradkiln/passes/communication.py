@@ -15,7 +15,7 @@ import numpy as np
 
 from ..graph import Graph
 from ..graph.ops.collective import COLLECTIVES, ring_traffic
-from ..lowering.executable import normalize_outputs
+from ..graph.outputs import normalize_outputs
 from .cost import _concrete as concrete_shape
 
 

@@ -24,7 +24,7 @@ from ..graph.ops.elementwise_table import BINARY_ROWS, TRANSCENDENTAL, UNARY_ROW
 from ..graph.ops.fused import fold, symbols
 from ..graph.ops.linalg import letter_dims
 from ..graph.ops.resize import AxisTable, grad_tables, tables
-from ..lowering.executable import normalize_outputs
+from ..graph.outputs import normalize_outputs
 
 Shape = tuple[int, ...]
 # (input shapes, shape of output 0, attrs) -> FLOPs

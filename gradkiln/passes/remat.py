@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from ..graph import Graph, GraphError, Value
+from ..graph.outputs import normalize_outputs
 from ..graph.types import symbol
-from ..lowering.executable import normalize_outputs
+from ..symbolic.checkpoint import SCOPE_KEY, Recomputer
 from .cost import cost
 from .manager import PassContext, register_pass
 from .memory import SOURCES, VIEWS, padded, plan_memory, value_bytes
@@ -148,8 +149,6 @@ def _peak(graph: Graph, outputs: list[Value], bindings: Mapping[str, int] | None
 def drop_activations(graph: Graph, nodes: Iterable[int]) -> list[int]:
     """Make the backward read recomputed copies of the forward `nodes` (and of the forward views of
     them) instead of the nodes themselves; returns the dropped nodes the backward read."""
-    from ..symbolic.checkpoint import SCOPE_KEY, Recomputer  # here: symbolic imports lowering, which imports passes
-
     dropped = _with_views(graph, set(nodes))
     readers = {
         v: [u for u, _ in graph.users_of(v) if graph.role_of(u) in BACKWARD_ROLES]

@@ -21,8 +21,8 @@ import sympy
 
 from ..atomic import write_atomic
 from ..graph import GradkilnError, Graph, Value, VizError
+from ..graph.outputs import normalize_outputs
 from ..lowering import compile as compile_graph
-from ..lowering.executable import normalize_outputs
 from ..lowering.profile import KernelTime, Profile
 from ..passes import PIPELINES, optimize, plan_memory
 from ..passes.cost import cost

@@ -19,7 +19,7 @@ from tvm.ir.expr import StringImm
 
 from ....graph import Graph, LoweringError, Node
 from ....graph.ops.collective import COLLECTIVES, INTO, as_numpy
-from ...executable import normalize_outputs
+from ....graph.outputs import normalize_outputs
 from .context import EmitContext, register_emitter
 
 PACKED = "gradkiln.collective"

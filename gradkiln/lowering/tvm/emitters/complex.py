@@ -13,7 +13,7 @@ from tvm import relax
 
 from ....graph import Graph, LoweringError, Node
 from ....graph.ops.complex import PARTS, first_complex_node
-from ...executable import normalize_outputs
+from ....graph.outputs import normalize_outputs
 from .context import EmitContext, register_emitter
 
 COMPLEX_ON_NUMPY = "complex dtypes run on the numpy executor; compile(target='numpy')"
