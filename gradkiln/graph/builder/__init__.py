@@ -20,8 +20,6 @@ from .core import (
     cast,
     clip,
     constant,
-    cumprod,
-    cumsum,
     elu,
     emit,
     equal,
@@ -35,20 +33,9 @@ from .core import (
     leaky_relu,
     less,
     less_equal,
-    log_softmax,
-    logsumexp,
-    max,
-    mean,
-    min,
     not_equal,
     param,
-    prod,
-    size,
-    softmax,
-    std,
     stop_gradient,
-    sum,
-    var,
     where,
 )
 from .elementwise import *  # noqa: F403  (one builder function per row of the elementwise table)
@@ -86,7 +73,23 @@ from .nn import (
     scatter_add,
     take,
 )
-from .reduce import argmax, argmin
+from .reduce import (
+    argmax,
+    argmin,
+    cumprod,
+    cumsum,
+    log_softmax,
+    logsumexp,
+    max,
+    mean,
+    min,
+    prod,
+    size,
+    softmax,
+    std,
+    sum,
+    var,
+)
 from .resize import resize
 from .select import (
     argsort,

@@ -13,9 +13,10 @@ import numpy as np
 from ..dtypes import is_int
 from ..errors import GraphError, ShapeError
 from ..tensor import Tensor
-from .core import TensorLike, cast, constant, log_softmax, mean, not_equal, softmax, sum, var, where
+from .core import TensorLike, cast, constant, not_equal, where
 from .elementwise import abs, exp, log1p, mul, neg, relu, rsqrt
 from .linalg import matmul
+from .reduce import log_softmax, mean, softmax, sum, var
 from .select import one_hot
 from .shape import reshape, transpose
 

@@ -16,8 +16,9 @@ from ..errors import ShapeError, UnsupportedOpError
 from ..ops.linalg import parse_subscripts
 from ..tensor import Tensor
 from ..types import normalize_axes, normalize_axis
-from .core import TensorLike, _promoted, _unary_operand, cast, emit, max, min, not_equal, sum, where
+from .core import TensorLike, _promoted, _unary_operand, cast, emit, not_equal, where
 from .elementwise import abs, pow, sqrt
+from .reduce import max, min, sum
 from .shape import expand_dims, squeeze, transpose
 
 __all__ = [

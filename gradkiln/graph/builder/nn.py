@@ -13,7 +13,8 @@ from ..errors import ShapeError
 from ..ops.index_mode import check_mode
 from ..tensor import Tensor
 from ..types import normalize_axis
-from .core import TensorLike, _promoted, emit, mean
+from .core import TensorLike, _promoted, emit
+from .reduce import mean
 from .shape import expand_dims, squeeze
 
 Pair = tuple[int, int]

@@ -11,9 +11,10 @@ from typing import Any, Callable
 from ..tensor import Tensor
 from .bitwise import bitwise_and, bitwise_not, bitwise_or, bitwise_xor, left_shift, right_shift
 from .complex import conj, imag, real
-from .core import cast, equal, greater, greater_equal, less, less_equal, max, mean, not_equal, sum
+from .core import cast, equal, greater, greater_equal, less, less_equal, not_equal
 from .elementwise import FUNCTIONS
 from .linalg import matmul
+from .reduce import max, mean, sum
 from .shape import getitem, reshape, transpose
 
 BINARY_OPERATORS: dict[str, Callable[[Any, Any], Tensor]] = {
